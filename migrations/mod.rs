@@ -1,0 +1,21 @@
+//! The versioned metadata schema. One module per schema version; each step upgrades the store
+//! from the previous version. Pending steps run in one write transaction when the store opens
+//! (see `kura::meta::Meta::open`), so an upgrade either completes or leaves the store untouched.
+
+mod v1_initial;
+
+/// One schema upgrade step.
+pub struct Migration {
+    /// The schema version the store is at after this step.
+    pub version: u64,
+    /// What the step does, for logs.
+    pub name: &'static str,
+    /// Applies the step inside the opening transaction.
+    pub apply: fn(&redb::WriteTransaction) -> Result<(), redb::Error>,
+}
+
+/// Every step, in version order.
+pub const MIGRATIONS: &[Migration] = &[v1_initial::STEP];
+
+/// The schema version this build of kura writes.
+pub const LATEST: u64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

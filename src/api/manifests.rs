@@ -1,0 +1,101 @@
+//! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+
+use crate::error::{Code, Error, Result};
+use crate::manifest::MAX_MANIFEST_SIZE;
+use crate::names::{Reference, RepoName};
+use crate::registry::Registry;
+
+fn parse(path: &(String, String)) -> Result<(RepoName, Reference)> {
+    Ok((super::repo(&path.0)?, Reference::parse(&path.1)?))
+}
+
+async fn fetch(
+    path: web::Path<(String, String)>,
+    reg: web::Data<Registry>,
+    with_body: bool,
+) -> Result<HttpResponse> {
+    let (repo, reference) = parse(&path)?;
+    let m = reg.get_manifest(&repo, &reference, with_body)?;
+    let mut res = HttpResponse::Ok();
+    res.content_type(m.media_type.as_str())
+        .insert_header(("Docker-Content-Digest", m.digest.to_string()))
+        .insert_header(("ETag", format!("\"{}\"", m.digest)));
+    Ok(match m.body {
+        Some(b) => res.body(b),
+        None => res.body(actix_web::body::SizedStream::new(
+            m.size,
+            futures_util::stream::empty::<Result<bytes::Bytes>>(),
+        )),
+    })
+}
+
+pub async fn get(
+    path: web::Path<(String, String)>,
+    reg: web::Data<Registry>,
+) -> Result<HttpResponse> {
+    fetch(path, reg, true).await
+}
+
+pub async fn head(
+    path: web::Path<(String, String)>,
+    reg: web::Data<Registry>,
+) -> Result<HttpResponse> {
+    fetch(path, reg, false).await
+}
+
+pub async fn put(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    reg: web::Data<Registry>,
+    mut payload: web::Payload,
+) -> Result<HttpResponse> {
+    let (repo, reference) = parse(&path)?;
+    let too_large = || {
+        Error::new(
+            Code::ManifestInvalid,
+            format!("manifest exceeds {MAX_MANIFEST_SIZE} bytes"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    };
+    let declared =
+        super::header(req.headers(), "content-length").and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_MANIFEST_SIZE) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::with_capacity(declared.unwrap_or(4096));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| Error::new(Code::ManifestInvalid, format!("reading manifest: {e}")))?;
+        if body.len() + chunk.len() > MAX_MANIFEST_SIZE {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let content_type = super::header(req.headers(), "content-type");
+    let out = reg
+        .put_manifest(&repo, &reference, content_type, body.freeze())
+        .await?;
+    let mut res = HttpResponse::Created();
+    res.insert_header((
+        "Location",
+        super::url(&req, &format!("/v2/{repo}/manifests/{}", out.digest)),
+    ))
+    .insert_header(("Docker-Content-Digest", out.digest.to_string()));
+    if let Some(s) = &out.subject {
+        res.insert_header(("OCI-Subject", s.to_string()));
+    }
+    Ok(res.finish())
+}
+
+pub async fn delete(
+    path: web::Path<(String, String)>,
+    reg: web::Data<Registry>,
+) -> Result<HttpResponse> {
+    let (repo, reference) = parse(&path)?;
+    reg.delete_manifest(&repo, &reference).await?;
+    Ok(super::empty(StatusCode::ACCEPTED).finish())
+}

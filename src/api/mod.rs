@@ -1,0 +1,143 @@
+//! HTTP routes of the OCI Distribution API, one module per resource. Handlers are thin: they
+//! parse the request, call `Registry` and shape the reply.
+
+mod base;
+mod blobs;
+mod catalog;
+mod manifests;
+mod referrers;
+mod tags;
+mod uploads;
+
+use actix_web::http::header::HeaderMap;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::digest::Digest;
+use crate::error::{Code, Error, Result};
+use crate::names::RepoName;
+
+/// Registers every `/v2/` route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v2")
+            .wrap(DefaultHeaders::new().add(("Docker-Distribution-Api-Version", "registry/2.0")))
+            .route("", web::get().to(base::get))
+            .route("/", web::get().to(base::get))
+            .route("/_catalog", web::get().to(catalog::get))
+            .route("/{name:.+}/tags/list", web::get().to(tags::list))
+            .service(
+                web::resource("/{name:.+}/manifests/{reference}")
+                    .route(web::get().to(manifests::get))
+                    .route(web::head().to(manifests::head))
+                    .route(web::put().to(manifests::put))
+                    .route(web::delete().to(manifests::delete))
+                    .default_service(web::to(unsupported)),
+            )
+            .service(
+                web::resource(["/{name:.+}/blobs/uploads/", "/{name:.+}/blobs/uploads"])
+                    .route(web::post().to(uploads::start))
+                    .default_service(web::to(unsupported)),
+            )
+            .service(
+                web::resource("/{name:.+}/blobs/uploads/{id}")
+                    .route(web::get().to(uploads::status))
+                    .route(web::patch().to(uploads::patch))
+                    .route(web::put().to(uploads::put))
+                    .route(web::delete().to(uploads::cancel))
+                    .default_service(web::to(unsupported)),
+            )
+            .service(
+                web::resource("/{name:.+}/blobs/{digest}")
+                    .route(web::get().to(blobs::get))
+                    .route(web::head().to(blobs::head))
+                    .route(web::delete().to(blobs::delete))
+                    .default_service(web::to(unsupported)),
+            )
+            .route(
+                "/{name:.+}/referrers/{digest}",
+                web::get().to(referrers::get),
+            )
+            .default_service(web::to(not_found)),
+    );
+}
+
+async fn unsupported() -> Result<HttpResponse> {
+    Err(Error::new(
+        Code::Unsupported,
+        "method not allowed on this endpoint",
+    ))
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
+    Err(Error::new(
+        Code::NameUnknown,
+        format!("no route for {}", req.path()),
+    ))
+}
+
+/// Validates a repository name from the path.
+fn repo(name: &str) -> Result<RepoName> {
+    RepoName::parse(name)
+}
+
+/// Validates a digest from the path or query.
+fn digest(s: &str) -> Result<Digest> {
+    s.parse()
+}
+
+/// The absolute URL of `path` on the host the client addressed.
+fn url(req: &HttpRequest, path: &str) -> String {
+    let info = req.connection_info();
+    format!("{}://{}{}", info.scheme(), info.host(), path)
+}
+
+/// A query parameter, percent-decoded.
+fn query_param(req: &HttpRequest, key: &str) -> Option<String> {
+    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .ok()?
+        .into_inner()
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Parses `n` and `last` for paginated listings; `n` defaults to and is capped at `max`.
+fn pagination(req: &HttpRequest, max: usize) -> Result<(usize, Option<String>, bool)> {
+    let n = match query_param(req, "n") {
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            Error::new(Code::Unsupported, format!("n={v:?} is not a number"))
+                .with_status(actix_web::http::StatusCode::BAD_REQUEST)
+        })?,
+        None => max,
+    };
+    let capped = n > max;
+    Ok((n.min(max), query_param(req, "last"), capped))
+}
+
+/// Adds an RFC 5988 `Link: <...>; rel="next"` header for the page after `last`.
+fn link_next(res: &mut actix_web::HttpResponseBuilder, path: &str, n: usize, last: &str) {
+    let last = percent_encode(last);
+    res.insert_header(("Link", format!("<{path}?n={n}&last={last}>; rel=\"next\"")));
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An empty reply with `status`.
+fn empty(status: actix_web::http::StatusCode) -> actix_web::HttpResponseBuilder {
+    HttpResponse::build(status)
+}

@@ -1,0 +1,147 @@
+//! Blob uploads: `POST /v2/<name>/blobs/uploads/` (start, monolithic, mount) and
+//! `GET`/`PATCH`/`PUT`/`DELETE /v2/<name>/blobs/uploads/<id>`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::error::{Code, Error, Result};
+use crate::names::RepoName;
+use crate::registry::Registry;
+use crate::registry::range_header;
+
+/// Parses `Content-Range: <start>-<end>` (the spec's `^[0-9]+-[0-9]+$`; `bytes ` tolerated).
+fn content_range(req: &HttpRequest) -> Result<Option<(u64, u64)>> {
+    let Some(v) = super::header(req.headers(), "content-range") else {
+        return Ok(None);
+    };
+    let s = v
+        .trim()
+        .trim_start_matches("bytes ")
+        .trim_start_matches("bytes=");
+    let s = s.split('/').next().unwrap_or("");
+    let parsed = s
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+    match parsed {
+        Some(r) => Ok(Some(r)),
+        None => Err(Error::new(
+            Code::BlobUploadInvalid,
+            format!("malformed Content-Range {v:?}"),
+        )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)),
+    }
+}
+
+fn session_reply(
+    req: &HttpRequest,
+    status: StatusCode,
+    repo: &RepoName,
+    id: &str,
+    len: u64,
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((
+            "Location",
+            super::url(req, &format!("/v2/{repo}/blobs/uploads/{id}")),
+        ))
+        .insert_header(("Docker-Upload-UUID", id))
+        .insert_header(("Range", range_header(len)))
+        .finish()
+}
+
+fn created_reply(
+    req: &HttpRequest,
+    repo: &RepoName,
+    digest: &crate::digest::Digest,
+) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header((
+            "Location",
+            super::url(req, &format!("/v2/{repo}/blobs/{digest}")),
+        ))
+        .insert_header(("Docker-Content-Digest", digest.to_string()))
+        .finish()
+}
+
+pub async fn start(
+    req: HttpRequest,
+    path: web::Path<String>,
+    reg: web::Data<Registry>,
+    body: web::Payload,
+) -> Result<HttpResponse> {
+    let repo = super::repo(&path)?;
+    if let Some(mount) = super::query_param(&req, "mount") {
+        let digest = super::digest(&mount)?;
+        if let Some(from) = super::query_param(&req, "from") {
+            let from = super::repo(&from)?;
+            if reg.mount(&repo, &from, &digest).await? {
+                return Ok(created_reply(&req, &repo, &digest));
+            }
+        }
+    } else if let Some(d) = super::query_param(&req, "digest") {
+        let digest = super::digest(&d)?;
+        reg.put_blob(&repo, &digest, body).await?;
+        return Ok(created_reply(&req, &repo, &digest));
+    }
+    let id = reg.start_upload(&repo).await?;
+    Ok(session_reply(&req, StatusCode::ACCEPTED, &repo, &id, 0))
+}
+
+pub async fn status(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    reg: web::Data<Registry>,
+) -> Result<HttpResponse> {
+    let repo = super::repo(&path.0)?;
+    let len = reg.upload_status(&repo, &path.1).await?;
+    Ok(session_reply(
+        &req,
+        StatusCode::NO_CONTENT,
+        &repo,
+        &path.1,
+        len,
+    ))
+}
+
+pub async fn patch(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    reg: web::Data<Registry>,
+    body: web::Payload,
+) -> Result<HttpResponse> {
+    let repo = super::repo(&path.0)?;
+    let range = content_range(&req)?;
+    let len = reg.append(&repo, &path.1, range, body).await?;
+    Ok(session_reply(
+        &req,
+        StatusCode::ACCEPTED,
+        &repo,
+        &path.1,
+        len,
+    ))
+}
+
+pub async fn put(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    reg: web::Data<Registry>,
+    body: web::Payload,
+) -> Result<HttpResponse> {
+    let repo = super::repo(&path.0)?;
+    let digest = super::query_param(&req, "digest")
+        .ok_or_else(|| Error::new(Code::DigestInvalid, "the closing PUT needs ?digest="))?;
+    let digest = super::digest(&digest)?;
+    let range = content_range(&req)?;
+    reg.finish_upload(&repo, &path.1, &digest, range, body)
+        .await?;
+    Ok(created_reply(&req, &repo, &digest))
+}
+
+pub async fn cancel(
+    path: web::Path<(String, String)>,
+    reg: web::Data<Registry>,
+) -> Result<HttpResponse> {
+    let repo = super::repo(&path.0)?;
+    reg.cancel_upload(&repo, &path.1).await?;
+    Ok(super::empty(StatusCode::NO_CONTENT).finish())
+}

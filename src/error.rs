@@ -1,0 +1,160 @@
+//! Registry errors and their OCI wire form (`{"errors":[{code,message,detail}]}`).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+/// The error codes of the OCI Distribution Spec (section "Error Codes"), plus `UNKNOWN` for
+/// internal failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    SizeInvalid,
+    Unsupported,
+    TagInvalid,
+    Unknown,
+}
+
+impl Code {
+    /// The identifier sent in the `code` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::BlobUnknown => "BLOB_UNKNOWN",
+            Code::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
+            Code::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            Code::DigestInvalid => "DIGEST_INVALID",
+            Code::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
+            Code::ManifestInvalid => "MANIFEST_INVALID",
+            Code::ManifestUnknown => "MANIFEST_UNKNOWN",
+            Code::NameInvalid => "NAME_INVALID",
+            Code::NameUnknown => "NAME_UNKNOWN",
+            Code::SizeInvalid => "SIZE_INVALID",
+            Code::Unsupported => "UNSUPPORTED",
+            Code::TagInvalid => "TAG_INVALID",
+            Code::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// The HTTP status this code is sent with by default.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::BlobUnknown
+            | Code::BlobUploadUnknown
+            | Code::ManifestUnknown
+            | Code::NameUnknown => StatusCode::NOT_FOUND,
+            Code::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+            Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// An error a request ends with: a spec code, a message, an optional detail and status.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct Error {
+    pub code: Code,
+    pub message: String,
+    pub detail: Option<serde_json::Value>,
+    pub status: StatusCode,
+    /// Extra headers sent with the error (e.g. `Range` on a 416 during uploads).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Result alias used throughout kura.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error with the code's default status.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+            detail: None,
+            status: code.status(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Overrides the HTTP status.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Attaches a JSON detail.
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// An internal failure (I/O, database); logged and reported as 500 `UNKNOWN`.
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        tracing::error!(%err, "{context}");
+        Error::new(Code::Unknown, format!("{context}: {err}"))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::internal("i/o error", e)
+    }
+}
+
+macro_rules! internal_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::internal("metadata store", e)
+            }
+        }
+    )*};
+}
+internal_from!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::internal("metadata record encoding", e)
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = json!({ "code": self.code.as_str(), "message": self.message });
+        if let Some(detail) = &self.detail {
+            body["detail"] = detail.clone();
+        }
+        let mut res = HttpResponse::build(self.status);
+        for (name, value) in &self.headers {
+            res.insert_header((*name, value.as_str()));
+        }
+        res.insert_header(("Docker-Distribution-Api-Version", "registry/2.0"))
+            .json(json!({ "errors": [body] }))
+    }
+}

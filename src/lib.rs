@@ -1,0 +1,17 @@
+//! kura: an OCI Distribution Spec v1.1 container registry. Blobs are flat digest-named files
+//! (`store`); all metadata lives in redb tables (`meta`); `registry` holds the operations and
+//! `api` the HTTP routes. ARCHITECTURE.md draws the whole design on one page.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod meta;
+#[path = "../migrations/mod.rs"]
+pub mod migrations;
+pub mod names;
+pub mod registry;
+pub mod server;
+pub mod store;

@@ -1,0 +1,40 @@
+//! The `manifests` table: (repository, digest) → `ManifestRecord`.
+
+use redb::ReadableTable;
+
+use super::{ManifestRecord, WriteTables};
+use crate::error::Result;
+
+type Key = (&'static str, &'static str);
+
+/// The revision `digest` of `repo`.
+pub fn get(
+    t: &impl ReadableTable<Key, &'static [u8]>,
+    repo: &str,
+    digest: &str,
+) -> Result<Option<ManifestRecord>> {
+    match t.get((repo, digest))? {
+        Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Stores a revision.
+pub fn insert(
+    t: &mut WriteTables<'_>,
+    repo: &str,
+    digest: &str,
+    rec: &ManifestRecord,
+) -> Result<()> {
+    let bytes = serde_json::to_vec(rec)?;
+    t.manifests.insert((repo, digest), bytes.as_slice())?;
+    Ok(())
+}
+
+/// Removes a revision, returning it.
+pub fn remove(t: &mut WriteTables<'_>, repo: &str, digest: &str) -> Result<Option<ManifestRecord>> {
+    match t.manifests.remove((repo, digest))? {
+        Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,200 @@
+//! The metadata store: every repository, tag, manifest revision, blob reference count and
+//! upload session, in redb tables (see `tables`). Each request's state change is one write
+//! transaction; reads are MVCC snapshots that never block writers.
+
+pub mod blobs;
+pub mod manifests;
+pub mod records;
+pub mod referrers;
+pub mod repos;
+pub mod tables;
+pub mod tags;
+pub mod uploads;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction};
+
+use crate::error::Result;
+use crate::migrations::{LATEST, MIGRATIONS, Migration};
+use tables::*;
+
+pub use records::{ManifestRecord, UploadRecord};
+
+/// Why the metadata store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "metadata store {path} was written by a newer kura (schema version {found}; this kura supports up to {supported}); upgrade kura to open it"
+    )]
+    NewerSchema {
+        path: String,
+        found: u64,
+        supported: u64,
+    },
+    #[error("metadata store {path} is in use by another process (is a kura server running on it?)")]
+    InUse { path: String },
+    #[error("cannot open metadata store {path}: {source}")]
+    Redb { path: String, source: redb::Error },
+}
+
+/// The open metadata database.
+pub struct Meta {
+    db: Database,
+}
+
+/// Every table, opened for writing inside one transaction.
+pub struct WriteTables<'txn> {
+    pub repos: Table<'txn, &'static str, u64>,
+    pub blobs: Table<'txn, &'static str, (u64, u64, u64)>,
+    pub repo_blobs: Table<'txn, (&'static str, &'static str), u64>,
+    pub manifests: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    pub tags: Table<'txn, (&'static str, &'static str), &'static str>,
+    pub referrers: Table<'txn, (&'static str, &'static str, &'static str), ()>,
+    pub uploads: Table<'txn, &'static str, &'static [u8]>,
+}
+
+/// Every table, opened in one read snapshot.
+pub struct ReadTables {
+    pub repos: ReadOnlyTable<&'static str, u64>,
+    pub blobs: ReadOnlyTable<&'static str, (u64, u64, u64)>,
+    pub repo_blobs: ReadOnlyTable<(&'static str, &'static str), u64>,
+    pub manifests: ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
+    pub tags: ReadOnlyTable<(&'static str, &'static str), &'static str>,
+    pub referrers: ReadOnlyTable<(&'static str, &'static str, &'static str), ()>,
+    pub uploads: ReadOnlyTable<&'static str, &'static [u8]>,
+}
+
+impl Meta {
+    /// Opens (creating if needed) the store at `path` and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Meta, OpenError> {
+        Self::open_with(path, MIGRATIONS)
+    }
+
+    /// Opens the store with an explicit migration list (tests use synthetic lists).
+    pub fn open_with(path: &Path, steps: &[Migration]) -> Result<Meta, OpenError> {
+        let p = path.display().to_string();
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse { path: p.clone() },
+            e => OpenError::Redb {
+                path: p.clone(),
+                source: e.into(),
+            },
+        })?;
+        migrate(&db, steps).map_err(|e| match e {
+            MigrateError::Newer(found) => OpenError::NewerSchema {
+                path: p.clone(),
+                found,
+                supported: steps.last().map_or(0, |s| s.version),
+            },
+            MigrateError::Redb(source) => OpenError::Redb { path: p, source },
+        })?;
+        Ok(Meta { db })
+    }
+
+    /// The schema version recorded in the store.
+    pub fn schema_version(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(META)?;
+        Ok(t.get("schema_version")?.map_or(0, |v| v.value()))
+    }
+
+    /// Runs `f` in one durable write transaction; commits on `Ok`, rolls back on `Err`.
+    pub fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_write()?;
+        let out = {
+            let mut t = WriteTables::open(&txn)?;
+            f(&mut t)
+        };
+        match out {
+            Ok(v) => {
+                txn.commit()?;
+                Ok(v)
+            }
+            Err(e) => {
+                txn.abort()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `f` on a consistent read snapshot.
+    pub fn read<T>(&self, f: impl FnOnce(&ReadTables) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_read()?;
+        let t = ReadTables {
+            repos: txn.open_table(REPOSITORIES)?,
+            blobs: txn.open_table(BLOBS)?,
+            repo_blobs: txn.open_table(REPO_BLOBS)?,
+            manifests: txn.open_table(MANIFESTS)?,
+            tags: txn.open_table(TAGS)?,
+            referrers: txn.open_table(REFERRERS)?,
+            uploads: txn.open_table(UPLOADS)?,
+        };
+        f(&t)
+    }
+}
+
+impl<'txn> WriteTables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self> {
+        Ok(WriteTables {
+            repos: txn.open_table(REPOSITORIES)?,
+            blobs: txn.open_table(BLOBS)?,
+            repo_blobs: txn.open_table(REPO_BLOBS)?,
+            manifests: txn.open_table(MANIFESTS)?,
+            tags: txn.open_table(TAGS)?,
+            referrers: txn.open_table(REFERRERS)?,
+            uploads: txn.open_table(UPLOADS)?,
+        })
+    }
+}
+
+enum MigrateError {
+    Newer(u64),
+    Redb(redb::Error),
+}
+
+impl<E: Into<redb::Error>> From<E> for MigrateError {
+    fn from(e: E) -> Self {
+        MigrateError::Redb(e.into())
+    }
+}
+
+/// Applies every step newer than the store's version in one transaction.
+fn migrate(db: &Database, steps: &[Migration]) -> Result<(), MigrateError> {
+    let latest = steps.last().map_or(0, |s| s.version);
+    let txn = db.begin_write()?;
+    let current = {
+        let meta = txn.open_table(META)?;
+        meta.get("schema_version")?.map_or(0, |v| v.value())
+    };
+    if current > latest {
+        txn.abort()?;
+        return Err(MigrateError::Newer(current));
+    }
+    if current == latest {
+        txn.abort()?;
+        return Ok(());
+    }
+    for step in steps.iter().filter(|s| s.version > current) {
+        tracing::info!(
+            version = step.version,
+            step = step.name,
+            "migrating metadata store"
+        );
+        (step.apply)(&txn)?;
+    }
+    txn.open_table(META)?.insert("schema_version", latest)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// The schema version this kura writes.
+pub const SCHEMA_VERSION: u64 = LATEST;
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

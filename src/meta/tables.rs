@@ -1,0 +1,21 @@
+//! Every redb table of the metadata store. Keys are strings in their canonical form
+//! (repository names, `algorithm:hex` digests, tags, upload UUIDs); ARCHITECTURE.md explains each.
+
+use redb::TableDefinition;
+
+/// `"schema_version"` → the store's schema version.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// repository name → creation time (unix seconds).
+pub const REPOSITORIES: TableDefinition<&str, u64> = TableDefinition::new("repositories");
+/// digest → (size, reference count, creation time). One row per blob file, manifests included.
+pub const BLOBS: TableDefinition<&str, (u64, u64, u64)> = TableDefinition::new("blobs");
+/// (repository, digest) → link time: the blobs a repository may serve.
+pub const REPO_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("repo_blobs");
+/// (repository, manifest digest) → JSON `ManifestRecord`: the manifest revisions.
+pub const MANIFESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("manifests");
+/// (repository, tag) → manifest digest.
+pub const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
+/// (repository, subject digest, referrer manifest digest) → (): the referrers index.
+pub const REFERRERS: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("referrers");
+/// upload UUID → JSON `UploadRecord`: the open upload sessions.
+pub const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");

@@ -1,0 +1,77 @@
+//! The `tags` table: (repository, tag) → manifest digest.
+
+use std::ops::Bound;
+
+use redb::ReadableTable;
+
+use super::WriteTables;
+use crate::error::Result;
+
+type Key = (&'static str, &'static str);
+
+/// The digest `tag` points to.
+pub fn get(
+    t: &impl ReadableTable<Key, &'static str>,
+    repo: &str,
+    tag: &str,
+) -> Result<Option<String>> {
+    Ok(t.get((repo, tag))?.map(|v| v.value().to_string()))
+}
+
+/// Points `tag` at `digest`; returns the digest it pointed to before.
+pub fn set(t: &mut WriteTables<'_>, repo: &str, tag: &str, digest: &str) -> Result<Option<String>> {
+    Ok(t.tags
+        .insert((repo, tag), digest)?
+        .map(|v| v.value().to_string()))
+}
+
+/// Removes `tag`; returns the digest it pointed to.
+pub fn remove(t: &mut WriteTables<'_>, repo: &str, tag: &str) -> Result<Option<String>> {
+    Ok(t.tags.remove((repo, tag))?.map(|v| v.value().to_string()))
+}
+
+/// Up to `n` tags of `repo` after `last`, in byte order, and whether more follow.
+pub fn list(
+    t: &impl ReadableTable<Key, &'static str>,
+    repo: &str,
+    last: Option<&str>,
+    n: usize,
+) -> Result<(Vec<String>, bool)> {
+    let start = match last {
+        Some(l) => Bound::Excluded((repo, l)),
+        None => Bound::Included((repo, "")),
+    };
+    let mut out = Vec::new();
+    for item in t.range::<(&str, &str)>((start, Bound::Unbounded))? {
+        let (k, _) = item?;
+        let (r, tag) = k.value();
+        if r != repo {
+            break;
+        }
+        if out.len() == n {
+            return Ok((out, true));
+        }
+        out.push(tag.to_string());
+    }
+    Ok((out, false))
+}
+
+/// Every tag of `repo` pointing at `digest`.
+pub fn pointing_at(
+    t: &impl ReadableTable<Key, &'static str>,
+    repo: &str,
+    digest: &str,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for item in t.range::<(&str, &str)>((repo, "")..)? {
+        let (k, v) = item?;
+        let (r, tag) = k.value();
+        if r != repo {
+            break;
+        }
+        if v.value() == digest {
+            out.push(tag.to_string());
+        }
+    }
+    Ok(out)
+}

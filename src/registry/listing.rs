@@ -1,0 +1,84 @@
+//! Listings served from the metadata store: tags, the catalog and referrers.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::Registry;
+use crate::digest::Digest;
+use crate::error::{Code, Error, Result};
+use crate::meta::{manifests, referrers, repos, tags};
+use crate::names::RepoName;
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<String>,
+    /// True when more items follow the last one.
+    pub more: bool,
+}
+
+/// A descriptor of a referrer, as the referrers API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Referrer {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+impl Registry {
+    /// Up to `n` tags of `repo` after `last`, in lexical order.
+    pub fn list_tags(&self, repo: &RepoName, last: Option<&str>, n: usize) -> Result<Page> {
+        self.meta().read(|t| {
+            if !repos::exists(&t.repos, repo.as_str())? {
+                return Err(Error::new(
+                    Code::NameUnknown,
+                    format!("repository {repo} is unknown"),
+                ));
+            }
+            let (items, more) = tags::list(&t.tags, repo.as_str(), last, n)?;
+            Ok(Page { items, more })
+        })
+    }
+
+    /// Up to `n` repository names after `last`, in lexical order.
+    pub fn catalog(&self, last: Option<&str>, n: usize) -> Result<Page> {
+        self.meta().read(|t| {
+            let (items, more) = repos::list(&t.repos, last, n)?;
+            Ok(Page { items, more })
+        })
+    }
+
+    /// The manifests of `repo` whose subject is `subject`, optionally of one artifact type.
+    pub fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        self.meta().read(|t| {
+            let mut out = Vec::new();
+            for d in referrers::list(&t.referrers, repo.as_str(), &subject.to_string())? {
+                let Some(rec) = manifests::get(&t.manifests, repo.as_str(), &d)? else {
+                    continue;
+                };
+                if artifact_type.is_some_and(|a| rec.artifact_type.as_deref() != Some(a)) {
+                    continue;
+                }
+                out.push(Referrer {
+                    media_type: rec.media_type,
+                    digest: d,
+                    size: rec.size,
+                    artifact_type: rec.artifact_type,
+                    annotations: rec.annotations,
+                });
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,252 @@
+//! Pushing, pulling and deleting manifests, with their reference counts.
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::Registry;
+use crate::digest::{Algorithm, Digest};
+use crate::error::{Code, Error, Result};
+use crate::manifest::{self, Parsed};
+use crate::meta::{
+    ManifestRecord, ReadTables, WriteTables, blobs, manifests, now_secs, referrers, repos, tags,
+};
+use crate::names::{Reference, RepoName};
+
+/// The outcome of a manifest push.
+#[derive(Debug, Clone)]
+pub struct PutManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+/// A manifest as pulled: its stored bytes, media type and digest.
+#[derive(Debug, Clone)]
+pub struct ManifestContent {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    /// The bytes, absent for `HEAD`.
+    pub body: Option<Vec<u8>>,
+}
+
+fn manifest_unknown(reference: &Reference) -> Error {
+    Error::new(
+        Code::ManifestUnknown,
+        format!("manifest {reference} is unknown"),
+    )
+}
+
+fn name_unknown(repo: &str) -> Error {
+    Error::new(Code::NameUnknown, format!("repository {repo} is unknown"))
+}
+
+/// The references of `p` that `repo` lacks, as spec error details.
+fn missing_references(
+    p: &Parsed,
+    is_blob: impl Fn(&str) -> Result<bool>,
+    is_manifest: impl Fn(&str) -> Result<bool>,
+) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for b in &p.blobs {
+        if !is_blob(&b.to_string())? {
+            missing.push(b.to_string());
+        }
+    }
+    for m in &p.manifests {
+        if !is_manifest(&m.to_string())? {
+            missing.push(m.to_string());
+        }
+    }
+    Ok(missing)
+}
+
+fn check_references_read(t: &ReadTables, repo: &str, p: &Parsed) -> Result<()> {
+    let missing = missing_references(
+        p,
+        |d| blobs::is_linked(&t.repo_blobs, repo, d),
+        |d| Ok(manifests::get(&t.manifests, repo, d)?.is_some()),
+    )?;
+    blob_unknown_error(missing)
+}
+
+fn check_references_write(t: &WriteTables<'_>, repo: &str, p: &Parsed) -> Result<()> {
+    let missing = missing_references(
+        p,
+        |d| blobs::is_linked(&t.repo_blobs, repo, d),
+        |d| Ok(manifests::get(&t.manifests, repo, d)?.is_some()),
+    )?;
+    blob_unknown_error(missing)
+}
+
+fn blob_unknown_error(missing: Vec<String>) -> Result<()> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(
+        Code::ManifestBlobUnknown,
+        format!(
+            "manifest references {} unknown blob(s) or manifest(s)",
+            missing.len()
+        ),
+    )
+    .with_detail(json!({ "missing": missing })))
+}
+
+impl Registry {
+    /// Stores a manifest pushed to `repo` under `reference` (a tag or its digest).
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PutManifest> {
+        if body.len() > manifest::MAX_MANIFEST_SIZE {
+            return Err(Error::new(Code::ManifestInvalid, "manifest exceeds 4 MiB")
+                .with_status(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE));
+        }
+        let parsed = manifest::parse(content_type, &body)?;
+        let digest = match reference {
+            Reference::Digest(d) => {
+                let actual = Digest::of(d.algorithm(), &body);
+                if &actual != d {
+                    return Err(Error::new(
+                        Code::DigestInvalid,
+                        format!("manifest body has digest {actual}, not {d}"),
+                    ));
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
+        };
+        self.meta()
+            .read(|t| check_references_read(t, repo.as_str(), &parsed))?;
+        let (repo, reference, out_digest) = (repo.to_string(), reference.clone(), digest.clone());
+        let subject = parsed.subject.clone();
+        self.blocking(move |r| {
+            r.store().put_verified(&digest, &body)?;
+            r.meta().write(|t| {
+                record_manifest(t, &repo, &reference, &digest, &parsed, body.len() as u64)
+            })
+        })
+        .await?;
+        Ok(PutManifest {
+            digest: out_digest,
+            subject,
+        })
+    }
+
+    /// Looks up manifest `reference` of `repo`; reads its bytes when `with_body`.
+    pub fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        with_body: bool,
+    ) -> Result<ManifestContent> {
+        let (digest, rec) = self.meta().read(|t| {
+            if !repos::exists(&t.repos, repo.as_str())? {
+                return Err(name_unknown(repo.as_str()));
+            }
+            let digest = match reference {
+                Reference::Tag(tag) => tags::get(&t.tags, repo.as_str(), tag)?
+                    .ok_or_else(|| manifest_unknown(reference))?
+                    .parse::<Digest>()?,
+                Reference::Digest(d) => d.clone(),
+            };
+            let rec = manifests::get(&t.manifests, repo.as_str(), &digest.to_string())?
+                .ok_or_else(|| manifest_unknown(reference))?;
+            Ok((digest, rec))
+        })?;
+        let body = if with_body {
+            Some(self.store().read_blob(&digest)?.ok_or_else(|| {
+                Error::internal(
+                    "blob store",
+                    format!("manifest {digest} is recorded but its file is missing"),
+                )
+            })?)
+        } else {
+            None
+        };
+        Ok(ManifestContent {
+            digest,
+            media_type: rec.media_type,
+            size: rec.size,
+            body,
+        })
+    }
+
+    /// Deletes a tag, or a manifest revision (and every tag on it) by digest.
+    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        let (repo, reference) = (repo.to_string(), reference.clone());
+        self.blocking(move |r| {
+            r.meta().write(|t| {
+                if !repos::exists(&t.repos, &repo)? {
+                    return Err(name_unknown(&repo));
+                }
+                match &reference {
+                    Reference::Tag(tag) => tags::remove(t, &repo, tag)?.map(|_| ()),
+                    Reference::Digest(d) => remove_revision(t, &repo, &d.to_string())?,
+                }
+                .ok_or_else(|| manifest_unknown(&reference))
+            })
+        })
+        .await
+    }
+}
+
+/// Records a manifest revision (counting its references if new) and points the tag at it.
+fn record_manifest(
+    t: &mut WriteTables<'_>,
+    repo: &str,
+    reference: &Reference,
+    digest: &Digest,
+    parsed: &Parsed,
+    size: u64,
+) -> Result<()> {
+    check_references_write(t, repo, parsed)?;
+    let d = digest.to_string();
+    repos::ensure(t, repo)?;
+    if manifests::get(&t.manifests, repo, &d)?.is_none() {
+        let rec = ManifestRecord {
+            media_type: parsed.media_type.clone(),
+            size,
+            artifact_type: parsed.artifact_type.clone(),
+            annotations: parsed.annotations.clone(),
+            subject: parsed.subject.as_ref().map(Digest::to_string),
+            blobs: parsed.blobs.iter().map(Digest::to_string).collect(),
+            manifests: parsed.manifests.iter().map(Digest::to_string).collect(),
+            created: now_secs(),
+        };
+        blobs::ensure(t, &d, size)?;
+        blobs::add_ref(t, &d, 1)?;
+        for r in rec.blobs.iter().chain(&rec.manifests) {
+            blobs::add_ref(t, r, 1)?;
+        }
+        if let Some(s) = &rec.subject {
+            referrers::add(t, repo, s, &d)?;
+        }
+        manifests::insert(t, repo, &d, &rec)?;
+    }
+    if let Reference::Tag(tag) = reference {
+        tags::set(t, repo, tag, &d)?;
+    }
+    Ok(())
+}
+
+/// Removes revision `digest` of `repo`, its tags, its referrer entry and its counted references.
+fn remove_revision(t: &mut WriteTables<'_>, repo: &str, digest: &str) -> Result<Option<()>> {
+    let Some(rec) = manifests::remove(t, repo, digest)? else {
+        return Ok(None);
+    };
+    for tag in tags::pointing_at(&t.tags, repo, digest)? {
+        tags::remove(t, repo, &tag)?;
+    }
+    if let Some(s) = &rec.subject {
+        referrers::remove(t, repo, s, digest)?;
+    }
+    blobs::add_ref(t, digest, -1)?;
+    for r in rec.blobs.iter().chain(&rec.manifests) {
+        blobs::add_ref(t, r, -1)?;
+    }
+    Ok(Some(()))
+}

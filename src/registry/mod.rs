@@ -1,0 +1,88 @@
+//! The registry's capabilities, independent of HTTP: uploads, blobs, manifests and listings.
+//! Each operation validates its input, touches blob files through `store` and records the
+//! state change in one `meta` write transaction. Blocking work runs on tokio's blocking pool.
+
+mod blobs;
+mod listing;
+mod manifests;
+mod uploads;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::meta::{Meta, OpenError};
+use crate::store::{BlobStore, UploadFile};
+
+pub use listing::{Page, Referrer};
+pub use manifests::{ManifestContent, PutManifest};
+pub use uploads::range_header;
+
+/// Why a registry could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryOpenError {
+    #[error("cannot create data directory {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Meta(#[from] OpenError),
+}
+
+/// An upload session held in memory: its file and running hash. `None` once finished.
+type Session = Arc<tokio::sync::Mutex<Option<UploadFile>>>;
+
+struct Inner {
+    store: BlobStore,
+    meta: Meta,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+/// A registry over one data directory. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+impl Registry {
+    /// Opens the registry whose data lives under `root` (created if missing).
+    pub fn open(root: &Path) -> Result<Registry, RegistryOpenError> {
+        let io_err = |source| RegistryOpenError::Io {
+            path: root.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(root).map_err(io_err)?;
+        let store = BlobStore::open(root).map_err(io_err)?;
+        let meta = Meta::open(&root.join("meta.redb"))?;
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                store,
+                meta,
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The blob file store.
+    pub fn store(&self) -> &BlobStore {
+        &self.inner.store
+    }
+
+    /// The metadata store.
+    pub fn meta(&self) -> &Meta {
+        &self.inner.meta
+    }
+
+    /// Runs blocking work (file syncs, metadata commits) off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Registry) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let r = self.clone();
+        tokio::task::spawn_blocking(move || f(&r))
+            .await
+            .map_err(|e| Error::internal("blocking task", e))?
+    }
+}

@@ -1,0 +1,284 @@
+//! Upload sessions: start, append (streamed or chunked), status, finish, cancel, mount.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::{Registry, Session};
+use crate::digest::Digest;
+use crate::error::{Code, Error, Result};
+use crate::meta::{UploadRecord, blobs, now_secs, repos, uploads};
+use crate::names::RepoName;
+use crate::store::{CommitError, UploadFile};
+
+fn upload_unknown(id: &str) -> Error {
+    Error::new(Code::BlobUploadUnknown, format!("upload {id} is unknown"))
+}
+
+/// The `Range` header value for an upload holding `len` bytes.
+pub fn range_header(len: u64) -> String {
+    format!("0-{}", len.saturating_sub(1))
+}
+
+impl Registry {
+    /// Opens an upload session for `repo`; returns its id.
+    pub async fn start_upload(&self, repo: &RepoName) -> Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let file = self.store().create_upload(&id)?;
+        let session: Session = Arc::new(tokio::sync::Mutex::new(Some(file)));
+        let rec = UploadRecord {
+            repo: repo.to_string(),
+            offset: 0,
+            started: now_secs(),
+            updated: now_secs(),
+        };
+        let id2 = id.clone();
+        self.blocking(move |r| r.meta().write(|t| uploads::put(t, &id2, &rec)))
+            .await?;
+        self.inner
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(id.clone(), session);
+        Ok(id)
+    }
+
+    /// The session `id` of `repo`, reloaded from disk if this process has not seen it.
+    fn session(&self, repo: &RepoName, id: &str) -> Result<Session> {
+        let rec = self.meta().read(|t| uploads::get(&t.uploads, id))?;
+        if rec.is_none_or(|r| r.repo != repo.as_str()) {
+            return Err(upload_unknown(id));
+        }
+        let mut sessions = self.inner.sessions.lock().expect("sessions lock");
+        if let Some(s) = sessions.get(id) {
+            return Ok(s.clone());
+        }
+        let file = self
+            .store()
+            .resume_upload(id)?
+            .ok_or_else(|| upload_unknown(id))?;
+        let s: Session = Arc::new(tokio::sync::Mutex::new(Some(file)));
+        sessions.insert(id.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Bytes received so far by session `id`.
+    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<u64> {
+        let s = self.session(repo, id)?;
+        let guard = s.lock().await;
+        guard
+            .as_ref()
+            .map(UploadFile::len)
+            .ok_or_else(|| upload_unknown(id))
+    }
+
+    /// Appends `body` to session `id`. With `range` (a `Content-Range` of `start-end`), the
+    /// chunk must start where the upload ends (else 416) and have the stated length. A request
+    /// that fails midway leaves the session as it was before it.
+    pub async fn append<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        range: Option<(u64, u64)>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let s = self.session(repo, id)?;
+        let mut guard = s.lock().await;
+        let file = guard.as_mut().ok_or_else(|| upload_unknown(id))?;
+        let len = append_to(file, id, range, body).await?;
+        drop(guard);
+        let id = id.to_string();
+        self.blocking(move |r| {
+            r.meta().write(|t| {
+                let mut rec = uploads::get(&t.uploads, &id)?.ok_or_else(|| upload_unknown(&id))?;
+                rec.offset = len;
+                rec.updated = now_secs();
+                uploads::put(t, &id, &rec)
+            })
+        })
+        .await?;
+        Ok(len)
+    }
+
+    /// Appends an optional final chunk, verifies `digest` and publishes the blob in `repo`.
+    pub async fn finish_upload<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        range: Option<(u64, u64)>,
+        body: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let s = self.session(repo, id)?;
+        let mut guard = s.lock().await;
+        let file = guard.as_mut().ok_or_else(|| upload_unknown(id))?;
+        append_to(file, id, range, body).await?;
+        let file = guard.take().expect("checked above");
+        drop(guard);
+        self.commit(repo, Some(id), file, digest).await
+    }
+
+    /// Stores `body` as a blob of `repo` in one request (`POST ?digest=`).
+    pub async fn put_blob<S, E>(&self, repo: &RepoName, digest: &Digest, body: S) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut file = self.store().create_upload(&id)?;
+        if let Err(e) = append_to(&mut file, &id, None, body).await {
+            self.store().remove_upload(&id)?;
+            return Err(e);
+        }
+        self.commit(repo, None, file, digest).await
+    }
+
+    /// Verifies and publishes `file`, then links it into `repo` and closes session `id`.
+    async fn commit(
+        &self,
+        repo: &RepoName,
+        id: Option<&str>,
+        file: UploadFile,
+        digest: &Digest,
+    ) -> Result<()> {
+        let (repo, id, digest) = (repo.to_string(), id.map(str::to_string), digest.clone());
+        self.blocking(move |r| {
+            let committed = file.commit(r.store(), &digest);
+            if let Some(id) = &id {
+                r.inner.sessions.lock().expect("sessions lock").remove(id);
+            }
+            let size = match committed {
+                Ok(size) => Some(size),
+                Err(CommitError::DigestMismatch { .. }) => None,
+                Err(CommitError::Io(e)) => return Err(e.into()),
+            };
+            r.meta().write(|t| {
+                if let Some(id) = &id {
+                    uploads::remove(t, id)?;
+                }
+                if let Some(size) = size {
+                    blobs::ensure(t, &digest.to_string(), size)?;
+                    blobs::link(t, &repo, &digest.to_string())?;
+                    repos::ensure(t, &repo)?;
+                }
+                Ok(())
+            })?;
+            match size {
+                Some(_) => Ok(()),
+                None => Err(Error::new(
+                    Code::DigestInvalid,
+                    format!("uploaded content does not match digest {digest}"),
+                )),
+            }
+        })
+        .await
+    }
+
+    /// Cancels session `id`, removing its bytes.
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
+        let s = self.session(repo, id)?;
+        let mut guard = s.lock().await;
+        guard.take().ok_or_else(|| upload_unknown(id))?;
+        drop(guard);
+        let id = id.to_string();
+        self.blocking(move |r| {
+            r.inner.sessions.lock().expect("sessions lock").remove(&id);
+            r.meta().write(|t| uploads::remove(t, &id))?;
+            r.store().remove_upload(&id)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Links blob `digest` from repository `from` into `repo`; false when `from` lacks it.
+    pub async fn mount(&self, repo: &RepoName, from: &RepoName, digest: &Digest) -> Result<bool> {
+        let (repo, from, digest) = (repo.to_string(), from.to_string(), digest.to_string());
+        self.blocking(move |r| {
+            r.meta().write(|t| {
+                if !blobs::is_linked(&t.repo_blobs, &from, &digest)?
+                    || blobs::get(&t.blobs, &digest)?.is_none()
+                {
+                    return Ok(false);
+                }
+                blobs::link(t, &repo, &digest)?;
+                repos::ensure(t, &repo)?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+}
+
+/// Streams `body` into `file`, rolling back on any failure.
+async fn append_to<S, E>(
+    file: &mut UploadFile,
+    id: &str,
+    range: Option<(u64, u64)>,
+    mut body: S,
+) -> Result<u64>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    if let Some((start, end)) = range {
+        if start != file.len() || end < start {
+            return Err(Error::new(
+                Code::BlobUploadInvalid,
+                format!(
+                    "chunk range {start}-{end} does not continue the upload at offset {}",
+                    file.len()
+                ),
+            )
+            .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .with_header("Range", range_header(file.len())));
+        }
+    }
+    let cp = file.checkpoint();
+    let mut result = Ok(());
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => {
+                if let Err(e) = file.write(&c) {
+                    result = Err(e.into());
+                    break;
+                }
+            }
+            Err(e) => {
+                result = Err(Error::new(
+                    Code::BlobUploadInvalid,
+                    format!("upload {id} body failed: {e}"),
+                ));
+                break;
+            }
+        }
+    }
+    if result.is_ok() {
+        if let Some((start, end)) = range {
+            let got = file.len() - start;
+            if got != end - start + 1 {
+                result = Err(Error::new(
+                    Code::SizeInvalid,
+                    format!(
+                        "Content-Range {start}-{end} announced {} bytes, body had {got}",
+                        end - start + 1
+                    ),
+                ));
+            }
+        }
+    }
+    if let Err(e) = result {
+        file.rollback(cp)?;
+        return Err(e);
+    }
+    Ok(file.len())
+}
