@@ -9,6 +9,9 @@ use crate::manifest::MAX_MANIFEST_SIZE;
 use crate::names::{Reference, RepoName};
 use crate::registry::Registry;
 
+/// How much of an oversized manifest is read and discarded before replying 413.
+const DRAIN_LIMIT: usize = 4 * MAX_MANIFEST_SIZE;
+
 fn parse(path: &(String, String)) -> Result<(RepoName, Reference)> {
     Ok((super::repo(&path.0)?, Reference::parse(&path.1)?))
 }
@@ -61,19 +64,23 @@ pub async fn put(
         )
         .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     };
-    let declared =
-        super::header(req.headers(), "content-length").and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_MANIFEST_SIZE) {
-        return Err(too_large());
-    }
-    let mut body = bytes::BytesMut::with_capacity(declared.unwrap_or(4096));
+    let mut body = bytes::BytesMut::with_capacity(4096);
+    let mut seen = 0usize;
     while let Some(chunk) = payload.next().await {
         let chunk = chunk
             .map_err(|e| Error::new(Code::ManifestInvalid, format!("reading manifest: {e}")))?;
-        if body.len() + chunk.len() > MAX_MANIFEST_SIZE {
-            return Err(too_large());
+        seen += chunk.len();
+        if seen > MAX_MANIFEST_SIZE {
+            // Drain (up to a bound) so the client reads our 413 instead of a reset connection.
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+            continue;
         }
         body.extend_from_slice(&chunk);
+    }
+    if seen > MAX_MANIFEST_SIZE {
+        return Err(too_large());
     }
     let content_type = super::header(req.headers(), "content-type");
     let out = reg

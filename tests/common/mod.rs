@@ -1,0 +1,151 @@
+//! Shared test support: an in-process kura on an ephemeral loopback port, and push helpers.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use kura::digest::Digest;
+use kura::registry::Registry;
+use serde_json::json;
+
+/// A kura server on 127.0.0.1:<ephemeral> over a temporary data directory; stopped on drop.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub registry: Registry,
+    pub dir: tempfile::TempDir,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TestServer {
+    /// Starts a server; call from inside a multi-threaded tokio runtime.
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let registry = Registry::open(dir.path()).expect("open registry");
+        let (server, addr) =
+            kura::server::bind(registry.clone(), "127.0.0.1:0", Some(2)).expect("bind");
+        let handle = server.handle();
+        tokio::spawn(server);
+        TestServer {
+            addr,
+            base: format!("http://{addr}"),
+            registry,
+            dir,
+            handle,
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let h = self.handle.clone();
+        // Stop without waiting: the runtime may already be shutting down.
+        std::mem::drop(h.stop(false));
+    }
+}
+
+/// An HTTP client that does not follow redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Uploads `data` to `repo` in one `POST ?digest=`; returns its digest.
+pub async fn push_blob(s: &TestServer, repo: &str, data: &[u8]) -> Digest {
+    let d = Digest::sha256_of(data);
+    let r = client()
+        .post(s.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "push_blob {repo}");
+    d
+}
+
+/// An OCI image manifest over a config and layers, as bytes.
+pub fn image_manifest(
+    config: &(Digest, usize),
+    layers: &[(Digest, usize)],
+    extra: serde_json::Value,
+) -> Vec<u8> {
+    let mut m = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.0.to_string(), "size": config.1},
+        "layers": layers.iter().map(|(d, n)| json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d.to_string(), "size": n
+        })).collect::<Vec<_>>(),
+    });
+    if let serde_json::Value::Object(extra) = extra {
+        for (k, v) in extra {
+            m[k] = v;
+        }
+    }
+    serde_json::to_vec(&m).unwrap()
+}
+
+/// Pushes a small image (config + `layers` given as contents) tagged `tag`; returns the
+/// manifest bytes and digest.
+pub async fn push_image(
+    s: &TestServer,
+    repo: &str,
+    tag: &str,
+    layers: &[&[u8]],
+) -> (Vec<u8>, Digest) {
+    let config = format!("{{\"tag\":\"{tag}\",\"repo\":\"{repo}\"}}");
+    let cd = push_blob(s, repo, config.as_bytes()).await;
+    let mut ls = Vec::new();
+    for l in layers {
+        ls.push((push_blob(s, repo, l).await, l.len()));
+    }
+    let body = image_manifest(&(cd, config.len()), &ls, json!({}));
+    let r = put_manifest(
+        s,
+        repo,
+        tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &body,
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        201,
+        "push_image {repo}:{tag}: {:?}",
+        r.text().await
+    );
+    let d = Digest::sha256_of(&body);
+    (body, d)
+}
+
+/// PUTs a manifest and returns the raw response.
+pub async fn put_manifest(
+    s: &TestServer,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) -> reqwest::Response {
+    client()
+        .put(s.url(&format!("/v2/{repo}/manifests/{reference}")))
+        .header("Content-Type", media_type)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The first error code of an OCI error body.
+pub async fn error_code(r: reqwest::Response) -> String {
+    let v: serde_json::Value = r.json().await.expect("error body is JSON");
+    v["errors"][0]["code"]
+        .as_str()
+        .expect("errors[0].code")
+        .to_string()
+}
