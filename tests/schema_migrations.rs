@@ -1,0 +1,142 @@
+//! The metadata store's schema version and its migrations (`migrations/`).
+
+use kura::meta::{Meta, OpenError, SCHEMA_VERSION};
+use kura::migrations::{LATEST, MIGRATIONS, Migration};
+use redb::TableDefinition;
+
+const EXTRA: TableDefinition<&str, u64> = TableDefinition::new("extra");
+
+fn add_extra(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(EXTRA)?.insert("seeded", 7)?;
+    Ok(())
+}
+
+fn fail(_: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    Err(redb::StorageError::Io(std::io::Error::other("step failed on purpose")).into())
+}
+
+#[test]
+fn fresh_store_is_created_at_the_latest_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Meta::open(&dir.path().join("meta.redb")).unwrap();
+    assert_eq!(meta.schema_version().unwrap(), LATEST);
+    assert_eq!(SCHEMA_VERSION, LATEST);
+    assert_eq!(MIGRATIONS[0].version, 1);
+    // Every table of the initial schema exists and is readable.
+    meta.read(|t| {
+        assert!(kura::meta::repos::list(&t.repos, None, 10)?.0.is_empty());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn reopening_a_current_store_runs_no_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.redb");
+    drop(Meta::open(&path).unwrap());
+    let meta = Meta::open(&path).unwrap();
+    assert_eq!(meta.schema_version().unwrap(), LATEST);
+}
+
+#[test]
+fn pending_steps_run_in_order_when_an_older_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.redb");
+    drop(Meta::open(&path).unwrap());
+    let steps = [
+        Migration {
+            version: 1,
+            name: "initial",
+            apply: MIGRATIONS[0].apply,
+        },
+        Migration {
+            version: 2,
+            name: "add extra table",
+            apply: add_extra,
+        },
+    ];
+    let meta = Meta::open_with(&path, &steps).unwrap();
+    assert_eq!(meta.schema_version().unwrap(), 2);
+    drop(meta);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let t = txn.open_table(EXTRA).unwrap();
+    assert_eq!(
+        redb::ReadableTable::get(&t, "seeded")
+            .unwrap()
+            .unwrap()
+            .value(),
+        7
+    );
+}
+
+#[test]
+fn a_failing_step_leaves_the_store_at_its_old_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.redb");
+    drop(Meta::open(&path).unwrap());
+    let steps = [
+        Migration {
+            version: 1,
+            name: "initial",
+            apply: MIGRATIONS[0].apply,
+        },
+        Migration {
+            version: 2,
+            name: "add extra table",
+            apply: add_extra,
+        },
+        Migration {
+            version: 3,
+            name: "broken",
+            apply: fail,
+        },
+    ];
+    assert!(Meta::open_with(&path, &steps).is_err());
+    // Step 2 ran in the same transaction as the failed step 3, so it was rolled back too.
+    let meta = Meta::open(&path).unwrap();
+    assert_eq!(meta.schema_version().unwrap(), 1);
+    drop(meta);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    assert!(txn.open_table(EXTRA).is_err());
+}
+
+#[test]
+fn store_written_by_a_newer_kura_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.redb");
+    let future = [
+        Migration {
+            version: 1,
+            name: "initial",
+            apply: MIGRATIONS[0].apply,
+        },
+        Migration {
+            version: LATEST + 5,
+            name: "from the future",
+            apply: add_extra,
+        },
+    ];
+    drop(Meta::open_with(&path, &future).unwrap());
+    let err = Meta::open(&path)
+        .err()
+        .expect("newer store must be refused");
+    assert!(
+        matches!(err, OpenError::NewerSchema { found, supported, .. } if found == LATEST + 5 && supported == LATEST)
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("newer kura"), "{msg}");
+    // And the registry refuses to open on it.
+    assert!(kura::registry::Registry::open(dir.path()).is_err());
+}
+
+#[test]
+fn a_store_in_use_by_another_process_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.redb");
+    let _held = Meta::open(&path).unwrap();
+    let err = Meta::open(&path).err().expect("second open must fail");
+    assert!(err.to_string().contains("in use"), "{err}");
+}
