@@ -31,6 +31,7 @@ fn serve(cfg: kura::config::ServeConfig) -> Result<(), Box<dyn std::error::Error
     rt.block_on(async {
         let (server, addr) = kura::server::bind(registry, &cfg.addr, cfg.workers)?;
         tracing::info!(%addr, root = %cfg.root.display(), "kura registry listening");
+        println!("kura listening on http://{addr}");
         server.await
     })?;
     Ok(())
