@@ -171,7 +171,6 @@ async fn oci_client_pushes_and_pulls_multi_layer_image_byte_for_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oci_client_pushes_in_chunks() {
-    let _ = tracing_subscriber::fmt().with_env_filter("kura::access=info,oci_client=warn").with_test_writer().try_init();
     let s = TestServer::start().await;
     let client = oci_client();
     let auth = RegistryAuth::Anonymous;
