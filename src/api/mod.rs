@@ -24,6 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(DefaultHeaders::new().add(("Docker-Distribution-Api-Version", "registry/2.0")))
             .route("", web::get().to(base::get))
             .route("/", web::get().to(base::get))
+            .route("", web::head().to(base::get))
+            .route("/", web::head().to(base::get))
             .route("/_catalog", web::get().to(catalog::get))
             .route("/{name:.+}/tags/list", web::get().to(tags::list))
             .service(

@@ -47,6 +47,9 @@ impl Registry {
 
     /// The session `id` of `repo`, reloaded from disk if this process has not seen it.
     fn session(&self, repo: &RepoName, id: &str) -> Result<Session> {
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Err(upload_unknown(id));
+        }
         let rec = self.meta().read(|t| uploads::get(&t.uploads, id))?;
         if rec.is_none_or(|r| r.repo != repo.as_str()) {
             return Err(upload_unknown(id));
@@ -153,35 +156,56 @@ impl Registry {
     ) -> Result<()> {
         let (repo, id, digest) = (repo.to_string(), id.map(str::to_string), digest.clone());
         self.blocking(move |r| {
-            let committed = file.commit(r.store(), &digest);
+            let out = r.publish(&repo, id.as_deref(), file, &digest);
+            // Forget the (now empty) in-memory session only after the record is gone, so a
+            // concurrent request sees either the record and the empty session, or neither.
             if let Some(id) = &id {
-                r.inner.sessions.lock().expect("sessions lock").remove(id);
+                r.forget_session(id);
             }
-            let size = match committed {
-                Ok(size) => Some(size),
-                Err(CommitError::DigestMismatch { .. }) => None,
-                Err(CommitError::Io(e)) => return Err(e.into()),
-            };
-            r.meta().write(|t| {
-                if let Some(id) = &id {
-                    uploads::remove(t, id)?;
-                }
-                if let Some(size) = size {
-                    blobs::ensure(t, &digest.to_string(), size)?;
-                    blobs::link(t, &repo, &digest.to_string())?;
-                    repos::ensure(t, &repo)?;
-                }
-                Ok(())
-            })?;
-            match size {
-                Some(_) => Ok(()),
-                None => Err(Error::new(
-                    Code::DigestInvalid,
-                    format!("uploaded content does not match digest {digest}"),
-                )),
-            }
+            out
         })
         .await
+    }
+
+    fn forget_session(&self, id: &str) {
+        self.inner
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .remove(id);
+    }
+
+    /// Blocking part of `commit`.
+    fn publish(
+        &self,
+        repo: &str,
+        id: Option<&str>,
+        file: UploadFile,
+        digest: &Digest,
+    ) -> Result<()> {
+        let size = match file.commit(self.store(), digest) {
+            Ok(size) => Some(size),
+            Err(CommitError::DigestMismatch { .. }) => None,
+            Err(CommitError::Io(e)) => return Err(e.into()),
+        };
+        self.meta().write(|t| {
+            if let Some(id) = id {
+                uploads::remove(t, id)?;
+            }
+            if let Some(size) = size {
+                blobs::ensure(t, &digest.to_string(), size)?;
+                blobs::link(t, repo, &digest.to_string())?;
+                repos::ensure(t, repo)?;
+            }
+            Ok(())
+        })?;
+        match size {
+            Some(_) => Ok(()),
+            None => Err(Error::new(
+                Code::DigestInvalid,
+                format!("uploaded content does not match digest {digest}"),
+            )),
+        }
     }
 
     /// Cancels session `id`, removing its bytes.
@@ -192,10 +216,12 @@ impl Registry {
         drop(guard);
         let id = id.to_string();
         self.blocking(move |r| {
-            r.inner.sessions.lock().expect("sessions lock").remove(&id);
-            r.meta().write(|t| uploads::remove(t, &id))?;
-            r.store().remove_upload(&id)?;
-            Ok(())
+            let out = r
+                .meta()
+                .write(|t| uploads::remove(t, &id))
+                .and_then(|_| Ok(r.store().remove_upload(&id)?));
+            r.forget_session(&id);
+            out
         })
         .await
     }
