@@ -3,8 +3,10 @@
 //! (see `kura::meta::Meta::open`), so an upgrade either completes or leaves the store untouched.
 
 mod v1_initial;
+mod v2_blob_links;
 
 /// One schema upgrade step.
+#[derive(Clone, Copy)]
 pub struct Migration {
     /// The schema version the store is at after this step.
     pub version: u64,
@@ -15,7 +17,7 @@ pub struct Migration {
 }
 
 /// Every step, in version order.
-pub const MIGRATIONS: &[Migration] = &[v1_initial::STEP];
+pub const MIGRATIONS: &[Migration] = &[v1_initial::STEP, v2_blob_links::STEP];
 
 /// The schema version this build of kura writes.
 pub const LATEST: u64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -21,7 +21,9 @@ fn fresh_store_is_created_at_the_latest_schema_version() {
     let meta = Meta::open(&dir.path().join("meta.redb")).unwrap();
     assert_eq!(meta.schema_version().unwrap(), LATEST);
     assert_eq!(SCHEMA_VERSION, LATEST);
-    assert_eq!(MIGRATIONS[0].version, 1);
+    for (i, m) in MIGRATIONS.iter().enumerate() {
+        assert_eq!(m.version, i as u64 + 1, "one step per version, in order");
+    }
     // Every table of the initial schema exists and is readable.
     meta.read(|t| {
         assert!(kura::meta::repos::list(&t.repos, None, 10)?.0.is_empty());
@@ -39,25 +41,54 @@ fn reopening_a_current_store_runs_no_migration() {
     assert_eq!(meta.schema_version().unwrap(), LATEST);
 }
 
+/// A store written by the first schema version, with blobs linked into repositories.
+fn v1_store_with_links(path: &std::path::Path, links: &[(&str, &str)]) {
+    drop(Meta::open_with(path, &MIGRATIONS[..1]).unwrap());
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(kura::meta::tables::REPO_BLOBS).unwrap();
+        for (repo, digest) in links {
+            t.insert((*repo, *digest), 1).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+}
+
+const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+#[test]
+fn backward_compatibility_v1_store_is_upgraded_with_its_links_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.redb");
+    v1_store_with_links(&path, &[("a", D1), ("b", D1), ("b", D2)]);
+    let meta = Meta::open(&path).unwrap();
+    assert_eq!(meta.schema_version().unwrap(), LATEST);
+    meta.read(|t| {
+        assert_eq!(
+            kura::meta::blobs::links_of(&t.blob_links, D1)?,
+            vec!["a", "b"]
+        );
+        assert_eq!(kura::meta::blobs::links_of(&t.blob_links, D2)?, vec!["b"]);
+        Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn pending_steps_run_in_order_when_an_older_store_opens() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta.redb");
     drop(Meta::open(&path).unwrap());
-    let steps = [
-        Migration {
-            version: 1,
-            name: "initial",
-            apply: MIGRATIONS[0].apply,
-        },
-        Migration {
-            version: 2,
-            name: "add extra table",
-            apply: add_extra,
-        },
-    ];
+    let mut steps: Vec<Migration> = MIGRATIONS.to_vec();
+    steps.push(Migration {
+        version: LATEST + 1,
+        name: "add extra table",
+        apply: add_extra,
+    });
     let meta = Meta::open_with(&path, &steps).unwrap();
-    assert_eq!(meta.schema_version().unwrap(), 2);
+    assert_eq!(meta.schema_version().unwrap(), LATEST + 1);
     drop(meta);
     let db = redb::Database::open(&path).unwrap();
     let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
@@ -75,32 +106,32 @@ fn pending_steps_run_in_order_when_an_older_store_opens() {
 fn a_failing_step_leaves_the_store_at_its_old_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta.redb");
-    drop(Meta::open(&path).unwrap());
-    let steps = [
-        Migration {
-            version: 1,
-            name: "initial",
-            apply: MIGRATIONS[0].apply,
-        },
-        Migration {
-            version: 2,
-            name: "add extra table",
-            apply: add_extra,
-        },
-        Migration {
-            version: 3,
-            name: "broken",
-            apply: fail,
-        },
-    ];
+    v1_store_with_links(&path, &[("a", D1)]);
+    let mut steps: Vec<Migration> = MIGRATIONS.to_vec();
+    steps.push(Migration {
+        version: LATEST + 1,
+        name: "add extra table",
+        apply: add_extra,
+    });
+    steps.push(Migration {
+        version: LATEST + 2,
+        name: "broken",
+        apply: fail,
+    });
     assert!(Meta::open_with(&path, &steps).is_err());
-    // Step 2 ran in the same transaction as the failed step 3, so it was rolled back too.
-    let meta = Meta::open(&path).unwrap();
-    assert_eq!(meta.schema_version().unwrap(), 1);
-    drop(meta);
+    // Every pending step ran in the transaction that failed, so all were rolled back.
     let db = redb::Database::open(&path).unwrap();
     let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let meta = txn.open_table(kura::meta::tables::META).unwrap();
+    assert_eq!(
+        redb::ReadableTable::get(&meta, "schema_version")
+            .unwrap()
+            .unwrap()
+            .value(),
+        1
+    );
     assert!(txn.open_table(EXTRA).is_err());
+    assert!(txn.open_table(kura::meta::tables::BLOB_LINKS).is_err());
 }
 
 #[test]

@@ -61,7 +61,7 @@ pub async fn head(
     reg: web::Data<Registry>,
 ) -> Result<HttpResponse> {
     let (repo, digest) = parse(&path)?;
-    let size = reg.blob_size(&repo, &digest)?;
+    let size = reg.stat_blob(&repo, &digest).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .insert_header(("Docker-Content-Digest", digest.to_string()))
@@ -79,7 +79,7 @@ pub async fn get(
     reg: web::Data<Registry>,
 ) -> Result<HttpResponse> {
     let (repo, digest) = parse(&path)?;
-    let (mut file, size) = reg.open_blob(&repo, &digest)?;
+    let (mut file, size) = reg.open_blob(&repo, &digest).await?;
     let range = parse_range(super::header(req.headers(), "range"), size)?;
     let mut res = match range {
         Some((start, end)) => {

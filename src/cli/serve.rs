@@ -14,7 +14,9 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
     let cfg = args.config;
     let registry = Registry::open(&cfg.root)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let (server, addr) = crate::server::bind(registry, &cfg.addr, cfg.workers)?;
         tracing::info!(%addr, root = %cfg.root.display(), "kura registry listening");

@@ -7,10 +7,15 @@ use redb::TableDefinition;
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// repository name → creation time (unix seconds).
 pub const REPOSITORIES: TableDefinition<&str, u64> = TableDefinition::new("repositories");
-/// digest → (size, reference count, creation time). One row per blob file, manifests included.
+/// digest → (size, reference count, last touched). One row per blob file, manifests included.
+/// "Touched" is when the blob was last uploaded, mounted or shown to a client while unreferenced;
+/// the garbage collector's grace period counts from it.
 pub const BLOBS: TableDefinition<&str, (u64, u64, u64)> = TableDefinition::new("blobs");
 /// (repository, digest) → link time: the blobs a repository may serve.
 pub const REPO_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("repo_blobs");
+/// (digest, repository) → (): the reverse of `REPO_BLOBS` (schema version 2), so removing a blob
+/// finds every link to it without a scan.
+pub const BLOB_LINKS: TableDefinition<(&str, &str), ()> = TableDefinition::new("blob_links");
 /// (repository, manifest digest) → JSON `ManifestRecord`: the manifest revisions.
 pub const MANIFESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("manifests");
 /// (repository, tag) → manifest digest.

@@ -5,7 +5,7 @@ use std::fs::File;
 use super::Registry;
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
-use crate::meta::blobs;
+use crate::meta::{blobs, now_secs};
 use crate::names::RepoName;
 
 fn blob_unknown(digest: &Digest) -> Error {
@@ -16,29 +16,53 @@ fn blob_unknown(digest: &Digest) -> Error {
 }
 
 impl Registry {
-    /// The size of blob `digest` if `repo` may serve it.
+    /// The size of blob `digest` if `repo` may serve it, without side effects.
     pub fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        Ok(self.blob_row(repo, digest)?.size)
+    }
+
+    fn blob_row(&self, repo: &RepoName, digest: &Digest) -> Result<blobs::BlobRow> {
         let d = digest.to_string();
         self.meta()
             .read(|t| {
                 if !blobs::is_linked(&t.repo_blobs, repo.as_str(), &d)? {
                     return Ok(None);
                 }
-                Ok(blobs::get(&t.blobs, &d)?.map(|b| b.size))
+                blobs::get(&t.blobs, &d)
             })?
             .ok_or_else(|| blob_unknown(digest))
     }
 
+    /// The size of blob `digest` as shown to a client (`HEAD`/`GET`). A client told that an
+    /// unreferenced blob exists may push a manifest naming it next, so such a blob's grace
+    /// period restarts now.
+    pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        let row = self.blob_row(repo, digest)?;
+        if row.refs == 0 && row.touched < now_secs() {
+            let d = digest.to_string();
+            self.blocking(move |r| {
+                r.meta().write(|t| match blobs::get(&t.blobs, &d)? {
+                    Some(row) => blobs::touch(t, &d, row.size),
+                    None => Ok(()),
+                })
+            })
+            .await?;
+        }
+        Ok(row.size)
+    }
+
     /// Opens blob `digest` of `repo` for reading; returns the file and its size.
-    pub fn open_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(File, u64)> {
-        let size = self.blob_size(repo, digest)?;
-        let file = self.store().open_blob(digest)?.ok_or_else(|| {
-            Error::internal(
+    pub async fn open_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(File, u64)> {
+        let size = self.stat_blob(repo, digest).await?;
+        match self.store().open_blob(digest)? {
+            Some(file) => Ok((file, size)),
+            // Collected between the lookup and the open: the blob is gone, not broken.
+            None if self.blob_row(repo, digest).is_err() => Err(blob_unknown(digest)),
+            None => Err(Error::internal(
                 "blob store",
                 format!("blob {digest} is recorded but its file is missing"),
-            )
-        })?;
-        Ok((file, size))
+            )),
+        }
     }
 
     /// Stops `repo` serving blob `digest` (its file is reclaimed by garbage collection).

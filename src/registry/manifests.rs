@@ -124,6 +124,7 @@ impl Registry {
         let (repo, reference, out_digest) = (repo.to_string(), reference.clone(), digest.clone());
         let subject = parsed.subject.clone();
         self.blocking(move |r| {
+            let _lock = r.digest_locks().lock(&digest.to_string());
             r.store().put_verified(&digest, &body)?;
             r.meta().write(|t| {
                 record_manifest(t, &repo, &reference, &digest, &parsed, body.len() as u64)
@@ -158,12 +159,19 @@ impl Registry {
             Ok((digest, rec))
         })?;
         let body = if with_body {
-            Some(self.store().read_blob(&digest)?.ok_or_else(|| {
-                Error::internal(
-                    "blob store",
-                    format!("manifest {digest} is recorded but its file is missing"),
-                )
-            })?)
+            match self.store().read_blob(&digest)? {
+                Some(b) => Some(b),
+                // Deleted and collected between the lookup and the read.
+                None if !self.has_revision(repo, &digest)? => {
+                    return Err(manifest_unknown(reference));
+                }
+                None => {
+                    return Err(Error::internal(
+                        "blob store",
+                        format!("manifest {digest} is recorded but its file is missing"),
+                    ));
+                }
+            }
         } else {
             None
         };
@@ -173,6 +181,12 @@ impl Registry {
             size: rec.size,
             body,
         })
+    }
+
+    fn has_revision(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let d = digest.to_string();
+        self.meta()
+            .read(|t| Ok(manifests::get(&t.manifests, repo.as_str(), &d)?.is_some()))
     }
 
     /// Deletes a tag, or a manifest revision (and every tag on it) by digest.
@@ -217,7 +231,7 @@ fn record_manifest(
             manifests: parsed.manifests.iter().map(Digest::to_string).collect(),
             created: now_secs(),
         };
-        blobs::ensure(t, &d, size)?;
+        blobs::touch(t, &d, size)?;
         blobs::add_ref(t, &d, 1)?;
         for r in rec.blobs.iter().chain(&rec.manifests) {
             blobs::add_ref(t, r, 1)?;
@@ -234,7 +248,11 @@ fn record_manifest(
 }
 
 /// Removes revision `digest` of `repo`, its tags, its referrer entry and its counted references.
-fn remove_revision(t: &mut WriteTables<'_>, repo: &str, digest: &str) -> Result<Option<()>> {
+pub(crate) fn remove_revision(
+    t: &mut WriteTables<'_>,
+    repo: &str,
+    digest: &str,
+) -> Result<Option<()>> {
     let Some(rec) = manifests::remove(t, repo, digest)? else {
         return Ok(None);
     };

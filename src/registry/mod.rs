@@ -4,6 +4,7 @@
 
 mod blobs;
 mod listing;
+mod locks;
 mod manifests;
 mod uploads;
 
@@ -16,6 +17,8 @@ use crate::meta::{Meta, OpenError};
 use crate::store::{BlobStore, UploadFile};
 
 pub use listing::{Page, Referrer};
+pub use locks::DigestLocks;
+pub(crate) use manifests::remove_revision;
 pub use manifests::{ManifestContent, PutManifest};
 pub use uploads::range_header;
 
@@ -38,6 +41,8 @@ struct Inner {
     store: BlobStore,
     meta: Meta,
     sessions: Mutex<HashMap<String, Session>>,
+    locks: locks::DigestLocks,
+    gc: Mutex<()>,
 }
 
 /// A registry over one data directory. Cheap to clone.
@@ -61,6 +66,8 @@ impl Registry {
                 store,
                 meta,
                 sessions: Mutex::new(HashMap::new()),
+                locks: locks::DigestLocks::default(),
+                gc: Mutex::new(()),
             }),
         })
     }
@@ -73,6 +80,25 @@ impl Registry {
     /// The metadata store.
     pub fn meta(&self) -> &Meta {
         &self.inner.meta
+    }
+
+    /// The per-digest locks ordering file publication against garbage collection.
+    pub fn digest_locks(&self) -> &locks::DigestLocks {
+        &self.inner.locks
+    }
+
+    /// Serializes garbage collection runs.
+    pub fn gc_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner.gc.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the in-memory state of upload session `id` (after it was purged).
+    pub fn drop_session(&self, id: &str) {
+        self.inner
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .remove(id);
     }
 
     /// Runs blocking work (file syncs, metadata commits) off the async workers.

@@ -160,19 +160,11 @@ impl Registry {
             // Forget the (now empty) in-memory session only after the record is gone, so a
             // concurrent request sees either the record and the empty session, or neither.
             if let Some(id) = &id {
-                r.forget_session(id);
+                r.drop_session(id);
             }
             out
         })
         .await
-    }
-
-    fn forget_session(&self, id: &str) {
-        self.inner
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .remove(id);
     }
 
     /// Blocking part of `commit`.
@@ -183,6 +175,7 @@ impl Registry {
         file: UploadFile,
         digest: &Digest,
     ) -> Result<()> {
+        let _lock = self.digest_locks().lock(&digest.to_string());
         let size = match file.commit(self.store(), digest) {
             Ok(size) => Some(size),
             Err(CommitError::DigestMismatch { .. }) => None,
@@ -193,7 +186,7 @@ impl Registry {
                 uploads::remove(t, id)?;
             }
             if let Some(size) = size {
-                blobs::ensure(t, &digest.to_string(), size)?;
+                blobs::touch(t, &digest.to_string(), size)?;
                 blobs::link(t, repo, &digest.to_string())?;
                 repos::ensure(t, repo)?;
             }
@@ -220,7 +213,7 @@ impl Registry {
                 .meta()
                 .write(|t| uploads::remove(t, &id))
                 .and_then(|_| Ok(r.store().remove_upload(&id)?));
-            r.forget_session(&id);
+            r.drop_session(&id);
             out
         })
         .await

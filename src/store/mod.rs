@@ -37,6 +37,11 @@ impl BlobStore {
         })
     }
 
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Where the blob `digest` lives.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.root

@@ -1,0 +1,111 @@
+//! Unreferenced blob rows and orphan blob files.
+
+use std::time::SystemTime;
+
+use redb::ReadableTable;
+
+use super::{GcOptions, GcReport, expired};
+use crate::digest::{Algorithm, Digest};
+use crate::error::Result;
+use crate::meta::{blobs, now_secs};
+use crate::registry::Registry;
+
+/// Removes blob rows whose count is zero and whose grace period has passed, then their files.
+pub(super) fn collect(registry: &Registry, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+    let now = now_secs();
+    let candidates: Vec<(String, u64)> = registry.meta().read(|t| {
+        let mut out = Vec::new();
+        for item in t.blobs.iter()? {
+            let (k, v) = item?;
+            let (size, refs, touched) = v.value();
+            if refs == 0 && expired(touched, now, opts.grace) {
+                out.push((k.value().to_string(), size));
+            }
+        }
+        Ok(out)
+    })?;
+    if opts.dry_run {
+        for (d, size) in candidates {
+            report.blobs_removed += 1;
+            report.bytes_freed += size;
+            report.items.push(d);
+        }
+        return Ok(());
+    }
+    for batch in candidates.chunks(opts.batch_size.max(1)) {
+        let _locks = registry
+            .digest_locks()
+            .lock_many(batch.iter().map(|(d, _)| d.as_str()));
+        let removed: Vec<(String, u64)> = registry.meta().write(|t| {
+            let mut removed = Vec::new();
+            for (d, _) in batch {
+                // Re-check under the write lock: a manifest or upload since may have claimed it.
+                match blobs::get(&t.blobs, d)? {
+                    Some(row) if row.refs == 0 && expired(row.touched, now_secs(), opts.grace) => {
+                        blobs::remove(t, d)?;
+                        removed.push((d.clone(), row.size));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(removed)
+        })?;
+        if let Some(hook) = &opts.after_commit {
+            hook();
+        }
+        for (d, size) in removed {
+            let digest: Digest = d.parse()?;
+            registry.store().remove_blob(&digest)?;
+            report.blobs_removed += 1;
+            report.bytes_freed += size;
+            report.items.push(d);
+        }
+    }
+    Ok(())
+}
+
+/// Unlinks files in `blobs/` that have no row and are older than the grace period.
+pub(super) fn collect_orphan_files(
+    registry: &Registry,
+    opts: &GcOptions,
+    report: &mut GcReport,
+) -> Result<()> {
+    for alg in Algorithm::ALL {
+        let dir = registry.store().root().join("blobs").join(alg.as_str());
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(digest) = format!("{}:{name}", alg.as_str()).parse::<Digest>() else {
+                continue;
+            };
+            let old_enough = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| SystemTime::now().duration_since(m).ok())
+                .is_some_and(|age| age >= opts.grace);
+            if !old_enough {
+                continue;
+            }
+            let d = digest.to_string();
+            let _lock = registry.digest_locks().lock(&d);
+            if registry
+                .meta()
+                .read(|t| blobs::get(&t.blobs, &d))?
+                .is_some()
+            {
+                continue;
+            }
+            if !opts.dry_run {
+                registry.store().remove_blob(&digest)?;
+            }
+            report.orphan_files_removed += 1;
+            report
+                .items
+                .push(format!("orphan {}", entry.path().display()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Online garbage collection. It runs inside the server while pushes and pulls go on:
+//!
+//! 1. **Manifests** (`manifests.rs`): per repository, revisions nothing keeps alive are removed
+//!    — referrers whose subject is gone, and with `delete_untagged` every revision that is not
+//!    tagged, not a child of a live index and not a referrer of a live manifest. Liveness is
+//!    recomputed inside the removing write transaction, so a tag or index pushed meanwhile wins.
+//! 2. **Blobs** (`blobs.rs`): rows with a zero reference count untouched for the grace period
+//!    are removed with their links in one transaction per batch that re-checks them, and their
+//!    files are unlinked after it commits, under the per-digest locks (`registry::locks`).
+//! 3. **Uploads** (`uploads.rs`): sessions idle longer than the maximum age, and stray temp
+//!    files, are removed.
+//! 4. **Orphan files** (`blobs.rs`): files in `blobs/` with no row (left by a crash between a
+//!    rename and its commit) older than the grace period are unlinked.
+
+mod blobs;
+mod manifests;
+mod uploads;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::registry::Registry;
+
+/// What a collection run does.
+#[derive(Clone)]
+pub struct GcOptions {
+    /// Unreferenced items younger than this are kept.
+    pub grace: Duration,
+    /// Also collect untagged manifests that no live index or subject keeps alive.
+    pub delete_untagged: bool,
+    /// Report what would go, change nothing.
+    pub dry_run: bool,
+    /// Upload sessions idle longer than this are purged.
+    pub upload_max_age: Duration,
+    /// Blobs removed per transaction.
+    pub batch_size: usize,
+    /// Called after each blob batch commits and before its files are unlinked (tests use it
+    /// to force interleavings).
+    pub after_commit: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace: Duration::from_secs(24 * 3600),
+            delete_untagged: false,
+            dry_run: false,
+            upload_max_age: Duration::from_secs(168 * 3600),
+            batch_size: 512,
+            after_commit: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for GcOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcOptions")
+            .field("grace", &self.grace)
+            .field("delete_untagged", &self.delete_untagged)
+            .field("dry_run", &self.dry_run)
+            .field("upload_max_age", &self.upload_max_age)
+            .field("batch_size", &self.batch_size)
+            .finish()
+    }
+}
+
+/// What a collection run removed (or, in a dry run, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub manifests_removed: u64,
+    pub blobs_removed: u64,
+    pub bytes_freed: u64,
+    pub uploads_purged: u64,
+    pub orphan_files_removed: u64,
+    pub duration_ms: u64,
+    /// Every removed item as `repo@digest` (manifests), `digest` (blobs), `upload <id>`,
+    /// `orphan <path>`.
+    pub items: Vec<String>,
+}
+
+impl std::fmt::Display for GcReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        write!(
+            f,
+            "{verb} {} manifest(s), {} blob(s) ({} bytes), {} upload(s), {} orphan file(s) in {} ms",
+            self.manifests_removed,
+            self.blobs_removed,
+            self.bytes_freed,
+            self.uploads_purged,
+            self.orphan_files_removed,
+            self.duration_ms
+        )
+    }
+}
+
+/// Runs one collection over `registry` (blocking; call from a blocking thread).
+pub fn collect(registry: &Registry, opts: &GcOptions) -> Result<GcReport> {
+    let _running = registry.gc_lock();
+    let start = Instant::now();
+    let mut report = GcReport {
+        dry_run: opts.dry_run,
+        ..GcReport::default()
+    };
+    manifests::collect(registry, opts, &mut report)?;
+    blobs::collect(registry, opts, &mut report)?;
+    uploads::purge(registry, opts, &mut report)?;
+    blobs::collect_orphan_files(registry, opts, &mut report)?;
+    report.duration_ms = start.elapsed().as_millis() as u64;
+    tracing::info!(
+        target: "kura::gc",
+        dry_run = report.dry_run,
+        manifests = report.manifests_removed,
+        blobs = report.blobs_removed,
+        bytes_freed = report.bytes_freed,
+        uploads = report.uploads_purged,
+        orphans = report.orphan_files_removed,
+        duration_ms = report.duration_ms,
+        "garbage collection finished"
+    );
+    Ok(report)
+}
+
+/// Seconds in `d`, for comparisons with the tables' unix-second timestamps.
+fn secs(d: Duration) -> u64 {
+    d.as_secs()
+}
+
+/// True when something last touched at `touched` is older than `grace` at `now`.
+fn expired(touched: u64, now: u64, grace: Duration) -> bool {
+    now.saturating_sub(touched) >= secs(grace)
+}

@@ -1,0 +1,77 @@
+//! Purging idle upload sessions and stray temp files.
+
+use std::time::{Duration, SystemTime};
+
+use redb::ReadableTable;
+
+use super::{GcOptions, GcReport, expired};
+use crate::error::Result;
+use crate::meta::{UploadRecord, now_secs, uploads};
+use crate::registry::Registry;
+
+/// Temp files without a session record (monolithic uploads, manifests being written) are
+/// only removed once untouched this long, whatever the configured maximum age.
+const STRAY_FILE_MIN_AGE: Duration = Duration::from_secs(600);
+
+/// Removes sessions idle longer than the maximum age, and stray temp files.
+pub(super) fn purge(registry: &Registry, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+    let now = now_secs();
+    let stale: Vec<String> = registry.meta().read(|t| {
+        let mut out = Vec::new();
+        for item in t.uploads.iter()? {
+            let (k, v) = item?;
+            let rec: UploadRecord = serde_json::from_slice(v.value())?;
+            if expired(rec.updated, now, opts.upload_max_age) {
+                out.push(k.value().to_string());
+            }
+        }
+        Ok(out)
+    })?;
+    for id in stale {
+        if !opts.dry_run {
+            let removed = registry.meta().write(|t| {
+                let still_stale = uploads::get(&t.uploads, &id)?
+                    .is_some_and(|r| expired(r.updated, now_secs(), opts.upload_max_age));
+                if still_stale {
+                    uploads::remove(t, &id)?;
+                }
+                Ok(still_stale)
+            })?;
+            if !removed {
+                continue;
+            }
+            registry.drop_session(&id);
+            registry.store().remove_upload(&id)?;
+        }
+        report.uploads_purged += 1;
+        report.items.push(format!("upload {id}"));
+    }
+    let dir = registry.store().root().join("uploads");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    let min_age = opts.upload_max_age.max(STRAY_FILE_MIN_AGE);
+    for entry in entries.flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .is_some_and(|age| age >= min_age);
+        if !old
+            || registry
+                .meta()
+                .read(|t| uploads::get(&t.uploads, &id))?
+                .is_some()
+        {
+            continue;
+        }
+        if !opts.dry_run {
+            registry.store().remove_upload(&id)?;
+        }
+        report.uploads_purged += 1;
+        report.items.push(format!("upload file {id}"));
+    }
+    Ok(())
+}
