@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod fsck;
 pub mod gc;
 pub mod manifest;
 pub mod meta;

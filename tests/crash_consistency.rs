@@ -3,43 +3,13 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{client, image_manifest};
+use common::{client, image_manifest, spawn_kura};
 use kura::digest::Digest;
 use kura::registry::Registry;
-use redb::ReadableTable;
-
-/// Starts `kura serve` on an ephemeral port; returns the child and its base URL.
-fn spawn_kura(root: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--workers", "2", "--root"])
-        .arg(root)
-        .env("KURA_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn kura");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .expect("listening line")
-        .to_string();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "unexpected first line {line:?}"
-    );
-    (child, url)
-}
 
 /// A push acknowledged with 201: the tag, manifest bytes and layer contents' digests.
 #[derive(Clone)]
@@ -121,67 +91,12 @@ async fn push_one(base: &str, repo: &str, tag: &str, seed: u64) -> Result<Acked,
     })
 }
 
-/// Checks the store's invariants by reading it directly (no server may hold it).
-fn assert_store_consistent(root: &Path) {
+/// Checks the store's invariants with fsck (no server may hold it); returns its report.
+fn assert_store_consistent(root: &Path) -> kura::fsck::FsckReport {
     let reg = Registry::open(root).expect("store opens after kill -9");
-    let (blob_rows, links, manifests) = reg
-        .meta()
-        .read(|t| {
-            let mut blobs = HashMap::new();
-            for e in t.blobs.iter()? {
-                let (k, v) = e?;
-                blobs.insert(k.value().to_string(), v.value());
-            }
-            let mut links = Vec::new();
-            for e in t.repo_blobs.iter()? {
-                let (k, _) = e?;
-                let (r, d) = k.value();
-                links.push((r.to_string(), d.to_string()));
-            }
-            let mut ms = Vec::new();
-            for e in t.manifests.iter()? {
-                let (k, v) = e?;
-                let (r, d) = k.value();
-                let rec: kura::meta::ManifestRecord = serde_json::from_slice(v.value()).unwrap();
-                ms.push((r.to_string(), d.to_string(), rec));
-            }
-            Ok((blobs, links, ms))
-        })
-        .unwrap();
-    // Every recorded blob has its file, with the right content.
-    for (d, (size, _, _)) in &blob_rows {
-        let digest: Digest = d.parse().unwrap();
-        let data =
-            std::fs::read(reg.store().blob_path(&digest)).unwrap_or_else(|e| panic!("{d}: {e}"));
-        assert_eq!(data.len() as u64, *size, "{d}");
-        assert_eq!(
-            Digest::of(digest.algorithm(), &data),
-            digest,
-            "content of {d}"
-        );
-    }
-    for (_, d) in &links {
-        assert!(blob_rows.contains_key(d), "link to unrecorded blob {d}");
-    }
-    // Reference counts equal what the manifest revisions imply.
-    let mut expected: HashMap<String, u64> = HashMap::new();
-    for (_, d, rec) in &manifests {
-        *expected.entry(d.clone()).or_default() += 1;
-        for r in rec.blobs.iter().chain(&rec.manifests) {
-            assert!(
-                blob_rows.contains_key(r),
-                "manifest {d} references unrecorded {r}"
-            );
-            *expected.entry(r.clone()).or_default() += 1;
-        }
-    }
-    for (d, (_, refs, _)) in &blob_rows {
-        assert_eq!(
-            *refs,
-            expected.get(d).copied().unwrap_or(0),
-            "refcount of {d}"
-        );
-    }
+    let report = kura::fsck::fsck(&reg, false, false).unwrap();
+    assert!(report.is_clean(), "{report}");
+    report
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -189,7 +104,7 @@ async fn crash_consistency_kill_9_during_pushes_loses_no_acknowledged_push() {
     let dir = tempfile::tempdir().unwrap();
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
     for round in 0..3u64 {
-        let (mut child, base) = spawn_kura(dir.path());
+        let (mut child, base) = spawn_kura(dir.path(), &[]);
         let deadline = Instant::now() + Duration::from_millis(600 + round * 250);
         let mut workers = Vec::new();
         for w in 0..4u64 {
@@ -225,7 +140,7 @@ async fn crash_consistency_kill_9_during_pushes_loses_no_acknowledged_push() {
     let acked = acked.lock().unwrap().clone();
     assert!(!acked.is_empty(), "some pushes must have been acknowledged");
     // Every acknowledged push is served, byte for byte, after a final restart.
-    let (mut child, base) = spawn_kura(dir.path());
+    let (mut child, base) = spawn_kura(dir.path(), &[]);
     let c = client();
     for a in &acked {
         let r = c
@@ -242,6 +157,89 @@ async fn crash_consistency_kill_9_during_pushes_loses_no_acknowledged_push() {
                 .await
                 .unwrap();
             assert_eq!(r.status(), 200);
+            assert_eq!(&Digest::sha256_of(&r.bytes().await.unwrap()), d);
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The same under garbage collection: the server collects every 100 ms with a 1 s grace while
+/// pushes and deletes go on; it is killed mid-run, `kura fsck` must find the store clean, and
+/// every acknowledged push that was not deleted must still be served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_consistency_kill_9_during_gc_and_pushes_leaves_fsck_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap().to_string();
+    let gc_flags = [
+        "--gc-interval",
+        "100ms",
+        "--gc-grace",
+        "1s",
+        "--upload-max-age",
+        "2s",
+    ];
+    let kept: Arc<Mutex<Vec<Acked>>> = Arc::default();
+    for round in 0..3u64 {
+        let (mut child, base) = spawn_kura(dir.path(), &gc_flags);
+        let deadline = Instant::now() + Duration::from_millis(1500 + round * 400);
+        let mut workers = Vec::new();
+        for w in 0..3u64 {
+            let (base, kept) = (base.clone(), kept.clone());
+            workers.push(tokio::spawn(async move {
+                for i in 0..500u64 {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    let seed = 7_000_000 + round * 100_000 + w * 1000 + i;
+                    let Ok(a) =
+                        push_one(&base, &format!("gc/w{w}"), &format!("r{round}-{i}"), seed).await
+                    else {
+                        break;
+                    };
+                    // Every other push is deleted again, so the collector has work.
+                    if i % 2 == 1 {
+                        let d = Digest::sha256_of(&a.manifest);
+                        let url = format!("{base}/v2/{}/manifests/{d}", a.repo);
+                        match client().delete(url).send().await {
+                            Ok(r) if r.status() == 202 => continue,
+                            _ => break,
+                        }
+                    }
+                    kept.lock().unwrap().push(a);
+                }
+            }));
+        }
+        tokio::time::sleep_until(deadline.into()).await;
+        child.kill().expect("kill -9");
+        child.wait().unwrap();
+        for w in workers {
+            w.await.unwrap();
+        }
+        let (ok, out, err) = common::kura_cmd(&["fsck", "--root", &root, "--quiet"]);
+        assert!(
+            ok,
+            "kura fsck after kill -9 in round {round}:\n{out}\n{err}"
+        );
+    }
+    let kept = kept.lock().unwrap().clone();
+    assert!(!kept.is_empty());
+    let (mut child, base) = spawn_kura(dir.path(), &gc_flags);
+    let c = client();
+    for a in &kept {
+        let r = c
+            .get(format!("{base}/v2/{}/manifests/{}", a.repo, a.tag))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}:{}", a.repo, a.tag);
+        for d in &a.blobs {
+            let r = c
+                .get(format!("{base}/v2/{}/blobs/{d}", a.repo))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{d}");
             assert_eq!(&Digest::sha256_of(&r.bytes().await.unwrap()), d);
         }
     }

@@ -1,6 +1,7 @@
 //! HTTP routes of the OCI Distribution API, one module per resource. Handlers are thin: they
 //! parse the request, call `Registry` and shape the reply.
 
+mod admin;
 mod base;
 mod blobs;
 mod catalog;
@@ -17,8 +18,13 @@ use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 use crate::names::RepoName;
 
-/// Registers every `/v2/` route.
+/// Registers every `/v2/` route and the `/admin/` endpoints.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/admin")
+            .route("/gc", web::post().to(admin::gc))
+            .route("/fsck", web::post().to(admin::fsck)),
+    );
     cfg.service(
         web::scope("/v2")
             .wrap(DefaultHeaders::new().add(("Docker-Distribution-Api-Version", "registry/2.0")))

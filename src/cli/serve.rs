@@ -2,6 +2,7 @@
 
 use crate::config::ServeConfig;
 use crate::registry::Registry;
+use crate::server::ServerOptions;
 
 /// Arguments of `kura serve`.
 #[derive(Debug, clap::Args)]
@@ -10,6 +11,10 @@ pub struct ServeArgs {
     pub config: ServeConfig,
 }
 
+/// The file in the data directory naming the URL of the server holding it, so that
+/// `kura gc --root` and `kura fsck --root` can ask that server instead.
+pub const ADDR_FILE: &str = "kura.addr";
+
 /// Opens the store and serves until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
     let cfg = args.config;
@@ -17,11 +22,21 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let opts = ServerOptions {
+        workers: cfg.workers,
+        gc: cfg.gc.options(),
+    };
+    let addr_file = cfg.root.join(ADDR_FILE);
     rt.block_on(async {
-        let (server, addr) = crate::server::bind(registry, &cfg.addr, cfg.workers)?;
-        tracing::info!(%addr, root = %cfg.root.display(), "kura registry listening");
+        let (server, addr) = crate::server::bind_with(registry.clone(), &cfg.addr, &opts)?;
+        std::fs::write(&addr_file, format!("http://{addr}\n"))?;
+        if !cfg.gc.interval.is_zero() {
+            crate::gc::spawn_periodic(registry, cfg.gc.interval, opts.gc.clone());
+        }
+        tracing::info!(%addr, root = %cfg.root.display(), gc_interval = ?cfg.gc.interval, "kura registry listening");
         println!("kura listening on http://{addr}");
         server.await
     })?;
+    let _ = std::fs::remove_file(&addr_file);
     Ok(())
 }

@@ -14,7 +14,10 @@
 
 mod blobs;
 mod manifests;
+mod schedule;
 mod uploads;
+
+pub use schedule::spawn_periodic;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

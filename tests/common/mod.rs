@@ -1,7 +1,10 @@
 //! Shared test support: an in-process kura on an ephemeral loopback port, and push helpers.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use kura::digest::Digest;
 use kura::registry::Registry;
@@ -19,8 +22,17 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server; call from inside a multi-threaded tokio runtime.
     pub async fn start() -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let registry = Registry::open(dir.path()).expect("open registry");
+        Self::start_with(tempfile::tempdir().expect("temp dir"), None).await
+    }
+
+    /// Starts a server over an existing directory (left in place when the server stops).
+    pub async fn start_in(path: &Path) -> TestServer {
+        let holder = tempfile::tempdir().expect("temp dir");
+        Self::start_with(holder, Some(path)).await
+    }
+
+    async fn start_with(dir: tempfile::TempDir, root: Option<&Path>) -> TestServer {
+        let registry = Registry::open(root.unwrap_or(dir.path())).expect("open registry");
         let (server, addr) =
             kura::server::bind(registry.clone(), "127.0.0.1:0", Some(2)).expect("bind");
         let handle = server.handle();
@@ -148,4 +160,46 @@ pub async fn error_code(r: reqwest::Response) -> String {
         .as_str()
         .expect("errors[0].code")
         .to_string()
+}
+
+/// Starts the real `kura serve` binary on an ephemeral port over `root` with `extra` flags;
+/// returns the child and its base URL (read from its first stdout line).
+pub fn spawn_kura(root: &Path, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--workers", "2", "--root"])
+        .arg(root)
+        .args(extra)
+        .env("KURA_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn kura");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .expect("listening line")
+        .to_string();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "unexpected first line {line:?}"
+    );
+    (child, url)
+}
+
+/// Runs the `kura` binary with `args`; returns (success, stdout, stderr).
+pub fn kura_cmd(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(args)
+        .env("KURA_LOG", "warn")
+        .output()
+        .expect("run kura");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

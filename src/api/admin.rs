@@ -1,0 +1,63 @@
+//! Administration endpoints under `/admin/`: garbage collection and verification on demand.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::config::parse_duration;
+use crate::error::{Code, Error, Result};
+use crate::gc::{GcOptions, collect};
+use crate::registry::Registry;
+
+fn bad(msg: String) -> Error {
+    Error::new(Code::Unsupported, msg).with_status(actix_web::http::StatusCode::BAD_REQUEST)
+}
+
+fn flag(req: &HttpRequest, key: &str) -> Result<Option<bool>> {
+    match super::query_param(req, key).as_deref() {
+        None => Ok(None),
+        Some("" | "1" | "true") => Ok(Some(true)),
+        Some("0" | "false") => Ok(Some(false)),
+        Some(v) => Err(bad(format!("{key}={v:?} is not true or false"))),
+    }
+}
+
+fn duration(req: &HttpRequest, key: &str) -> Result<Option<std::time::Duration>> {
+    super::query_param(req, key)
+        .map(|v| parse_duration(&v).map_err(bad))
+        .transpose()
+}
+
+/// `POST /admin/gc?grace=&upload_max_age=&delete_untagged=&dry_run=`: one collection now;
+/// unspecified options take the server's configured values. Replies with the `GcReport`.
+pub async fn gc(
+    req: HttpRequest,
+    reg: web::Data<Registry>,
+    defaults: web::Data<GcOptions>,
+) -> Result<HttpResponse> {
+    let mut opts = defaults.get_ref().clone();
+    if let Some(g) = duration(&req, "grace")? {
+        opts.grace = g;
+    }
+    if let Some(a) = duration(&req, "upload_max_age")? {
+        opts.upload_max_age = a;
+    }
+    if let Some(d) = flag(&req, "delete_untagged")? {
+        opts.delete_untagged = d;
+    }
+    if let Some(d) = flag(&req, "dry_run")? {
+        opts.dry_run = d;
+    }
+    let r = reg.get_ref().clone();
+    let report = tokio::task::spawn_blocking(move || collect(&r, &opts))
+        .await
+        .map_err(|e| Error::internal("gc task", e))??;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// `POST /admin/fsck`: verifies the live store (no repairs while serving).
+pub async fn fsck(reg: web::Data<Registry>) -> Result<HttpResponse> {
+    let r = reg.get_ref().clone();
+    let report = tokio::task::spawn_blocking(move || crate::fsck::fsck(&r, false, false))
+        .await
+        .map_err(|e| Error::internal("fsck task", e))??;
+    Ok(HttpResponse::Ok().json(report))
+}

@@ -1,0 +1,79 @@
+//! Where `kura gc` and `kura fsck` act: a data directory opened directly, or the server that
+//! holds it (found through `<root>/kura.addr`, or named with `--url`), asked over `/admin/`.
+
+use std::path::PathBuf;
+
+use crate::meta::OpenError;
+use crate::registry::{Registry, RegistryOpenError};
+
+/// `--root DIR | --url URL`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreTarget {
+    /// Data directory (opened directly when no server holds it).
+    #[arg(
+        long,
+        env = "KURA_ROOT",
+        default_value = "./kura-data",
+        conflicts_with = "url"
+    )]
+    pub root: PathBuf,
+    /// URL of a running kura server to ask instead (e.g. http://127.0.0.1:5000).
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+/// The store opened directly, or the URL of the server to ask.
+pub enum Target {
+    Local(Registry),
+    Remote(String),
+}
+
+impl StoreTarget {
+    /// Opens the data directory, or finds the server that holds it.
+    pub fn resolve(&self) -> Result<Target, super::CliError> {
+        if let Some(url) = &self.url {
+            return Ok(Target::Remote(url.trim_end_matches('/').to_string()));
+        }
+        if !self.root.join("meta.redb").exists() {
+            return Err(
+                format!("{} holds no kura store (no meta.redb)", self.root.display()).into(),
+            );
+        }
+        match Registry::open(&self.root) {
+            Ok(r) => Ok(Target::Local(r)),
+            Err(RegistryOpenError::Meta(OpenError::InUse { .. })) => {
+                let file = self.root.join(super::serve::ADDR_FILE);
+                let url = std::fs::read_to_string(&file).map_err(|e| {
+                    format!(
+                        "the store is in use by another process, and {} is unreadable ({e}); pass --url",
+                        file.display()
+                    )
+                })?;
+                Ok(Target::Remote(url.trim().trim_end_matches('/').to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// POSTs to `url` + `path` and decodes the JSON reply.
+pub fn post_json<T: serde::de::DeserializeOwned>(
+    url: &str,
+    path: &str,
+) -> Result<T, super::CliError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .post(format!("{url}{path}"))
+            .send()
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(format!("{url}{path}: {status}: {body}").into());
+        }
+        Ok(resp.json::<T>().await?)
+    })
+}

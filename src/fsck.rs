@@ -1,0 +1,367 @@
+//! Store verification: every blob file against its digest (in parallel), every table against
+//! the others, reference counts against the manifests. `repair` fixes what is safe to fix
+//! while no server holds the store.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::error::Result;
+use crate::meta::{ManifestRecord, blobs, referrers, tags, uploads};
+use crate::registry::Registry;
+
+/// What `fsck` found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FsckReport {
+    pub blobs_checked: u64,
+    pub bytes_checked: u64,
+    /// Inconsistencies: missing or corrupt files, wrong counts, dangling rows.
+    pub errors: Vec<String>,
+    /// Harmless leftovers (orphan files, stale temp files) that GC also reclaims.
+    pub notices: Vec<String>,
+    /// What `repair` changed.
+    pub repaired: Vec<String>,
+}
+
+impl FsckReport {
+    /// True when no error remains.
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+impl std::fmt::Display for FsckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for e in &self.errors {
+            writeln!(f, "error: {e}")?;
+        }
+        for n in &self.notices {
+            writeln!(f, "notice: {n}")?;
+        }
+        for r in &self.repaired {
+            writeln!(f, "repaired: {r}")?;
+        }
+        write!(
+            f,
+            "{} blob(s), {} bytes verified: {} error(s), {} notice(s), {} repair(s)",
+            self.blobs_checked,
+            self.bytes_checked,
+            self.errors.len(),
+            self.notices.len(),
+            self.repaired.len()
+        )
+    }
+}
+
+/// A consistent copy of the tables fsck compares.
+#[derive(Default)]
+struct Snapshot {
+    blobs: BTreeMap<String, blobs::BlobRow>,
+    links: BTreeSet<(String, String)>,
+    reverse_links: BTreeSet<(String, String)>,
+    manifests: Vec<(String, String, ManifestRecord)>,
+    tags: Vec<(String, String, String)>,
+    referrers: Vec<(String, String, String)>,
+    uploads: BTreeSet<String>,
+}
+
+fn snapshot(registry: &Registry) -> Result<Snapshot> {
+    registry.meta().read(|t| {
+        let mut s = Snapshot::default();
+        for e in t.blobs.iter()? {
+            let (k, v) = e?;
+            let (size, refs, touched) = v.value();
+            s.blobs.insert(
+                k.value().to_string(),
+                blobs::BlobRow {
+                    size,
+                    refs,
+                    touched,
+                },
+            );
+        }
+        for e in t.repo_blobs.iter()? {
+            let (k, _) = e?;
+            let (r, d) = k.value();
+            s.links.insert((r.to_string(), d.to_string()));
+        }
+        for e in t.blob_links.iter()? {
+            let (k, _) = e?;
+            let (d, r) = k.value();
+            s.reverse_links.insert((r.to_string(), d.to_string()));
+        }
+        for e in t.manifests.iter()? {
+            let (k, v) = e?;
+            let (r, d) = k.value();
+            s.manifests.push((
+                r.to_string(),
+                d.to_string(),
+                serde_json::from_slice(v.value())?,
+            ));
+        }
+        for e in t.tags.iter()? {
+            let (k, v) = e?;
+            let (r, tag) = k.value();
+            s.tags
+                .push((r.to_string(), tag.to_string(), v.value().to_string()));
+        }
+        for e in t.referrers.iter()? {
+            let (k, _) = e?;
+            let (r, subject, d) = k.value();
+            s.referrers
+                .push((r.to_string(), subject.to_string(), d.to_string()));
+        }
+        for e in t.uploads.iter()? {
+            s.uploads.insert(e?.0.value().to_string());
+        }
+        Ok(s)
+    })
+}
+
+/// Hashes every recorded blob file with `workers` threads; returns (digest, problem) pairs.
+fn verify_files(
+    registry: &Registry,
+    rows: &[(&String, u64)],
+    workers: usize,
+    bar: &ProgressBar,
+) -> Vec<(String, String)> {
+    let next = AtomicUsize::new(0);
+    let problems = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.max(1) {
+            scope.spawn(|| {
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((d, size)) = rows.get(i) else { break };
+                    if let Some(problem) = verify_one(registry, d, *size, &mut buf, bar) {
+                        problems
+                            .lock()
+                            .expect("problems lock")
+                            .push(((*d).clone(), problem));
+                    }
+                }
+            });
+        }
+    });
+    problems.into_inner().expect("problems lock")
+}
+
+fn verify_one(
+    registry: &Registry,
+    d: &str,
+    size: u64,
+    buf: &mut [u8],
+    bar: &ProgressBar,
+) -> Option<String> {
+    use std::io::Read;
+    let digest: Digest = match d.parse() {
+        Ok(d) => d,
+        Err(_) => return Some("row key is not a valid digest".into()),
+    };
+    let mut file = match std::fs::File::open(registry.store().blob_path(&digest)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some("file is missing".into());
+        }
+        Err(e) => return Some(format!("cannot open file: {e}")),
+    };
+    let mut h = Hasher::new(digest.algorithm());
+    let mut len = 0u64;
+    loop {
+        match file.read(buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(&buf[..n]);
+                len += n as u64;
+                bar.inc(n as u64);
+            }
+            Err(e) => return Some(format!("read error: {e}")),
+        }
+    }
+    if len != size {
+        return Some(format!("file has {len} bytes, the row says {size}"));
+    }
+    let actual = h.finish();
+    (actual != digest).then(|| format!("content hashes to {actual}"))
+}
+
+/// Checks the whole store. With `repair`, fixes counts, dangling rows and leftovers (only when
+/// this process holds the store exclusively). `progress` draws a bar on stderr.
+pub fn fsck(registry: &Registry, repair: bool, progress: bool) -> Result<FsckReport> {
+    let s = snapshot(registry)?;
+    let mut report = FsckReport::default();
+
+    // 1. Every recorded blob file, hashed.
+    let rows: Vec<(&String, u64)> = s.blobs.iter().map(|(d, r)| (d, r.size)).collect();
+    let total: u64 = rows.iter().map(|r| r.1).sum();
+    let bar = if progress {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "verifying {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("static template"),
+    );
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Errors fsck cannot fix, and errors `repair` fixes.
+    let mut fatal = Vec::new();
+    let mut fixable = Vec::new();
+    for (d, problem) in verify_files(registry, &rows, workers, &bar) {
+        fatal.push(format!("blob {d}: {problem}"));
+    }
+    bar.finish_and_clear();
+    report.blobs_checked = rows.len() as u64;
+    report.bytes_checked = total;
+
+    // 2. Files nobody recorded.
+    let mut orphans = Vec::new();
+    for alg in Algorithm::ALL {
+        let dir = registry.store().root().join("blobs").join(alg.as_str());
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let name = format!("{}:{}", alg.as_str(), entry.file_name().to_string_lossy());
+            if !s.blobs.contains_key(&name) {
+                report.notices.push(format!(
+                    "orphan file {} (no blob row; GC reclaims it)",
+                    entry.path().display()
+                ));
+                orphans.push(name);
+            }
+        }
+    }
+
+    // 3. Reference counts and references, recomputed from the manifests.
+    let mut expected: HashMap<&str, u64> = HashMap::new();
+    let mut revisions = BTreeSet::new();
+    for (repo, d, rec) in &s.manifests {
+        revisions.insert((repo.as_str(), d.as_str()));
+        *expected.entry(d).or_default() += 1;
+        for r in rec.blobs.iter().chain(&rec.manifests) {
+            *expected.entry(r).or_default() += 1;
+        }
+    }
+    let mut count_fixes = Vec::new();
+    for (d, want) in &expected {
+        if !s.blobs.contains_key(*d) {
+            fatal.push(format!(
+                "{d} is referenced by {want} manifest revision(s) but has no blob row"
+            ));
+        }
+    }
+    for (d, row) in &s.blobs {
+        let want = expected.get(d.as_str()).copied().unwrap_or(0);
+        if row.refs != want {
+            fixable.push(format!(
+                "blob {d}: reference count {} but manifests imply {want}",
+                row.refs
+            ));
+            count_fixes.push((d.clone(), blobs::BlobRow { refs: want, ..*row }));
+        }
+    }
+
+    // 4. Links, tags, referrers and uploads pointing at nothing.
+    let dangling_links: Vec<_> = s
+        .links
+        .iter()
+        .filter(|(_, d)| !s.blobs.contains_key(d))
+        .cloned()
+        .collect();
+    for (r, d) in &dangling_links {
+        fixable.push(format!("repository {r} links {d}, which has no blob row"));
+    }
+    let asymmetric: Vec<_> = s
+        .links
+        .symmetric_difference(&s.reverse_links)
+        .cloned()
+        .collect();
+    for (r, d) in &asymmetric {
+        fixable.push(format!(
+            "link {r} -> {d} is missing from one of repo_blobs / blob_links"
+        ));
+    }
+    let dangling_tags: Vec<_> = s
+        .tags
+        .iter()
+        .filter(|(r, _, d)| !revisions.contains(&(r.as_str(), d.as_str())))
+        .cloned()
+        .collect();
+    for (r, t, d) in &dangling_tags {
+        fixable.push(format!(
+            "tag {r}:{t} points at {d}, which is not a revision of {r}"
+        ));
+    }
+    let dangling_referrers: Vec<_> = s
+        .referrers
+        .iter()
+        .filter(|(r, _, d)| !revisions.contains(&(r.as_str(), d.as_str())))
+        .cloned()
+        .collect();
+    for (r, subject, d) in &dangling_referrers {
+        fixable.push(format!("referrer {r}@{d} of {subject} is not a revision"));
+    }
+    let upload_dir = registry.store().root().join("uploads");
+    let mut stale_records = Vec::new();
+    for id in &s.uploads {
+        if !upload_dir.join(id).exists() {
+            report.notices.push(format!("upload {id} has no file"));
+            stale_records.push(id.clone());
+        }
+    }
+    let mut stray_files = Vec::new();
+    for entry in std::fs::read_dir(&upload_dir)?.flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if !s.uploads.contains(&id) {
+            report
+                .notices
+                .push(format!("stray upload file {}", entry.path().display()));
+            stray_files.push(id);
+        }
+    }
+
+    if !repair {
+        report.errors = fatal;
+        report.errors.extend(fixable);
+        return Ok(report);
+    }
+    registry.meta().write(|t| {
+        for (d, row) in &count_fixes {
+            blobs::put(t, d, *row)?;
+        }
+        for (r, d) in dangling_links.iter().chain(&asymmetric) {
+            blobs::unlink(t, r, d)?;
+            if s.blobs.contains_key(d) && s.links.contains(&(r.clone(), d.clone())) {
+                blobs::link(t, r, d)?;
+            }
+        }
+        for (r, tag, _) in &dangling_tags {
+            tags::remove(t, r, tag)?;
+        }
+        for (r, subject, d) in &dangling_referrers {
+            referrers::remove(t, r, subject, d)?;
+        }
+        for id in &stale_records {
+            uploads::remove(t, id)?;
+        }
+        Ok(())
+    })?;
+    report.repaired = fixable;
+    report.errors = fatal;
+    for name in &orphans {
+        registry.store().remove_blob(&name.parse()?)?;
+        report.repaired.push(format!("removed orphan file {name}"));
+    }
+    for id in stray_files.iter().chain(&stale_records) {
+        registry.store().remove_upload(id)?;
+        report.repaired.push(format!("removed upload {id}"));
+    }
+    tracing::info!(target: "kura::fsck", repaired = report.repaired.len(), "fsck repair finished");
+    Ok(report)
+}
