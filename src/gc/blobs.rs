@@ -70,42 +70,50 @@ pub(super) fn collect_orphan_files(
     opts: &GcOptions,
     report: &mut GcReport,
 ) -> Result<()> {
-    for alg in Algorithm::ALL {
-        let dir = registry.store().root().join("blobs").join(alg.as_str());
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(digest) = format!("{}:{name}", alg.as_str()).parse::<Digest>() else {
+    // One snapshot for the walk; each candidate is re-checked under its lock before unlinking.
+    let candidates: Vec<(Digest, std::path::PathBuf)> = registry.meta().read(|t| {
+        let mut out = Vec::new();
+        for alg in Algorithm::ALL {
+            let dir = registry.store().root().join("blobs").join(alg.as_str());
+            let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
-            let old_enough = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|m| SystemTime::now().duration_since(m).ok())
-                .is_some_and(|age| age >= opts.grace);
-            if !old_enough {
-                continue;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Ok(digest) = format!("{}:{name}", alg.as_str()).parse::<Digest>() else {
+                    continue;
+                };
+                if t.blobs.get(digest.to_string().as_str())?.is_some() {
+                    continue;
+                }
+                let old_enough = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| SystemTime::now().duration_since(m).ok())
+                    .is_some_and(|age| age >= opts.grace);
+                if old_enough {
+                    out.push((digest, entry.path()));
+                }
             }
-            let d = digest.to_string();
-            let _lock = registry.digest_locks().lock(&d);
-            if registry
-                .meta()
-                .read(|t| blobs::get(&t.blobs, &d))?
-                .is_some()
-            {
-                continue;
-            }
-            if !opts.dry_run {
-                registry.store().remove_blob(&digest)?;
-            }
-            report.orphan_files_removed += 1;
-            report
-                .items
-                .push(format!("orphan {}", entry.path().display()));
         }
+        Ok(out)
+    })?;
+    for (digest, path) in candidates {
+        let d = digest.to_string();
+        let _lock = registry.digest_locks().lock(&d);
+        if registry
+            .meta()
+            .read(|t| blobs::get(&t.blobs, &d))?
+            .is_some()
+        {
+            continue;
+        }
+        if !opts.dry_run {
+            registry.store().remove_blob(&digest)?;
+        }
+        report.orphan_files_removed += 1;
+        report.items.push(format!("orphan {}", path.display()));
     }
     Ok(())
 }
