@@ -20,6 +20,9 @@ pub enum Code {
     SizeInvalid,
     Unsupported,
     TagInvalid,
+    TooManyRequests,
+    Denied,
+    Unauthorized,
     Unknown,
 }
 
@@ -39,6 +42,9 @@ impl Code {
             Code::SizeInvalid => "SIZE_INVALID",
             Code::Unsupported => "UNSUPPORTED",
             Code::TagInvalid => "TAG_INVALID",
+            Code::TooManyRequests => "TOOMANYREQUESTS",
+            Code::Denied => "DENIED",
+            Code::Unauthorized => "UNAUTHORIZED",
             Code::Unknown => "UNKNOWN",
         }
     }
@@ -51,6 +57,9 @@ impl Code {
             | Code::ManifestUnknown
             | Code::NameUnknown => StatusCode::NOT_FOUND,
             Code::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+            Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Code::Denied => StatusCode::FORBIDDEN,
+            Code::Unauthorized => StatusCode::UNAUTHORIZED,
             Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod digest;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod meta;
 #[path = "../migrations/mod.rs"]
 pub mod migrations;
 pub mod names;
+pub mod ops;
 pub mod registry;
 pub mod server;
 pub mod store;

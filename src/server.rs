@@ -3,22 +3,45 @@
 use std::net::{SocketAddr, TcpListener};
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::api;
+use crate::config::LimitsConfig;
 use crate::gc::GcOptions;
+use crate::ops::limits::UploadSlots;
+use crate::ops::read_only::ReadOnly;
+use crate::ops::{access_log, health, metrics, read_only};
 use crate::registry::Registry;
 
 /// Settings of one server instance.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// HTTP worker threads (default: one per core).
     pub workers: Option<usize>,
     /// Defaults for on-demand collections (`POST /admin/gc`).
     pub gc: GcOptions,
+    /// The read-only switch shared with the admin endpoint.
+    pub read_only: ReadOnly,
+    pub limits: LimitsConfig,
+    /// Serve `/metrics` on this server.
+    pub metrics: bool,
 }
 
-/// Builds a server for `registry` on an already bound listener (tests bind port 0).
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            workers: None,
+            gc: GcOptions::default(),
+            read_only: ReadOnly::default(),
+            limits: LimitsConfig::default(),
+            metrics: true,
+        }
+    }
+}
+
+/// Builds a server for `registry` on an already bound listener (tests bind port 0). Signals
+/// are not handled here: `kura serve` stops the server gracefully on SIGINT/SIGTERM.
 pub fn build(
     registry: Registry,
     listener: TcpListener,
@@ -26,21 +49,53 @@ pub fn build(
 ) -> std::io::Result<Server> {
     let data = web::Data::new(registry);
     let gc = web::Data::new(opts.gc.clone());
+    let ro = web::Data::new(opts.read_only.clone());
+    let limits = web::Data::new(opts.limits.clone());
+    let slots = web::Data::new(UploadSlots::new(opts.limits.max_concurrent_uploads));
+    let with_metrics = opts.metrics;
     let mut server = HttpServer::new(move || {
-        App::new()
+        let app = App::new()
             .app_data(data.clone())
             .app_data(gc.clone())
-            .wrap(
-                actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
-                    .log_target("kura::access"),
-            )
-            .configure(api::configure)
+            .app_data(ro.clone())
+            .app_data(limits.clone())
+            .app_data(slots.clone())
+            .wrap(from_fn(read_only::middleware))
+            .wrap(from_fn(access_log::middleware))
+            .route("/healthz", web::get().to(health::healthz))
+            .route("/readyz", web::get().to(health::readyz));
+        let app = if with_metrics {
+            app.route("/metrics", web::get().to(metrics::handler))
+        } else {
+            app
+        };
+        app.configure(api::configure)
     })
+    .client_request_timeout(opts.limits.request_timeout)
+    .shutdown_timeout(opts.limits.shutdown_timeout.as_secs())
+    .disable_signals()
     .listen(listener)?;
     if let Some(w) = opts.workers {
         server = server.workers(w);
     }
     Ok(server.run())
+}
+
+/// A server answering only `/metrics` (for `metrics.addr`).
+pub fn metrics_only(registry: Registry, addr: &str) -> std::io::Result<(Server, SocketAddr)> {
+    let listener = TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    let data = web::Data::new(registry);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(metrics::handler))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok((server, local))
 }
 
 /// Binds `addr` and builds the server with `workers` threads; returns it with the bound address.

@@ -5,12 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 
 use crate::error::{Code, Error, Result};
-use crate::manifest::MAX_MANIFEST_SIZE;
 use crate::names::{Reference, RepoName};
 use crate::registry::Registry;
-
-/// How much of an oversized manifest is read and discarded before replying 413.
-const DRAIN_LIMIT: usize = 4 * MAX_MANIFEST_SIZE;
 
 fn parse(path: &(String, String)) -> Result<(RepoName, Reference)> {
     Ok((super::repo(&path.0)?, Reference::parse(&path.1)?))
@@ -54,32 +50,37 @@ pub async fn put(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     reg: web::Data<Registry>,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
     let (repo, reference) = parse(&path)?;
+    let limits = super::limits(&req);
+    let max = limits.max_manifest_size;
+    // How much of an oversized manifest is read and discarded before replying 413.
+    let drain_limit = max.saturating_mul(4);
     let too_large = || {
         Error::new(
             Code::ManifestInvalid,
-            format!("manifest exceeds {MAX_MANIFEST_SIZE} bytes"),
+            format!("manifest exceeds {max} bytes"),
         )
         .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     };
+    let mut payload = crate::ops::limits::idle_timeout(payload, limits.body_idle_timeout);
     let mut body = bytes::BytesMut::with_capacity(4096);
     let mut seen = 0usize;
     while let Some(chunk) = payload.next().await {
         let chunk = chunk
             .map_err(|e| Error::new(Code::ManifestInvalid, format!("reading manifest: {e}")))?;
         seen += chunk.len();
-        if seen > MAX_MANIFEST_SIZE {
+        if seen > max {
             // Drain (up to a bound) so the client reads our 413 instead of a reset connection.
-            if seen > DRAIN_LIMIT {
+            if seen > drain_limit {
                 break;
             }
             continue;
         }
         body.extend_from_slice(&chunk);
     }
-    if seen > MAX_MANIFEST_SIZE {
+    if seen > max {
         return Err(too_large());
     }
     let content_type = super::header(req.headers(), "content-type");

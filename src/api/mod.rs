@@ -6,6 +6,7 @@ mod base;
 mod blobs;
 mod catalog;
 mod manifests;
+pub mod ranges;
 mod referrers;
 mod tags;
 mod uploads;
@@ -82,6 +83,20 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
         Code::NameUnknown,
         format!("no route for {}", req.path()),
     ))
+}
+
+/// The configured request limits (defaults when the app has none).
+fn limits(req: &HttpRequest) -> crate::config::LimitsConfig {
+    req.app_data::<web::Data<crate::config::LimitsConfig>>()
+        .map(|l| l.get_ref().clone())
+        .unwrap_or_default()
+}
+
+/// Takes an upload slot when the app limits concurrent uploads.
+fn upload_slot(req: &HttpRequest) -> Result<Option<tokio::sync::OwnedSemaphorePermit>> {
+    req.app_data::<web::Data<crate::ops::limits::UploadSlots>>()
+        .map(|s| s.acquire())
+        .transpose()
 }
 
 /// Validates a repository name from the path.

@@ -9,27 +9,11 @@ use crate::names::RepoName;
 use crate::registry::Registry;
 use crate::registry::range_header;
 
-/// Parses `Content-Range: <start>-<end>` (the spec's `^[0-9]+-[0-9]+$`; `bytes ` tolerated).
+/// The request's `Content-Range`, if any (see `ranges::parse_content_range`).
 fn content_range(req: &HttpRequest) -> Result<Option<(u64, u64)>> {
-    let Some(v) = super::header(req.headers(), "content-range") else {
-        return Ok(None);
-    };
-    let s = v
-        .trim()
-        .trim_start_matches("bytes ")
-        .trim_start_matches("bytes=");
-    let s = s.split('/').next().unwrap_or("");
-    let parsed = s
-        .split_once('-')
-        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
-    match parsed {
-        Some(r) => Ok(Some(r)),
-        None => Err(Error::new(
-            Code::BlobUploadInvalid,
-            format!("malformed Content-Range {v:?}"),
-        )
-        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)),
-    }
+    super::header(req.headers(), "content-range")
+        .map(super::ranges::parse_content_range)
+        .transpose()
 }
 
 fn session_reply(
@@ -80,6 +64,8 @@ pub async fn start(
         }
     } else if let Some(d) = super::query_param(&req, "digest") {
         let digest = super::digest(&d)?;
+        let _slot = super::upload_slot(&req)?;
+        let body = crate::ops::limits::idle_timeout(body, super::limits(&req).body_idle_timeout);
         reg.put_blob(&repo, &digest, body).await?;
         return Ok(created_reply(&req, &repo, &digest));
     }
@@ -111,6 +97,8 @@ pub async fn patch(
 ) -> Result<HttpResponse> {
     let repo = super::repo(&path.0)?;
     let range = content_range(&req)?;
+    let _slot = super::upload_slot(&req)?;
+    let body = crate::ops::limits::idle_timeout(body, super::limits(&req).body_idle_timeout);
     let len = reg.append(&repo, &path.1, range, body).await?;
     Ok(session_reply(
         &req,
@@ -132,6 +120,8 @@ pub async fn put(
         .ok_or_else(|| Error::new(Code::DigestInvalid, "the closing PUT needs ?digest="))?;
     let digest = super::digest(&digest)?;
     let range = content_range(&req)?;
+    let _slot = super::upload_slot(&req)?;
+    let body = crate::ops::limits::idle_timeout(body, super::limits(&req).body_idle_timeout);
     reg.finish_upload(&repo, &path.1, &digest, range, body)
         .await?;
     Ok(created_reply(&req, &repo, &digest))

@@ -1,9 +1,18 @@
 //! The `kura` command line: one module per subcommand.
 
+mod catalog;
+mod config_cmd;
+mod copy;
+mod delete;
 mod fsck;
 mod gc;
+mod inspect;
+mod login;
+mod pull;
+mod push;
 mod serve;
 mod store_target;
+mod tags;
 
 use clap::{Parser, Subcommand};
 
@@ -20,10 +29,30 @@ pub struct Cli {
 pub enum Command {
     /// Run the registry server (defaults: 127.0.0.1:5000, data under ./kura-data).
     Serve(serve::ServeArgs),
+    /// Validate a config file and print the effective configuration.
+    Config(config_cmd::ConfigArgs),
     /// Collect garbage now: unreferenced blobs, dead manifests, stale uploads.
     Gc(gc::GcArgs),
     /// Verify every blob file against its digest and the metadata tables against each other.
     Fsck(fsck::FsckArgs),
+    /// Push an OCI image layout or a `docker save` tarball to a registry.
+    Push(push::PushArgs),
+    /// Pull an image into an OCI image layout directory.
+    Pull(pull::PullArgs),
+    /// Copy an image between repositories or registries (every platform; referrers optionally).
+    Copy(copy::CopyArgs),
+    /// List a repository's tags.
+    Tags(tags::TagsArgs),
+    /// List a registry's repositories.
+    Catalog(catalog::CatalogArgs),
+    /// Show a manifest and its config.
+    Inspect(inspect::InspectArgs),
+    /// Delete a tag, or a manifest by digest.
+    Delete(delete::DeleteArgs),
+    /// Check credentials for a registry and store them in ~/.docker/config.json.
+    Login(login::LoginArgs),
+    /// Remove a registry's credentials from ~/.docker/config.json.
+    Logout(login::LogoutArgs),
 }
 
 /// The error a subcommand ends with; printed as `kura: <error>` with exit status 1.
@@ -31,9 +60,25 @@ pub type CliError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    if !matches!(cli.command, Command::Serve(_)) {
+        crate::ops::logging::init(&crate::config::LogConfig {
+            level: "warn".into(),
+            ..Default::default()
+        });
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Config(args) => config_cmd::run(args),
         Command::Gc(args) => gc::run(args),
         Command::Fsck(args) => fsck::run(args),
+        Command::Push(args) => push::run(args),
+        Command::Pull(args) => pull::run(args),
+        Command::Copy(args) => copy::run(args),
+        Command::Tags(args) => tags::run(args),
+        Command::Catalog(args) => catalog::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Delete(args) => delete::run(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
     }
 }

@@ -1,6 +1,6 @@
 //! `kura serve`: run the registry.
 
-use crate::config::ServeConfig;
+use crate::config::{Config, ServeFlags};
 use crate::registry::Registry;
 use crate::server::ServerOptions;
 
@@ -8,16 +8,18 @@ use crate::server::ServerOptions;
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    pub config: ServeConfig,
+    pub flags: ServeFlags,
 }
 
 /// The file in the data directory naming the URL of the server holding it, so that
 /// `kura gc --root` and `kura fsck --root` can ask that server instead.
 pub const ADDR_FILE: &str = "kura.addr";
 
-/// Opens the store and serves until SIGINT/SIGTERM.
+/// Loads the configuration, opens the store and serves until SIGINT/SIGTERM, then finishes
+/// the requests in flight (up to `limits.shutdown_timeout`) and closes the store.
 pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
-    let cfg = args.config;
+    let cfg = Config::load(args.flags.config.as_deref(), args.flags.overrides())?;
+    crate::ops::logging::init(&cfg.log);
     let registry = Registry::open(&cfg.root)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -25,18 +27,42 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
     let opts = ServerOptions {
         workers: cfg.workers,
         gc: cfg.gc.options(),
+        read_only: crate::ops::read_only::ReadOnly::new(cfg.read_only),
+        limits: cfg.limits.clone(),
+        metrics: cfg.metrics.enabled && cfg.metrics.addr.is_none(),
     };
     let addr_file = cfg.root.join(ADDR_FILE);
     rt.block_on(async {
         let (server, addr) = crate::server::bind_with(registry.clone(), &cfg.addr, &opts)?;
+        let handle = server.handle();
+        if let (true, Some(maddr)) = (cfg.metrics.enabled, &cfg.metrics.addr) {
+            let (metrics, bound) = crate::server::metrics_only(registry.clone(), maddr)?;
+            tracing::info!(addr = %bound, "metrics listening");
+            tokio::spawn(metrics);
+        }
         std::fs::write(&addr_file, format!("http://{addr}\n"))?;
         if !cfg.gc.interval.is_zero() {
             crate::gc::spawn_periodic(registry, cfg.gc.interval, opts.gc.clone());
         }
-        tracing::info!(%addr, root = %cfg.root.display(), gc_interval = ?cfg.gc.interval, "kura registry listening");
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing requests in flight");
+            handle.stop(true).await;
+        });
+        tracing::info!(%addr, root = %cfg.root.display(), read_only = cfg.read_only, "kura registry listening");
         println!("kura listening on http://{addr}");
         server.await
     })?;
     let _ = std::fs::remove_file(&addr_file);
+    tracing::info!("stopped");
     Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

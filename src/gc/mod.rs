@@ -118,6 +118,7 @@ pub fn collect(registry: &Registry, opts: &GcOptions) -> Result<GcReport> {
     uploads::purge(registry, opts, &mut report)?;
     blobs::collect_orphan_files(registry, opts, &mut report)?;
     report.duration_ms = start.elapsed().as_millis() as u64;
+    crate::ops::metrics::record_gc(&report);
     tracing::info!(
         target: "kura::gc",
         dry_run = report.dry_run,

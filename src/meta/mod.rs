@@ -111,7 +111,9 @@ impl Meta {
         };
         match out {
             Ok(v) => {
+                let start = std::time::Instant::now();
                 txn.commit()?;
+                crate::ops::metrics::record_commit(start.elapsed());
                 Ok(v)
             }
             Err(e) => {

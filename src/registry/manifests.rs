@@ -101,10 +101,6 @@ impl Registry {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<PutManifest> {
-        if body.len() > manifest::MAX_MANIFEST_SIZE {
-            return Err(Error::new(Code::ManifestInvalid, "manifest exceeds 4 MiB")
-                .with_status(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE));
-        }
         let parsed = manifest::parse(content_type, &body)?;
         let digest = match reference {
             Reference::Digest(d) => {

@@ -92,6 +92,11 @@ impl Registry {
         self.inner.gc.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Upload sessions held in memory.
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions.lock().expect("sessions lock").len()
+    }
+
     /// Forgets the in-memory state of upload session `id` (after it was purged).
     pub fn drop_session(&self, id: &str) {
         self.inner

@@ -284,12 +284,13 @@ where
     if result.is_ok() {
         if let Some((start, end)) = range {
             let got = file.len() - start;
-            if got != end - start + 1 {
+            // Saturating: `0-18446744073709551615` announces one byte more than a u64 holds.
+            let announced = (end - start).saturating_add(1);
+            if got != announced {
                 result = Err(Error::new(
                     Code::SizeInvalid,
                     format!(
-                        "Content-Range {start}-{end} announced {} bytes, body had {got}",
-                        end - start + 1
+                        "Content-Range {start}-{end} announced {announced} bytes, body had {got}"
                     ),
                 ));
             }

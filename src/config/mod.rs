@@ -1,0 +1,316 @@
+//! Server configuration. Sources, later ones winning: built-in defaults, the config file
+//! (`--config kura.toml`), `KURA_*` environment variables (`KURA_ADDR`, `KURA_GC__GRACE`: a
+//! double underscore descends into a section), then command-line flags. Unknown keys and bad
+//! values are errors at start. `README.md` shows a complete file.
+
+mod flags;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::gc::GcOptions;
+
+pub use flags::ServeFlags;
+
+/// Parses durations such as `0s`, `90s`, `30m`, `24h`, `7d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 30s, 15m, 24h: {e}"))
+}
+
+/// Everything `kura serve` can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub addr: String,
+    /// Data directory: `blobs/`, `uploads/`, `meta.redb`.
+    pub root: PathBuf,
+    /// HTTP worker threads (default: one per core).
+    pub workers: Option<usize>,
+    /// Refuse every write (reads go on); can be changed at run time via `/admin/read-only`.
+    pub read_only: bool,
+    pub gc: GcConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+    pub metrics: MetricsConfig,
+    pub notifications: NotificationsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: "127.0.0.1:5000".into(),
+            root: PathBuf::from("./kura-data"),
+            workers: None,
+            read_only: false,
+            gc: GcConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
+            notifications: NotificationsConfig::default(),
+        }
+    }
+}
+
+/// Online garbage collection (`[gc]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// How often the background collector runs; `0s` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Unreferenced blobs and manifests younger than this are kept.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// Also collect untagged manifests no tagged index or live subject keeps alive.
+    pub delete_untagged: bool,
+    /// Upload sessions idle longer than this are purged.
+    #[serde(with = "humantime_serde")]
+    pub upload_max_age: Duration,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            interval: Duration::from_secs(3600),
+            grace: Duration::from_secs(24 * 3600),
+            delete_untagged: false,
+            upload_max_age: Duration::from_secs(168 * 3600),
+        }
+    }
+}
+
+impl GcConfig {
+    /// The collection options these settings give.
+    pub fn options(&self) -> GcOptions {
+        GcOptions {
+            grace: self.grace,
+            delete_untagged: self.delete_untagged,
+            upload_max_age: self.upload_max_age,
+            ..GcOptions::default()
+        }
+    }
+}
+
+/// Request limits (`[limits]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest manifest accepted, in bytes (413 beyond).
+    pub max_manifest_size: usize,
+    /// Time a client has to send its request headers.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Longest pause allowed between two chunks of a request body (slow clients are cut off).
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
+    /// Blob uploads streaming at once; more get 429 `TOOMANYREQUESTS`.
+    pub max_concurrent_uploads: usize,
+    /// How long shutdown waits for requests in flight.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_manifest_size: crate::manifest::MAX_MANIFEST_SIZE,
+            request_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+            max_concurrent_uploads: 256,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Log output (`[log]`); `KURA_LOG` (an env-filter such as `debug`) overrides the level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (human-readable) or `json`.
+    pub format: LogFormat,
+    /// Default level filter, e.g. `info` or `kura=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Prometheus metrics (`[metrics]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`.
+    pub enabled: bool,
+    /// Serve `/metrics` on this separate address instead of the registry's.
+    pub addr: Option<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            addr: None,
+        }
+    }
+}
+
+/// Webhook notifications (`[[notifications.endpoints]]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationsConfig {
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// One webhook receiver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// A unique name (pending events are kept per endpoint under it).
+    pub name: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// Extra request headers (e.g. `Authorization`); values are masked when printed.
+    pub headers: BTreeMap<String, String>,
+    /// Per-request timeout.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// First retry delay after a failed delivery; doubles up to `max_backoff`.
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Events sent: any of `push`, `pull`, `delete` (all when empty).
+    pub actions: Vec<String>,
+    /// Only repositories starting with one of these prefixes (all when empty).
+    pub repositories: Vec<String>,
+    /// Events per delivery request.
+    pub batch_size: usize,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            name: String::new(),
+            url: String::new(),
+            headers: BTreeMap::new(),
+            timeout: Duration::from_secs(5),
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            actions: Vec::new(),
+            repositories: Vec::new(),
+            batch_size: 100,
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    Missing(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `file`, then `KURA_*` variables, then `overrides` (from flags).
+    pub fn load(file: Option<&Path>, overrides: serde_json::Value) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.is_file() {
+                return Err(ConfigError::Missing(f.display().to_string()));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig
+            .merge(Env::prefixed("KURA_").ignore(&["LOG"]).split("__"))
+            .merge(Serialized::defaults(overrides));
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.addr.parse::<std::net::SocketAddr>().is_err() && !self.addr.contains(':') {
+            return bad(format!("addr {:?} is not host:port", self.addr));
+        }
+        if self.workers == Some(0) {
+            return bad("workers must be at least 1".into());
+        }
+        if self.limits.max_concurrent_uploads == 0 || self.limits.max_manifest_size == 0 {
+            return bad("limits must be positive".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for e in &self.notifications.endpoints {
+            if e.name.is_empty() || !names.insert(e.name.as_str()) {
+                return bad(format!(
+                    "notification endpoint names must be unique and non-empty ({:?})",
+                    e.name
+                ));
+            }
+            if !(e.url.starts_with("http://") || e.url.starts_with("https://")) {
+                return bad(format!(
+                    "notification endpoint {} needs an http(s) url",
+                    e.name
+                ));
+            }
+            if let Some(a) = e
+                .actions
+                .iter()
+                .find(|a| !["push", "pull", "delete"].contains(&a.as_str()))
+            {
+                return bad(format!(
+                    "notification endpoint {}: unknown action {a:?}",
+                    e.name
+                ));
+            }
+            if e.batch_size == 0 {
+                return bad(format!(
+                    "notification endpoint {}: batch_size must be positive",
+                    e.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML with secrets (header values, credentials) masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut c = self.clone();
+        for e in &mut c.notifications.endpoints {
+            for v in e.headers.values_mut() {
+                *v = "********".into();
+            }
+            if let Some(at) = e.url.find('@') {
+                if let Some(scheme) = e.url.find("://") {
+                    e.url.replace_range(scheme + 3..at, "********");
+                }
+            }
+        }
+        toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}

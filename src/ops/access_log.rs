@@ -1,0 +1,91 @@
+//! One access-log line and the request metrics per request (a middleware).
+
+use std::time::Instant;
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
+
+use super::metrics::{RequestLabels, RouteLabels, global};
+
+/// The authenticated user of a request, put in its extensions by authentication.
+#[derive(Debug, Clone)]
+pub struct User(pub String);
+
+/// The repository named in a `/v2/<name>/...` path, if any.
+fn repository(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v2/")?;
+    for marker in ["/blobs/", "/manifests/", "/tags/", "/referrers/"] {
+        if let Some(i) = rest.rfind(marker) {
+            return Some(&rest[..i]);
+        }
+    }
+    None
+}
+
+/// Logs the request (target `kura::access`) and updates the request metrics.
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let path = req.path().to_string();
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let bytes_in = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let res = next.call(req).await?;
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let status = res.status().as_u16();
+    let bytes_out = match res.response().body().size() {
+        BodySize::Sized(n) => n,
+        _ => 0,
+    };
+    let user = res
+        .request()
+        .extensions()
+        .get::<User>()
+        .map(|u| u.0.clone())
+        .unwrap_or_else(|| "-".into());
+    let elapsed = start.elapsed();
+    let m = global();
+    m.requests
+        .get_or_create(&RequestLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    m.latency
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route,
+        })
+        .observe(elapsed.as_secs_f64());
+    m.bytes_received.inc_by(bytes_in);
+    m.bytes_sent.inc_by(bytes_out);
+    tracing::info!(
+        target: "kura::access",
+        %method,
+        %path,
+        repository = repository(&path).unwrap_or("-"),
+        status,
+        bytes_in,
+        bytes_out,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        %user,
+        %peer,
+    );
+    Ok(res)
+}

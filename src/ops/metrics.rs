@@ -1,0 +1,204 @@
+//! Prometheus metrics (OpenMetrics text at `/metrics`), kept in one process-wide registry.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use redb::ReadableTableMetadata;
+
+use crate::gc::GcReport;
+use crate::registry::Registry;
+
+/// Labels of request counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+/// Labels of request latency histograms.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+/// Every metric kura exports.
+pub struct Metrics {
+    registry: prometheus_client::registry::Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<RouteLabels, Histogram>,
+    pub bytes_received: Counter,
+    pub bytes_sent: Counter,
+    pub uploads_in_progress: Gauge,
+    pub repositories: Gauge,
+    pub blobs: Gauge,
+    pub blob_bytes: Gauge,
+    pub manifests: Gauge,
+    pub gc_runs: Counter,
+    pub gc_blobs_removed: Counter,
+    pub gc_manifests_removed: Counter,
+    pub gc_bytes_freed: Counter,
+    pub gc_duration: Histogram,
+    pub commit_latency: Histogram,
+}
+
+fn build() -> Metrics {
+    let mut r = prometheus_client::registry::Registry::with_prefix("kura");
+    let m = Metrics {
+        requests: Family::default(),
+        latency: Family::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.5, 14))
+        }),
+        bytes_received: Counter::default(),
+        bytes_sent: Counter::default(),
+        uploads_in_progress: Gauge::default(),
+        repositories: Gauge::default(),
+        blobs: Gauge::default(),
+        blob_bytes: Gauge::default(),
+        manifests: Gauge::default(),
+        gc_runs: Counter::default(),
+        gc_blobs_removed: Counter::default(),
+        gc_manifests_removed: Counter::default(),
+        gc_bytes_freed: Counter::default(),
+        gc_duration: Histogram::new(exponential_buckets(0.001, 3.0, 12)),
+        commit_latency: Histogram::new(exponential_buckets(0.00005, 2.5, 14)),
+        registry: prometheus_client::registry::Registry::default(),
+    };
+    r.register(
+        "http_requests",
+        "HTTP requests by method, route and status",
+        m.requests.clone(),
+    );
+    r.register(
+        "http_request_duration_seconds",
+        "HTTP request latency by method and route",
+        m.latency.clone(),
+    );
+    r.register(
+        "http_received_bytes",
+        "Request body bytes received",
+        m.bytes_received.clone(),
+    );
+    r.register(
+        "http_sent_bytes",
+        "Response body bytes sent",
+        m.bytes_sent.clone(),
+    );
+    r.register(
+        "uploads_in_progress",
+        "Upload sessions held in memory",
+        m.uploads_in_progress.clone(),
+    );
+    r.register(
+        "repositories",
+        "Repositories stored",
+        m.repositories.clone(),
+    );
+    r.register(
+        "blobs",
+        "Blob files stored (manifests included)",
+        m.blobs.clone(),
+    );
+    r.register(
+        "blob_bytes",
+        "Bytes of blob files stored",
+        m.blob_bytes.clone(),
+    );
+    r.register(
+        "manifests",
+        "Manifest revisions stored",
+        m.manifests.clone(),
+    );
+    r.register("gc_runs", "Garbage collection runs", m.gc_runs.clone());
+    r.register(
+        "gc_blobs_removed",
+        "Blobs removed by garbage collection",
+        m.gc_blobs_removed.clone(),
+    );
+    r.register(
+        "gc_manifests_removed",
+        "Manifests removed by garbage collection",
+        m.gc_manifests_removed.clone(),
+    );
+    r.register(
+        "gc_freed_bytes",
+        "Bytes freed by garbage collection",
+        m.gc_bytes_freed.clone(),
+    );
+    r.register(
+        "gc_duration_seconds",
+        "Garbage collection run time",
+        m.gc_duration.clone(),
+    );
+    r.register(
+        "meta_commit_duration_seconds",
+        "Metadata write transaction commit latency",
+        m.commit_latency.clone(),
+    );
+    Metrics { registry: r, ..m }
+}
+
+/// The process-wide metrics.
+pub fn global() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(build)
+}
+
+/// Records a finished garbage collection.
+pub fn record_gc(report: &GcReport) {
+    if report.dry_run {
+        return;
+    }
+    let m = global();
+    m.gc_runs.inc();
+    m.gc_blobs_removed.inc_by(report.blobs_removed);
+    m.gc_manifests_removed.inc_by(report.manifests_removed);
+    m.gc_bytes_freed.inc_by(report.bytes_freed);
+    m.gc_duration.observe(report.duration_ms as f64 / 1000.0);
+}
+
+/// Records one metadata commit's latency.
+pub fn record_commit(d: Duration) {
+    global().commit_latency.observe(d.as_secs_f64());
+}
+
+/// Refreshes the store gauges from a metadata snapshot.
+fn refresh_store_gauges(reg: &Registry) -> crate::error::Result<()> {
+    let m = global();
+    m.uploads_in_progress.set(reg.session_count() as i64);
+    reg.meta().read(|t| {
+        m.repositories.set(t.repos.len()? as i64);
+        m.manifests.set(t.manifests.len()? as i64);
+        m.blobs.set(t.blobs.len()? as i64);
+        let mut bytes = 0u64;
+        for e in redb::ReadableTable::iter(&t.blobs)? {
+            bytes += e?.1.value().0;
+        }
+        m.blob_bytes.set(bytes as i64);
+        Ok(())
+    })
+}
+
+/// `GET /metrics`.
+pub async fn handler(reg: web::Data<Registry>) -> HttpResponse {
+    let r = reg.get_ref().clone();
+    let refreshed = tokio::task::spawn_blocking(move || refresh_store_gauges(&r)).await;
+    if let Ok(Err(e)) | Err(e) = refreshed.map_err(|e| crate::error::Error::internal("metrics", e))
+    {
+        tracing::warn!(error = %e, "store gauges not refreshed");
+    }
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &global().registry) {
+        return HttpResponse::InternalServerError().body(e.to_string());
+    }
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(out)
+}

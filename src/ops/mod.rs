@@ -1,0 +1,8 @@
+//! Operating the server: logging, access log, metrics, health, read-only mode, notifications.
+
+pub mod access_log;
+pub mod health;
+pub mod limits;
+pub mod logging;
+pub mod metrics;
+pub mod read_only;
