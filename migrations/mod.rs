@@ -4,6 +4,7 @@
 
 mod v1_initial;
 mod v2_blob_links;
+mod v3_notifications;
 
 /// One schema upgrade step.
 #[derive(Clone, Copy)]
@@ -17,7 +18,11 @@ pub struct Migration {
 }
 
 /// Every step, in version order.
-pub const MIGRATIONS: &[Migration] = &[v1_initial::STEP, v2_blob_links::STEP];
+pub const MIGRATIONS: &[Migration] = &[
+    v1_initial::STEP,
+    v2_blob_links::STEP,
+    v3_notifications::STEP,
+];
 
 /// The schema version this build of kura writes.
 pub const LATEST: u64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -3,6 +3,7 @@
 //! `api` the HTTP routes. ARCHITECTURE.md draws the whole design on one page.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -1,12 +1,14 @@
 //! Building and running the HTTP server.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::api;
+use crate::auth::Auth;
 use crate::config::LimitsConfig;
 use crate::gc::GcOptions;
 use crate::ops::limits::UploadSlots;
@@ -26,6 +28,12 @@ pub struct ServerOptions {
     pub limits: LimitsConfig,
     /// Serve `/metrics` on this server.
     pub metrics: bool,
+    /// Webhook notifications, when configured.
+    pub notifier: Option<crate::ops::notify::Notifier>,
+    /// Authentication and access rules, when configured (`crate::auth`).
+    pub auth: Option<Arc<Auth>>,
+    /// TLS (rustls; HTTP/2 by ALPN), when configured; plain HTTP otherwise.
+    pub tls: Option<rustls::ServerConfig>,
 }
 
 impl Default for ServerOptions {
@@ -36,6 +44,9 @@ impl Default for ServerOptions {
             read_only: ReadOnly::default(),
             limits: LimitsConfig::default(),
             metrics: true,
+            notifier: None,
+            auth: None,
+            tls: None,
         }
     }
 }
@@ -53,6 +64,8 @@ pub fn build(
     let limits = web::Data::new(opts.limits.clone());
     let slots = web::Data::new(UploadSlots::new(opts.limits.max_concurrent_uploads));
     let with_metrics = opts.metrics;
+    let notifier = opts.notifier.clone().map(web::Data::new);
+    let auth = opts.auth.clone().map(web::Data::from);
     let mut server = HttpServer::new(move || {
         let app = App::new()
             .app_data(data.clone())
@@ -61,9 +74,21 @@ pub fn build(
             .app_data(limits.clone())
             .app_data(slots.clone())
             .wrap(from_fn(read_only::middleware))
+            // A no-op unless the app has `Data<Auth>` (added below when auth is configured).
+            .wrap(from_fn(crate::auth::middleware::middleware))
             .wrap(from_fn(access_log::middleware))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz));
+        let app = match &notifier {
+            Some(n) => app.app_data(n.clone()),
+            None => app,
+        };
+        let app = match &auth {
+            Some(a) => app
+                .app_data(a.clone())
+                .configure(crate::auth::endpoint::configure),
+            None => app,
+        };
         let app = if with_metrics {
             app.route("/metrics", web::get().to(metrics::handler))
         } else {
@@ -73,8 +98,11 @@ pub fn build(
     })
     .client_request_timeout(opts.limits.request_timeout)
     .shutdown_timeout(opts.limits.shutdown_timeout.as_secs())
-    .disable_signals()
-    .listen(listener)?;
+    .disable_signals();
+    server = match &opts.tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls.clone())?,
+        None => server.listen(listener)?,
+    };
     if let Some(w) = opts.workers {
         server = server.workers(w);
     }

@@ -132,7 +132,7 @@ async fn gc_soak_pushes_deletes_and_pulls_never_fail_while_collecting() {
                     .await
                     .expect("push must not fail");
                 pushes.fetch_add(1, Ordering::Relaxed);
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     keepers.lock().unwrap().push(img)
                 } else {
                     victims.lock().unwrap().push(img)

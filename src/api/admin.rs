@@ -61,3 +61,17 @@ pub async fn fsck(reg: web::Data<Registry>) -> Result<HttpResponse> {
         .map_err(|e| Error::internal("fsck task", e))??;
     Ok(HttpResponse::Ok().json(report))
 }
+
+/// `GET /admin/read-only`: whether writes are refused; `POST /admin/read-only?enabled=true|false`
+/// switches it.
+pub async fn read_only(
+    req: HttpRequest,
+    ro: web::Data<crate::ops::read_only::ReadOnly>,
+) -> Result<HttpResponse> {
+    if req.method() == actix_web::http::Method::POST {
+        let on = flag(&req, "enabled")?
+            .ok_or_else(|| bad("POST /admin/read-only needs ?enabled=true|false".into()))?;
+        ro.set(on);
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "read_only": ro.is_on() })))
+}

@@ -12,13 +12,44 @@ fn parse(path: &(String, String)) -> Result<(RepoName, Reference)> {
     Ok((super::repo(&path.0)?, Reference::parse(&path.1)?))
 }
 
+/// The event target of manifest `digest` of `repo`.
+fn target(
+    req: &HttpRequest,
+    repo: &RepoName,
+    reference: &Reference,
+    digest: &crate::digest::Digest,
+    media_type: &str,
+    size: u64,
+) -> crate::ops::notify::Target {
+    crate::ops::notify::Target {
+        media_type: media_type.into(),
+        size,
+        digest: digest.to_string(),
+        length: size,
+        repository: repo.to_string(),
+        url: super::url(req, &format!("/v2/{repo}/manifests/{digest}")),
+        tag: match reference {
+            Reference::Tag(t) => Some(t.clone()),
+            Reference::Digest(_) => None,
+        },
+    }
+}
+
 async fn fetch(
+    req: HttpRequest,
     path: web::Path<(String, String)>,
     reg: web::Data<Registry>,
     with_body: bool,
 ) -> Result<HttpResponse> {
     let (repo, reference) = parse(&path)?;
     let m = reg.get_manifest(&repo, &reference, with_body)?;
+    if with_body {
+        super::notify(
+            &req,
+            "pull",
+            target(&req, &repo, &reference, &m.digest, &m.media_type, m.size),
+        );
+    }
     let mut res = HttpResponse::Ok();
     res.content_type(m.media_type.as_str())
         .insert_header(("Docker-Content-Digest", m.digest.to_string()))
@@ -33,17 +64,19 @@ async fn fetch(
 }
 
 pub async fn get(
+    req: HttpRequest,
     path: web::Path<(String, String)>,
     reg: web::Data<Registry>,
 ) -> Result<HttpResponse> {
-    fetch(path, reg, true).await
+    fetch(req, path, reg, true).await
 }
 
 pub async fn head(
+    req: HttpRequest,
     path: web::Path<(String, String)>,
     reg: web::Data<Registry>,
 ) -> Result<HttpResponse> {
-    fetch(path, reg, false).await
+    fetch(req, path, reg, false).await
 }
 
 pub async fn put(
@@ -96,14 +129,36 @@ pub async fn put(
     if let Some(s) = &out.subject {
         res.insert_header(("OCI-Subject", s.to_string()));
     }
+    super::notify(
+        &req,
+        "push",
+        target(
+            &req,
+            &repo,
+            &reference,
+            &out.digest,
+            &out.media_type,
+            out.size,
+        ),
+    );
     Ok(res.finish())
 }
 
 pub async fn delete(
+    req: HttpRequest,
     path: web::Path<(String, String)>,
     reg: web::Data<Registry>,
 ) -> Result<HttpResponse> {
     let (repo, reference) = parse(&path)?;
     reg.delete_manifest(&repo, &reference).await?;
+    let mut t = crate::ops::notify::Target {
+        repository: repo.to_string(),
+        ..Default::default()
+    };
+    match &reference {
+        Reference::Tag(tag) => t.tag = Some(tag.clone()),
+        Reference::Digest(d) => t.digest = d.to_string(),
+    }
+    super::notify(&req, "delete", t);
     Ok(super::empty(StatusCode::ACCEPTED).finish())
 }

@@ -24,7 +24,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin")
             .route("/gc", web::post().to(admin::gc))
-            .route("/fsck", web::post().to(admin::fsck)),
+            .route("/fsck", web::post().to(admin::fsck))
+            .route("/read-only", web::get().to(admin::read_only))
+            .route("/read-only", web::post().to(admin::read_only)),
     );
     cfg.service(
         web::scope("/v2")
@@ -97,6 +99,46 @@ fn upload_slot(req: &HttpRequest) -> Result<Option<tokio::sync::OwnedSemaphorePe
     req.app_data::<web::Data<crate::ops::limits::UploadSlots>>()
         .map(|s| s.acquire())
         .transpose()
+}
+
+/// Emits a webhook event when notifications are configured.
+fn notify(req: &HttpRequest, action: &str, target: crate::ops::notify::Target) {
+    use actix_web::HttpMessage;
+    let Some(n) = req.app_data::<web::Data<crate::ops::notify::Notifier>>() else {
+        return;
+    };
+    let info = crate::ops::notify::RequestInfo {
+        id: uuid::Uuid::new_v4().to_string(),
+        addr: req.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+        host: req.connection_info().host().to_string(),
+        method: req.method().to_string(),
+        useragent: header(req.headers(), "user-agent")
+            .unwrap_or("")
+            .to_string(),
+    };
+    let actor = req
+        .extensions()
+        .get::<crate::ops::access_log::User>()
+        .map(|u| u.0.clone());
+    n.emit(crate::ops::notify::Event::new(action, target, info, actor));
+}
+
+/// The event target of blob `digest` of `repo`.
+fn blob_target(
+    req: &HttpRequest,
+    repo: &RepoName,
+    digest: &Digest,
+    size: u64,
+) -> crate::ops::notify::Target {
+    crate::ops::notify::Target {
+        media_type: "application/octet-stream".into(),
+        size,
+        digest: digest.to_string(),
+        length: size,
+        repository: repo.to_string(),
+        url: url(req, &format!("/v2/{repo}/blobs/{digest}")),
+        tag: None,
+    }
 }
 
 /// Validates a repository name from the path.

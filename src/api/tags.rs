@@ -18,10 +18,11 @@ pub async fn list(
     let (n, last, _) = super::pagination(&req, MAX_PAGE)?;
     let page = reg.list_tags(&repo, last.as_deref(), n)?;
     let mut res = HttpResponse::Ok();
-    if page.more && n > 0 {
-        if let Some(l) = page.items.last() {
-            super::link_next(&mut res, &format!("/v2/{repo}/tags/list"), n, l);
-        }
+    if page.more
+        && n > 0
+        && let Some(l) = page.items.last()
+    {
+        super::link_next(&mut res, &format!("/v2/{repo}/tags/list"), n, l);
     }
     Ok(res.json(json!({ "name": repo.as_str(), "tags": page.items })))
 }

@@ -59,6 +59,12 @@ pub async fn start(
         if let Some(from) = super::query_param(&req, "from") {
             let from = super::repo(&from)?;
             if reg.mount(&repo, &from, &digest).await? {
+                let size = reg.blob_size(&repo, &digest).unwrap_or(0);
+                super::notify(
+                    &req,
+                    "mount",
+                    super::blob_target(&req, &repo, &digest, size),
+                );
                 return Ok(created_reply(&req, &repo, &digest));
             }
         }
@@ -67,6 +73,7 @@ pub async fn start(
         let _slot = super::upload_slot(&req)?;
         let body = crate::ops::limits::idle_timeout(body, super::limits(&req).body_idle_timeout);
         reg.put_blob(&repo, &digest, body).await?;
+        pushed(&req, &reg, &repo, &digest);
         return Ok(created_reply(&req, &repo, &digest));
     }
     let id = reg.start_upload(&repo).await?;
@@ -124,7 +131,14 @@ pub async fn put(
     let body = crate::ops::limits::idle_timeout(body, super::limits(&req).body_idle_timeout);
     reg.finish_upload(&repo, &path.1, &digest, range, body)
         .await?;
+    pushed(&req, &reg, &repo, &digest);
     Ok(created_reply(&req, &repo, &digest))
+}
+
+/// Emits the `push` event of a completed blob upload.
+fn pushed(req: &HttpRequest, reg: &Registry, repo: &RepoName, digest: &crate::digest::Digest) {
+    let size = reg.blob_size(repo, digest).unwrap_or(0);
+    super::notify(req, "push", super::blob_target(req, repo, digest, size));
 }
 
 pub async fn cancel(

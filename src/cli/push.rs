@@ -33,12 +33,11 @@ pub struct PushArgs {
 
 /// `DIR:NAME` → (`DIR`, `NAME`) when `DIR` exists and the whole does not.
 fn split_source(source: &str, ref_name: Option<String>) -> (PathBuf, Option<String>) {
-    if !Path::new(source).exists() {
-        if let Some((dir, name)) = source.rsplit_once(':') {
-            if Path::new(dir).is_dir() {
-                return (dir.into(), ref_name.or(Some(name.to_string())));
-            }
-        }
+    if !Path::new(source).exists()
+        && let Some((dir, name)) = source.rsplit_once(':')
+        && Path::new(dir).is_dir()
+    {
+        return (dir.into(), ref_name.or(Some(name.to_string())));
     }
     (source.into(), ref_name)
 }
@@ -52,15 +51,15 @@ pub fn run(args: PushArgs) -> Result<(), super::CliError> {
     } else {
         open_archive(&path, name.as_deref())?
     };
-    if let Some(d) = &dst.digest {
-        if *d != image.root.digest {
-            return Err(format!(
-                "{} has digest {}, not the {d} given",
-                path.display(),
-                image.root.digest
-            )
-            .into());
-        }
+    if let Some(d) = &dst.digest
+        && *d != image.root.digest
+    {
+        return Err(format!(
+            "{} has digest {}, not the {d} given",
+            path.display(),
+            image.root.digest
+        )
+        .into());
     }
     let mount = args
         .mount_from

@@ -18,21 +18,38 @@ pub const ADDR_FILE: &str = "kura.addr";
 /// Loads the configuration, opens the store and serves until SIGINT/SIGTERM, then finishes
 /// the requests in flight (up to `limits.shutdown_timeout`) and closes the store.
 pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
-    let cfg = Config::load(args.flags.config.as_deref(), args.flags.overrides())?;
+    let cfg = Config::load_with_auth(
+        args.flags.config.as_deref(),
+        args.flags.auth_config.as_deref(),
+        args.flags.overrides(),
+    )?;
     crate::ops::logging::init(&cfg.log);
     let registry = Registry::open(&cfg.root)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let opts = ServerOptions {
+    let mut opts = ServerOptions {
         workers: cfg.workers,
         gc: cfg.gc.options(),
         read_only: crate::ops::read_only::ReadOnly::new(cfg.read_only),
         limits: cfg.limits.clone(),
         metrics: cfg.metrics.enabled && cfg.metrics.addr.is_none(),
+        ..ServerOptions::default()
     };
+    opts.auth = crate::auth::Auth::from_config(&cfg.auth)?;
+    if let Some((cert, key)) = cfg.tls.files() {
+        opts.tls = Some(crate::auth::tls::server_config(cert, key)?);
+    } else if !crate::auth::tls::is_loopback(&cfg.addr) {
+        tracing::warn!(addr = %cfg.addr, auth = opts.auth.is_some(), "serving plain HTTP on a non-loopback address: traffic (and any credentials) is unencrypted; set --tls-cert/--tls-key");
+    }
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let addr_file = cfg.root.join(ADDR_FILE);
     rt.block_on(async {
+        if !cfg.notifications.endpoints.is_empty() {
+            let n = crate::ops::notify::Notifier::start(registry.clone(), cfg.notifications.endpoints.clone(), cfg.addr.clone())
+                .map_err(std::io::Error::other)?;
+            opts.notifier = Some(n);
+        }
         let (server, addr) = crate::server::bind_with(registry.clone(), &cfg.addr, &opts)?;
         let handle = server.handle();
         if let (true, Some(maddr)) = (cfg.metrics.enabled, &cfg.metrics.addr) {
@@ -40,7 +57,7 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
             tracing::info!(addr = %bound, "metrics listening");
             tokio::spawn(metrics);
         }
-        std::fs::write(&addr_file, format!("http://{addr}\n"))?;
+        std::fs::write(&addr_file, format!("{scheme}://{addr}\n"))?;
         if !cfg.gc.interval.is_zero() {
             crate::gc::spawn_periodic(registry, cfg.gc.interval, opts.gc.clone());
         }
@@ -49,8 +66,8 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
             tracing::info!("shutting down: finishing requests in flight");
             handle.stop(true).await;
         });
-        tracing::info!(%addr, root = %cfg.root.display(), read_only = cfg.read_only, "kura registry listening");
-        println!("kura listening on http://{addr}");
+        tracing::info!(%addr, root = %cfg.root.display(), read_only = cfg.read_only, tls = opts.tls.is_some(), auth = opts.auth.is_some(), "kura registry listening");
+        println!("kura listening on {scheme}://{addr}");
         server.await
     })?;
     let _ = std::fs::remove_file(&addr_file);

@@ -347,10 +347,10 @@ impl AuthState {
         used: Option<&str>,
     ) -> Result<bool> {
         let _answering = self.answering.lock().await;
-        if let Some(h) = self.header_for(scopes) {
-            if used != Some(h.as_str()) {
-                return Ok(true);
-            }
+        if let Some(h) = self.header_for(scopes)
+            && used != Some(h.as_str())
+        {
+            return Ok(true);
         }
         match challenge {
             Challenge::Basic => {

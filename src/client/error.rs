@@ -57,6 +57,30 @@ fn chain(e: &reqwest::Error) -> String {
     s
 }
 
+/// True when a connection failed on invalid data, which is how TLS failures (an untrusted
+/// certificate, a plain-HTTP server on an HTTPS port) surface: retrying cannot cure them.
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    /// An io::Error's `source()` skips the error it wraps, so look inside with `get_ref`.
+    fn tls_like(c: &(dyn std::error::Error + 'static)) -> bool {
+        if c.is::<rustls::Error>() {
+            return true;
+        }
+        match c.downcast_ref::<io::Error>() {
+            Some(io) if io.kind() == io::ErrorKind::InvalidData => true,
+            Some(io) => io.get_ref().is_some_and(|inner| tls_like(inner)),
+            None => false,
+        }
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        if tls_like(c) {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
 fn describe(code: &Option<String>, message: &str) -> String {
     match (code, message.is_empty()) {
         (Some(c), false) => format!(" {c}: {message}"),
@@ -87,7 +111,9 @@ impl Error {
     /// 408, 429 and 5xx answers.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Http { source, .. } => !source.is_builder() && !source.is_redirect(),
+            Error::Http { source, .. } => {
+                !source.is_builder() && !source.is_redirect() && !is_tls_failure(source)
+            }
             Error::Status { status, .. } => *status == 408 || *status == 429 || *status >= 500,
             _ => false,
         }

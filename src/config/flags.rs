@@ -43,6 +43,18 @@ pub struct ServeFlags {
     /// Purge uploads idle longer than this [default: 168h] (KURA_GC__UPLOAD_MAX_AGE).
     #[arg(long, value_parser = parse_duration)]
     pub upload_max_age: Option<Duration>,
+    /// htpasswd file (bcrypt, `htpasswd -B`): turns on authentication (KURA_AUTH__HTPASSWD).
+    #[arg(long)]
+    pub htpasswd: Option<PathBuf>,
+    /// TOML file with the `[auth]` settings (token, rules), merged over the config file.
+    #[arg(long)]
+    pub auth_config: Option<PathBuf>,
+    /// TLS certificate chain, PEM (KURA_TLS__CERT); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM (KURA_TLS__KEY); needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn set(map: &mut Map<String, Value>, path: &[&str], v: Value) {
@@ -95,6 +107,15 @@ impl ServeFlags {
         }
         if let Some(d) = self.upload_max_age {
             set(&mut m, &["gc", "upload_max_age"], dur(d));
+        }
+        if let Some(p) = &self.htpasswd {
+            set(&mut m, &["auth", "htpasswd"], json!(p));
+        }
+        if let Some(p) = &self.tls_cert {
+            set(&mut m, &["tls", "cert"], json!(p));
+        }
+        if let Some(p) = &self.tls_key {
+            set(&mut m, &["tls", "key"], json!(p));
         }
         Value::Object(m)
     }

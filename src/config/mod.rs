@@ -13,6 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AuthConfig, TlsConfig};
 use crate::gc::GcOptions;
 
 pub use flags::ServeFlags;
@@ -40,6 +41,10 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub notifications: NotificationsConfig,
+    /// Authentication and access rules (`[auth]`); off unless `htpasswd` or `[auth.token]`.
+    pub auth: AuthConfig,
+    /// TLS certificate and key (`[tls]`); plain HTTP without.
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -54,6 +59,8 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             notifications: NotificationsConfig::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -200,7 +207,7 @@ pub struct EndpointConfig {
     pub backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
-    /// Events sent: any of `push`, `pull`, `delete` (all when empty).
+    /// Events sent: any of `push`, `pull`, `mount`, `delete` (all when empty).
     pub actions: Vec<String>,
     /// Only repositories starting with one of these prefixes (all when empty).
     pub repositories: Vec<String>,
@@ -236,12 +243,25 @@ pub enum ConfigError {
 impl Config {
     /// Loads defaults, then `file`, then `KURA_*` variables, then `overrides` (from flags).
     pub fn load(file: Option<&Path>, overrides: serde_json::Value) -> Result<Config, ConfigError> {
+        Self::load_with_auth(file, None, overrides)
+    }
+
+    /// Like `load`, with an `--auth-config` file (the `[auth]` keys) merged after `file`.
+    pub fn load_with_auth(
+        file: Option<&Path>,
+        auth_file: Option<&Path>,
+        overrides: serde_json::Value,
+    ) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             if !f.is_file() {
                 return Err(ConfigError::Missing(f.display().to_string()));
             }
             fig = fig.merge(Toml::file(f));
+        }
+        if let Some(f) = auth_file {
+            let section = crate::auth::config::read_auth_file(f).map_err(ConfigError::Invalid)?;
+            fig = fig.merge(Serialized::defaults(section));
         }
         fig = fig
             .merge(Env::prefixed("KURA_").ignore(&["LOG"]).split("__"))
@@ -264,6 +284,8 @@ impl Config {
         if self.limits.max_concurrent_uploads == 0 || self.limits.max_manifest_size == 0 {
             return bad("limits must be positive".into());
         }
+        self.auth.validate().map_err(ConfigError::Invalid)?;
+        self.tls.validate().map_err(ConfigError::Invalid)?;
         let mut names = std::collections::BTreeSet::new();
         for e in &self.notifications.endpoints {
             if e.name.is_empty() || !names.insert(e.name.as_str()) {
@@ -281,7 +303,7 @@ impl Config {
             if let Some(a) = e
                 .actions
                 .iter()
-                .find(|a| !["push", "pull", "delete"].contains(&a.as_str()))
+                .find(|a| !["push", "pull", "mount", "delete"].contains(&a.as_str()))
             {
                 return bad(format!(
                     "notification endpoint {}: unknown action {a:?}",
@@ -305,11 +327,19 @@ impl Config {
             for v in e.headers.values_mut() {
                 *v = "********".into();
             }
-            if let Some(at) = e.url.find('@') {
-                if let Some(scheme) = e.url.find("://") {
-                    e.url.replace_range(scheme + 3..at, "********");
-                }
+            if let (Some(at), Some(scheme)) = (e.url.find('@'), e.url.find("://"))
+                && at > scheme
+            {
+                e.url.replace_range(scheme + 3..at, "********");
             }
+        }
+        // Passwords, token signing keys and TLS keys are only referenced by file path; a
+        // realm URL with user info is the one inline place a credential could be.
+        if let Some(realm) = c.auth.token.as_mut().and_then(|t| t.realm.as_mut())
+            && let (Some(scheme), Some(at)) = (realm.find("://"), realm.find('@'))
+            && at > scheme
+        {
+            realm.replace_range(scheme + 3..at, "********");
         }
         toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
     }

@@ -4,6 +4,7 @@
 
 pub mod blobs;
 pub mod manifests;
+pub mod notifications;
 pub mod records;
 pub mod referrers;
 pub mod repos;
@@ -12,9 +13,13 @@ pub mod tags;
 pub mod uploads;
 
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction,
+};
 
 use crate::error::Result;
 use crate::migrations::{LATEST, MIGRATIONS, Migration};
@@ -42,6 +47,12 @@ pub enum OpenError {
 /// The open metadata database.
 pub struct Meta {
     db: Database,
+    /// Write transactions committed (non-durably) so far.
+    committed: AtomicU64,
+    /// Of those, how many a durable commit has covered.
+    durable: AtomicU64,
+    /// Held by the one thread making commits durable.
+    flush: Mutex<()>,
 }
 
 /// Every table, opened for writing inside one transaction.
@@ -54,6 +65,7 @@ pub struct WriteTables<'txn> {
     pub tags: Table<'txn, (&'static str, &'static str), &'static str>,
     pub referrers: Table<'txn, (&'static str, &'static str, &'static str), ()>,
     pub uploads: Table<'txn, &'static str, &'static [u8]>,
+    pub notifications: Table<'txn, (&'static str, u64), &'static [u8]>,
 }
 
 /// Every table, opened in one read snapshot.
@@ -66,6 +78,7 @@ pub struct ReadTables {
     pub tags: ReadOnlyTable<(&'static str, &'static str), &'static str>,
     pub referrers: ReadOnlyTable<(&'static str, &'static str, &'static str), ()>,
     pub uploads: ReadOnlyTable<&'static str, &'static [u8]>,
+    pub notifications: ReadOnlyTable<(&'static str, u64), &'static [u8]>,
 }
 
 impl Meta {
@@ -92,7 +105,12 @@ impl Meta {
             },
             MigrateError::Redb(source) => OpenError::Redb { path: p, source },
         })?;
-        Ok(Meta { db })
+        Ok(Meta {
+            db,
+            committed: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            flush: Mutex::new(()),
+        })
     }
 
     /// The schema version recorded in the store.
@@ -102,9 +120,16 @@ impl Meta {
         Ok(t.get("schema_version")?.map_or(0, |v| v.value()))
     }
 
-    /// Runs `f` in one durable write transaction; commits on `Ok`, rolls back on `Err`.
+    /// Runs `f` in one write transaction; commits on `Ok`, rolls back on `Err`. Returns only
+    /// once the commit is durable.
+    ///
+    /// Group commit: the transaction commits without an fsync, then waits for a durable commit
+    /// made after it. One waiting thread makes an empty `Durability::Immediate` commit, which
+    /// persists every commit before it, while the others wait for it; so concurrent writers
+    /// share one fsync instead of queueing for one each.
     pub fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<T>) -> Result<T> {
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
         let out = {
             let mut t = WriteTables::open(&txn)?;
             f(&mut t)
@@ -113,6 +138,8 @@ impl Meta {
             Ok(v) => {
                 let start = std::time::Instant::now();
                 txn.commit()?;
+                let seq = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
+                self.make_durable(seq)?;
                 crate::ops::metrics::record_commit(start.elapsed());
                 Ok(v)
             }
@@ -121,6 +148,23 @@ impl Meta {
                 Err(e)
             }
         }
+    }
+
+    /// Returns once commit number `seq` is durable, making it so if nobody else is.
+    fn make_durable(&self, seq: u64) -> Result<()> {
+        if self.durable.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let _flusher = self.flush.lock().unwrap_or_else(|e| e.into_inner());
+        if self.durable.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        // Every commit counted here finished before this transaction can begin.
+        let target = self.committed.load(Ordering::Acquire);
+        let txn = self.db.begin_write()?;
+        txn.commit()?;
+        self.durable.store(target, Ordering::Release);
+        Ok(())
     }
 
     /// Runs `f` on a consistent read snapshot.
@@ -135,6 +179,7 @@ impl Meta {
             tags: txn.open_table(TAGS)?,
             referrers: txn.open_table(REFERRERS)?,
             uploads: txn.open_table(UPLOADS)?,
+            notifications: txn.open_table(NOTIFICATIONS)?,
         };
         f(&t)
     }
@@ -151,6 +196,7 @@ impl<'txn> WriteTables<'txn> {
             tags: txn.open_table(TAGS)?,
             referrers: txn.open_table(REFERRERS)?,
             uploads: txn.open_table(UPLOADS)?,
+            notifications: txn.open_table(NOTIFICATIONS)?,
         })
     }
 }

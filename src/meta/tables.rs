@@ -24,3 +24,6 @@ pub const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags
 pub const REFERRERS: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("referrers");
 /// upload UUID → JSON `UploadRecord`: the open upload sessions.
 pub const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+/// (endpoint name, sequence) → JSON event: webhook notifications not yet delivered (v3).
+pub const NOTIFICATIONS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("notifications");

@@ -24,6 +24,25 @@ fn repository(path: &str) -> Option<&str> {
     None
 }
 
+/// A route pattern as a label: `/v2/{name:.+}/blobs/{digest}` → `/v2/<name>/blobs/<digest>`.
+fn route_label(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let inner = &rest[open + 1..open + close];
+        out.push('<');
+        out.push_str(inner.split(':').next().unwrap_or(inner));
+        out.push('>');
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Logs the request (target `kura::access`) and updates the request metrics.
 pub async fn middleware(
     req: ServiceRequest,
@@ -46,7 +65,7 @@ pub async fn middleware(
     let route = res
         .request()
         .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
+        .map_or_else(|| "unmatched".into(), |p| route_label(&p));
     let status = res.status().as_u16();
     let bytes_out = match res.response().body().size() {
         BodySize::Sized(n) => n,

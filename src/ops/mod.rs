@@ -5,4 +5,5 @@ pub mod health;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod read_only;

@@ -17,6 +17,8 @@ use crate::names::{Reference, RepoName};
 pub struct PutManifest {
     pub digest: Digest,
     pub subject: Option<Digest>,
+    pub media_type: String,
+    pub size: u64,
 }
 
 /// A manifest as pulled: its stored bytes, media type and digest.
@@ -119,6 +121,7 @@ impl Registry {
             .read(|t| check_references_read(t, repo.as_str(), &parsed))?;
         let (repo, reference, out_digest) = (repo.to_string(), reference.clone(), digest.clone());
         let subject = parsed.subject.clone();
+        let (media_type, size) = (parsed.media_type.clone(), body.len() as u64);
         self.blocking(move |r| {
             let _lock = r.digest_locks().lock(&digest.to_string());
             r.store().put_verified(&digest, &body)?;
@@ -130,6 +133,8 @@ impl Registry {
         Ok(PutManifest {
             digest: out_digest,
             subject,
+            media_type,
+            size,
         })
     }
 

@@ -249,25 +249,25 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    if let Some((start, end)) = range {
-        if start != file.len() || end < start {
-            return Err(Error::new(
-                Code::BlobUploadInvalid,
-                format!(
-                    "chunk range {start}-{end} does not continue the upload at offset {}",
-                    file.len()
-                ),
-            )
-            .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-            .with_header("Range", range_header(file.len())));
-        }
+    if let Some((start, end)) = range
+        && (start != file.len() || end < start)
+    {
+        return Err(Error::new(
+            Code::BlobUploadInvalid,
+            format!(
+                "chunk range {start}-{end} does not continue the upload at offset {}",
+                file.len()
+            ),
+        )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+        .with_header("Range", range_header(file.len())));
     }
     let cp = file.checkpoint();
     let mut result = Ok(());
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(c) => {
-                if let Err(e) = file.write(&c) {
+                if let Err(e) = file.push(&c).await {
                     result = Err(e.into());
                     break;
                 }
@@ -281,23 +281,25 @@ where
             }
         }
     }
-    if result.is_ok() {
-        if let Some((start, end)) = range {
-            let got = file.len() - start;
-            // Saturating: `0-18446744073709551615` announces one byte more than a u64 holds.
-            let announced = (end - start).saturating_add(1);
-            if got != announced {
-                result = Err(Error::new(
-                    Code::SizeInvalid,
-                    format!(
-                        "Content-Range {start}-{end} announced {announced} bytes, body had {got}"
-                    ),
-                ));
-            }
+    if result.is_ok()
+        && let Some((start, end)) = range
+    {
+        let got = file.len() - start;
+        // Saturating: `0-18446744073709551615` announces one byte more than a u64 holds.
+        let announced = (end - start).saturating_add(1);
+        if got != announced {
+            result = Err(Error::new(
+                Code::SizeInvalid,
+                format!("Content-Range {start}-{end} announced {announced} bytes, body had {got}"),
+            ));
         }
     }
+    if result.is_ok() {
+        // What a 202 acknowledges is in the file (the page cache) before the reply.
+        result = file.flush().await.map_err(Error::from);
+    }
     if let Err(e) = result {
-        file.rollback(cp)?;
+        file.rollback(cp).await?;
         return Err(e);
     }
     Ok(file.len())

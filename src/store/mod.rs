@@ -105,6 +105,15 @@ impl BlobStore {
         sync_dir(target.parent().expect("blob path has a parent"))
     }
 
+    /// Makes the directory entry of blob `digest` durable.
+    pub fn sync_blob_dir(&self, digest: &Digest) -> io::Result<()> {
+        sync_dir(
+            self.blob_path(digest)
+                .parent()
+                .expect("blob path has a parent"),
+        )
+    }
+
     /// Creates the file for a new upload session.
     pub fn create_upload(&self, id: &str) -> io::Result<UploadFile> {
         UploadFile::create(self.upload_path(id))

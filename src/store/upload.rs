@@ -1,18 +1,36 @@
 //! An upload session's file: appended to while hashed, then verified and published.
+//!
+//! Bytes are hashed as they arrive and gathered into blocks of `BLOCK` bytes; each block is
+//! written by the blocking pool while the next one arrives, so hashing, receiving and writing
+//! overlap. The write of the last block handed over is tracked in the `UploadFile` itself:
+//! whoever touches the upload next (another request, a rollback, the commit) waits for it
+//! first, even when the request that started it was cancelled.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
 
 use super::BlobStore;
 use crate::digest::{Algorithm, Digest, Hasher};
 
+/// Bytes gathered before a block is handed to the writer.
+const BLOCK: usize = 2 * 1024 * 1024;
+
 /// The bytes of one upload in progress, with a running sha256 of them.
 pub struct UploadFile {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     hasher: Hasher,
+    /// Bytes accepted so far: written, being written, or buffered.
     len: u64,
+    buf: Vec<u8>,
+    /// The write of the previous block; yields its buffer back for reuse.
+    pending: Option<JoinHandle<io::Result<Vec<u8>>>>,
+    /// A write failed: the file no longer matches `len`/`hasher` until rolled back.
+    broken: bool,
 }
 
 /// The state of an upload before a request appended to it.
@@ -31,17 +49,29 @@ pub enum CommitError {
 }
 
 impl UploadFile {
+    fn new(path: PathBuf, file: File, hasher: Hasher, len: u64) -> UploadFile {
+        UploadFile {
+            path,
+            file: Arc::new(file),
+            hasher,
+            len,
+            buf: Vec::new(),
+            pending: None,
+            broken: false,
+        }
+    }
+
     pub(super) fn create(path: PathBuf) -> io::Result<UploadFile> {
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(&path)?;
-        Ok(UploadFile {
+        Ok(UploadFile::new(
             path,
             file,
-            hasher: Hasher::new(Algorithm::Sha256),
-            len: 0,
-        })
+            Hasher::new(Algorithm::Sha256),
+            0,
+        ))
     }
 
     pub(super) fn resume(path: PathBuf) -> io::Result<Option<UploadFile>> {
@@ -52,20 +82,15 @@ impl UploadFile {
             Err(e) => return Err(e),
         };
         let file = OpenOptions::new().append(true).open(&path)?;
-        Ok(Some(UploadFile {
-            path,
-            file,
-            hasher,
-            len,
-        }))
+        Ok(Some(UploadFile::new(path, file, hasher, len)))
     }
 
-    /// Bytes written so far.
+    /// Bytes accepted so far.
     pub fn len(&self) -> u64 {
         self.len
     }
 
-    /// True when nothing was written yet.
+    /// True when nothing was accepted yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -78,17 +103,85 @@ impl UploadFile {
         }
     }
 
-    /// Truncates the file back to `cp`, so a failed request leaves no partial chunk behind.
-    pub fn rollback(&mut self, cp: Checkpoint) -> io::Result<()> {
+    /// Waits for writes in flight, then truncates the file back to `cp`, so a failed request
+    /// leaves no partial chunk behind.
+    pub async fn rollback(&mut self, cp: Checkpoint) -> io::Result<()> {
+        let _ = self.settle().await;
+        self.buf.clear();
         self.file.set_len(cp.len)?;
         self.len = cp.len;
         self.hasher = cp.hasher;
+        self.broken = false;
         Ok(())
     }
 
-    /// Appends `data`.
+    /// Waits for the write in flight, if any.
+    async fn settle(&mut self) -> io::Result<()> {
+        if let Some(p) = self.pending.take() {
+            match p.await.map_err(io::Error::other).and_then(|r| r) {
+                Ok(mut spare) => {
+                    spare.clear();
+                    if self.buf.capacity() < BLOCK {
+                        self.buf = spare;
+                    }
+                }
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e);
+                }
+            }
+        }
+        if self.broken {
+            return Err(io::Error::other("an earlier write to this upload failed"));
+        }
+        Ok(())
+    }
+
+    /// Hands the gathered bytes to the writer (after the previous block is written).
+    async fn launch(&mut self) -> io::Result<()> {
+        self.settle().await?;
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
+        let file = self.file.clone();
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            (&*file).write_all(&block)?;
+            Ok(block)
+        }));
+        Ok(())
+    }
+
+    /// Accepts `data`: hashed now, written in blocks in the background.
+    pub async fn push(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.broken {
+            return Err(io::Error::other("an earlier write to this upload failed"));
+        }
+        self.hasher.update(data);
+        self.len += data.len() as u64;
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(BLOCK);
+        }
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= BLOCK {
+            self.launch().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything accepted and waits until it is in the file.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.launch().await?;
+        self.settle().await
+    }
+
+    /// Appends `data` synchronously (no write may be in flight).
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data)?;
+        assert!(
+            self.pending.is_none() && self.buf.is_empty(),
+            "write() after push() without flush()"
+        );
+        (&*self.file).write_all(data)?;
         self.hasher.update(data);
         self.len += data.len() as u64;
         Ok(())
@@ -96,8 +189,14 @@ impl UploadFile {
 
     /// Verifies the content against `expected`, then fsyncs and publishes it as a blob.
     /// On a digest mismatch the file is removed and nothing becomes visible. Returns the size.
+    /// Call `flush` first.
     pub fn commit(self, store: &BlobStore, expected: &Digest) -> Result<u64, CommitError> {
-        let actual = if expected.algorithm() == Algorithm::Sha256 {
+        if self.pending.is_some() || !self.buf.is_empty() || self.broken {
+            return Err(io::Error::other("upload committed with writes outstanding").into());
+        }
+        // The file must hold exactly what was hashed; anything else is rehashed from disk.
+        let on_disk = self.file.metadata()?.len();
+        let actual = if expected.algorithm() == Algorithm::Sha256 && on_disk == self.len {
             self.hasher.clone().finish()
         } else {
             let mut h = Hasher::new(expected.algorithm());
@@ -111,9 +210,16 @@ impl UploadFile {
                 actual,
             });
         }
-        self.file.sync_all()?;
-        store.publish(&self.path, expected)?;
-        Ok(self.len)
+        if store.blob_path(expected).exists() {
+            // Identical content is already published (and was synced before its rename):
+            // drop this copy, only making sure the existing entry is durable.
+            fs::remove_file(&self.path)?;
+            store.sync_blob_dir(expected)?;
+        } else {
+            self.file.sync_all()?;
+            store.publish(&self.path, expected)?;
+        }
+        Ok(on_disk)
     }
 }
 

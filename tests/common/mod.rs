@@ -184,7 +184,7 @@ pub fn spawn_kura(root: &Path, extra: &[&str]) -> (Child, String) {
         .expect("listening line")
         .to_string();
     assert!(
-        url.starts_with("http://127.0.0.1:"),
+        url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
         "unexpected first line {line:?}"
     );
     (child, url)

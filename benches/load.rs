@@ -1,0 +1,456 @@
+//! Load benchmark: starts the release `kura` binary on loopback and prints, for one run, the
+//! machine's limits measured just before and what kura achieves against them:
+//! blob push (one PUT, 16 MiB PATCHes), pull, Range GET, manifest HEAD/GET at 64 connections,
+//! catalog and tag listing at scale, repository and tag creation rates, 32 concurrent pushes,
+//! start-up time, and the server's peak RSS in each phase.
+//!
+//! `cargo bench --bench load` (set `LOAD_BENCH_BLOB_MIB` to change the 1024 MiB blob size).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kura::digest::Digest;
+use kura::meta::{ManifestRecord, blobs, manifests, repos, tags};
+use kura::registry::Registry;
+
+const MIB: usize = 1024 * 1024;
+
+fn mbps(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / d.as_secs_f64()
+}
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    let mut x = seed | 1;
+    for chunk in v.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+    v
+}
+
+/// Machine limits: sha256 MB/s, write+fsync MB/s in `dir`, loopback TCP MB/s.
+fn limits(dir: &Path, size: usize) -> (f64, f64, f64) {
+    let data = pattern(256 * MIB, 1);
+    let t = Instant::now();
+    let _ = Digest::sha256_of(&data);
+    let sha = mbps(data.len(), t.elapsed());
+
+    let path = dir.join("limit-probe");
+    let buf = pattern(4 * MIB, 2);
+    let t = Instant::now();
+    let mut f = std::fs::File::create(&path).unwrap();
+    for _ in 0..size / buf.len() {
+        f.write_all(&buf).unwrap();
+    }
+    f.sync_all().unwrap();
+    let write = mbps(size, t.elapsed());
+    drop(f);
+    std::fs::remove_file(&path).unwrap();
+
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut b = vec![0u8; 4 * MIB];
+        let mut n = 0usize;
+        loop {
+            let r = s.read(&mut b).unwrap();
+            if r == 0 {
+                return n;
+            }
+            n += r;
+        }
+    });
+    let mut s = TcpStream::connect(addr).unwrap();
+    let t = Instant::now();
+    for _ in 0..size / buf.len() {
+        s.write_all(&buf).unwrap();
+    }
+    drop(s);
+    let n = reader.join().unwrap();
+    let tcp = mbps(n, t.elapsed());
+    (sha, write, tcp)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    started_in: Duration,
+}
+
+impl Server {
+    fn start(root: &Path) -> Server {
+        let t = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--gc-interval",
+                "0s",
+                "--root",
+            ])
+            .arg(root)
+            .env("KURA_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line.trim().rsplit(' ').next().unwrap().to_string();
+        Server {
+            child,
+            base,
+            started_in: t.elapsed(),
+        }
+    }
+
+    /// Peak RSS (VmHWM) in MiB since the last reset, then resets it.
+    fn take_peak_rss(&self) -> f64 {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let kb: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        kb / 1024.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+fn fmt_lat(mut v: Vec<Duration>) -> String {
+    v.sort();
+    format!(
+        "p50 {:.3} ms, p99 {:.3} ms",
+        percentile(&v, 0.5).as_secs_f64() * 1e3,
+        percentile(&v, 0.99).as_secs_f64() * 1e3
+    )
+}
+
+/// Runs `conns` concurrent request loops for `dur`; returns requests/s and latencies.
+async fn hammer(
+    conns: usize,
+    dur: Duration,
+    make: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>,
+) -> (f64, Vec<Duration>) {
+    let deadline = Instant::now() + dur;
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let r = make(&c).send().await.unwrap();
+                assert!(r.status().is_success(), "{}", r.status());
+                let _ = r.bytes().await.unwrap();
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    (all.len() as f64 / dur.as_secs_f64(), all)
+}
+
+/// Fills the store offline: `n_repos` repositories (one tagged manifest each) and `n_tags`
+/// tags in `bench/tags`.
+fn populate(root: &Path, n_repos: usize, n_tags: usize) {
+    let reg = Registry::open(root).unwrap();
+    let cfg = b"{}";
+    let cd = Digest::sha256_of(cfg).to_string();
+    std::fs::write(reg.store().blob_path(&Digest::sha256_of(cfg)), cfg).unwrap();
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":2}},"layers":[]}}"#
+    );
+    let md = Digest::sha256_of(body.as_bytes());
+    std::fs::write(reg.store().blob_path(&md), &body).unwrap();
+    let rec = ManifestRecord {
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        size: body.len() as u64,
+        artifact_type: None,
+        annotations: None,
+        subject: None,
+        blobs: vec![cd.clone()],
+        manifests: vec![],
+        created: 0,
+    };
+    let ms = md.to_string();
+    let names: Vec<String> = (0..n_repos)
+        .map(|i| format!("bench/repo{i:06}"))
+        .chain(["bench/tags".to_string()])
+        .collect();
+    for chunk in names.chunks(10_000) {
+        reg.meta()
+            .write(|t| {
+                blobs::touch(t, &cd, 2)?;
+                blobs::touch(t, &ms, body.len() as u64)?;
+                for r in chunk {
+                    repos::ensure(t, r)?;
+                    blobs::link(t, r, &cd)?;
+                    blobs::add_ref(t, &cd, 1)?;
+                    blobs::add_ref(t, &ms, 1)?;
+                    manifests::insert(t, r, &ms, &rec)?;
+                    tags::set(t, r, "latest", &ms)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    reg.meta()
+        .write(|t| {
+            for i in 0..n_tags {
+                tags::set(t, "bench/tags", &format!("t{i:05}"), &ms)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+async fn push_blob_put(base: &str, repo: &str, data: Bytes) -> Duration {
+    let d = Digest::sha256_of(&data);
+    let c = reqwest::Client::new();
+    let t = Instant::now();
+    let r = c
+        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"))
+        .body(data)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    t.elapsed()
+}
+
+async fn push_blob_chunks(base: &str, repo: &str, data: &Bytes, chunk: usize) -> Duration {
+    let d = Digest::sha256_of(data);
+    let c = reqwest::Client::new();
+    let t = Instant::now();
+    let r = c
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let mut loc = r.headers()["location"].to_str().unwrap().to_string();
+    for start in (0..data.len()).step_by(chunk) {
+        let end = (start + chunk).min(data.len());
+        let r = c
+            .patch(&loc)
+            .header("Content-Range", format!("{start}-{}", end - 1))
+            .body(data.slice(start..end))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        loc = r.headers()["location"].to_str().unwrap().to_string();
+    }
+    let r = c.put(format!("{loc}?digest={d}")).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    t.elapsed()
+}
+
+fn main() {
+    // criterion-style arguments (`--bench`) are ignored.
+    let blob_mib: usize = std::env::var("LOAD_BENCH_BLOB_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let size = blob_mib * MIB;
+    let dir =
+        tempfile::tempdir_in(std::env::var("LOAD_BENCH_DIR").unwrap_or_else(|_| "target".into()))
+            .unwrap();
+    let root = dir.path().join("data");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    println!("== machine limits (measured now) ==");
+    std::fs::create_dir_all(&root).unwrap();
+    let (sha, write, tcp) = limits(&root, size);
+    let push_limit = sha.min(write);
+    println!(
+        "sha256: {sha:.0} MB/s; {blob_mib} MiB write+fsync: {write:.0} MB/s; loopback TCP: {tcp:.0} MB/s"
+    );
+
+    println!("== populating 100k repositories and 10k tags offline ==");
+    let t = Instant::now();
+    populate(&root, 100_000, 10_000);
+    println!("populated in {:.1} s", t.elapsed().as_secs_f64());
+
+    let server = Server::start(&root);
+    println!(
+        "start-up with 100k repositories: {:.1} ms",
+        server.started_in.as_secs_f64() * 1e3
+    );
+    let base = server.base.clone();
+    server.take_peak_rss();
+
+    rt.block_on(async {
+        println!("== blobs ({blob_mib} MiB) ==");
+        let data = Bytes::from(pattern(size, 7));
+        let d = push_blob_put(&base, "bench/blob", data.clone()).await;
+        let v = mbps(size, d);
+        println!("push, one PUT: {v:.0} MB/s = {:.2} of min(sha256, write+fsync); peak RSS {:.1} MiB", v / push_limit, server.take_peak_rss());
+        let data2 = Bytes::from(pattern(size, 8));
+        let d = push_blob_chunks(&base, "bench/blob", &data2, 16 * MIB).await;
+        let v = mbps(size, d);
+        println!("push, 16 MiB PATCHes: {v:.0} MB/s = {:.2} of the limit; peak RSS {:.1} MiB", v / push_limit, server.take_peak_rss());
+        let digest = Digest::sha256_of(&data);
+        let c = reqwest::Client::new();
+        let t = Instant::now();
+        let mut r = c.get(format!("{base}/v2/bench/blob/blobs/{digest}")).send().await.unwrap();
+        let mut n = 0usize;
+        while let Some(chunk) = r.chunk().await.unwrap() {
+            n += chunk.len();
+        }
+        assert_eq!(n, size);
+        let v = mbps(n, t.elapsed());
+        println!("pull: {v:.0} MB/s = {:.2} of loopback; peak RSS {:.1} MiB", v / tcp, server.take_peak_rss());
+        let mut lat = Vec::new();
+        for i in 0..50u64 {
+            let start = (i as usize * 7 * MIB) % (size - MIB);
+            let t = Instant::now();
+            let r = c
+                .get(format!("{base}/v2/bench/blob/blobs/{digest}"))
+                .header("Range", format!("bytes={start}-{}", start + MIB - 1))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 206);
+            assert_eq!(r.bytes().await.unwrap().len(), MIB);
+            lat.push(t.elapsed());
+        }
+        println!("1 MiB Range GET: {}", fmt_lat(lat));
+        drop(data);
+        drop(data2);
+
+        println!("== manifests, 64 connections, 5 s each ==");
+        let url = format!("{base}/v2/bench/repo000042/manifests/latest");
+        let u = url.clone();
+        let (rps, lat) = hammer(64, Duration::from_secs(5), Arc::new(move |c: &reqwest::Client| c.head(&u))).await;
+        println!("HEAD by tag: {rps:.0} req/s, {}; peak RSS {:.1} MiB", fmt_lat(lat), server.take_peak_rss());
+        let u = url.clone();
+        let (rps, lat) = hammer(64, Duration::from_secs(5), Arc::new(move |c: &reqwest::Client| c.get(&u))).await;
+        println!("GET by tag: {rps:.0} req/s, {}; peak RSS {:.1} MiB", fmt_lat(lat), server.take_peak_rss());
+
+        println!("== listings ==");
+        let mut lat = Vec::new();
+        for i in 0..200 {
+            let t = Instant::now();
+            let r = c.get(format!("{base}/v2/_catalog?n=100&last=bench/repo{:06}", i * 400)).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+            lat.push(t.elapsed());
+        }
+        println!("_catalog?n=100 (100k repositories): {}", fmt_lat(lat));
+        let t = Instant::now();
+        let mut next = Some(format!("{base}/v2/_catalog?n=1000"));
+        let mut count = 0;
+        while let Some(u) = next.take() {
+            let r = c.get(&u).send().await.unwrap();
+            next = r.headers().get("link").map(|l| {
+                let l = l.to_str().unwrap();
+                format!("{base}{}", &l[1..l.find('>').unwrap()])
+            });
+            let v: serde_json::Value = r.json().await.unwrap();
+            count += v["repositories"].as_array().unwrap().len();
+        }
+        println!("full catalog walk ({count} repositories, pages of 1000): {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+        let mut lat = Vec::new();
+        for _ in 0..100 {
+            let t = Instant::now();
+            let r = c.get(format!("{base}/v2/bench/tags/tags/list")).send().await.unwrap();
+            r.bytes().await.unwrap();
+            lat.push(t.elapsed());
+        }
+        println!("tags/list with 10k tags: {}; peak RSS {:.1} MiB", fmt_lat(lat), server.take_peak_rss());
+
+        println!("== creation rates, 16 clients, 5 s each ==");
+        let cfg = Bytes::from_static(b"{}");
+        let cd = Digest::sha256_of(&cfg);
+        let body = Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":2}},"layers":[]}}"#
+        ));
+        for (what, new_repo) in [("repositories", true), ("tags", false)] {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut tasks = Vec::new();
+            for w in 0..16 {
+                let (base, cfg, body, cd) = (base.clone(), cfg.clone(), body.clone(), cd.clone());
+                tasks.push(tokio::spawn(async move {
+                    let c = reqwest::Client::new();
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        let repo = if new_repo { format!("create/w{w}/r{n}") } else { format!("create/tags{w}") };
+                        if new_repo || n == 0 {
+                            let r = c.post(format!("{base}/v2/{repo}/blobs/uploads/?digest={cd}")).body(cfg.clone()).send().await.unwrap();
+                            assert_eq!(r.status(), 201);
+                        }
+                        let r = c
+                            .put(format!("{base}/v2/{repo}/manifests/t{n}"))
+                            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                            .body(body.clone())
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), 201);
+                        n += 1;
+                    }
+                    n
+                }));
+            }
+            let mut total = 0;
+            for t in tasks {
+                total += t.await.unwrap();
+            }
+            println!("{what} created: {:.0}/s (each acknowledged durably)", total as f64 / 5.0);
+        }
+
+        println!("== 32 concurrent pushes of distinct 8 MiB blobs ==");
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..32u64 {
+            let base = base.clone();
+            let data = Bytes::from(pattern(8 * MIB, 100 + i));
+            tasks.push(tokio::spawn(async move { push_blob_put(&base, &format!("bench/par{i}"), data).await }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        println!("aggregate: {:.0} MB/s; peak RSS {:.1} MiB", mbps(32 * 8 * MIB, t.elapsed()), server.take_peak_rss());
+    });
+}

@@ -1,0 +1,302 @@
+//! The authentication middleware: maps a request to what it needs (`Need`), authenticates
+//! the caller (Basic or Bearer), decides, and either passes the request on with the user in
+//! its extensions or answers 401 (with the challenge), 403 `DENIED` or 429.
+//!
+//! `/v2/<name>/...`: `pull` for GET/HEAD, `push` for POST/PUT/PATCH and for every upload
+//! session request, `delete` for DELETE of manifests and blobs; `/v2/` needs any login;
+//! `/v2/_catalog` is filtered to what the caller may pull; `/admin/*` needs the admin right.
+//! Everything else (`/healthz`, `/readyz`, `/metrics`, `/auth/token`) is open.
+//! A mount (`POST ...?mount=&from=`) without pull on `from` becomes a plain upload.
+
+use std::sync::Arc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, ResponseError, web};
+
+use super::rules::Actions;
+use super::{Auth, BasicFailure, CatalogFilter, Credentials, Decision, Need, Principal};
+use crate::error::{Code, Error};
+use crate::ops::access_log::User;
+
+/// Decodes `%XX` escapes (names that do not decode to UTF-8 are kept as they are).
+fn percent_decode(s: &str) -> String {
+    fn hex(c: u8) -> Option<u8> {
+        (c as char).to_digit(16).map(|d| d as u8)
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
+}
+
+/// What a request to `path` with `method` needs; `None` for open paths.
+pub fn need(method: &Method, path: &str) -> Option<Need> {
+    if path == "/admin" || path.starts_with("/admin/") {
+        return Some(Need::Admin);
+    }
+    if path != "/v2" && !path.starts_with("/v2/") {
+        return None;
+    }
+    let rest = path.trim_start_matches("/v2").trim_start_matches('/');
+    if rest.is_empty() {
+        return Some(Need::Login);
+    }
+    if rest == "_catalog" {
+        return Some(Need::Catalog);
+    }
+    let by_method = if matches!(*method, Method::GET | Method::HEAD) {
+        Actions::PULL
+    } else if *method == Method::DELETE {
+        Actions::DELETE
+    } else {
+        Actions::PUSH
+    };
+    let segs: Vec<&str> = rest.split('/').collect();
+    let n = segs.len();
+    let name = |k: usize| (n > k).then(|| percent_decode(&segs[..n - k].join("/")));
+    // The same order as the routes in `api::configure`.
+    let tail = |k: usize, words: &[&str]| {
+        n > k
+            && words
+                .iter()
+                .enumerate()
+                .all(|(i, w)| w.is_empty() || segs[n - k + i] == *w)
+    };
+    let (repo, action) = if tail(2, &["tags", "list"]) || tail(2, &["manifests", ""]) {
+        (name(2), by_method)
+    } else if tail(2, &["blobs", "uploads"]) {
+        (name(2), Actions::PUSH)
+    } else if tail(3, &["blobs", "uploads", ""]) {
+        (name(3), Actions::PUSH)
+    } else if tail(2, &["blobs", ""]) || tail(2, &["referrers", ""]) {
+        (name(2), by_method)
+    } else {
+        (None, by_method)
+    };
+    Some(match repo {
+        Some(name) if !name.is_empty() => Need::Repo { name, action },
+        _ => Need::Login,
+    })
+}
+
+/// The `from` of a cross-repository mount request, if this is one.
+fn mount_source(req: &ServiceRequest) -> Option<String> {
+    if req.method() != Method::POST {
+        return None;
+    }
+    let q = web::Query::<Vec<(String, String)>>::from_query(req.query_string()).ok()?;
+    let has_mount = q.iter().any(|(k, _)| k == "mount");
+    let from = q.iter().find(|(k, _)| k == "from").map(|(_, v)| v.clone());
+    if has_mount { from } else { None }
+}
+
+/// Drops `mount` and `from` from the query, turning a mount into a plain upload start.
+fn strip_mount(req: &mut ServiceRequest) {
+    let query: Vec<&str> = req
+        .query_string()
+        .split('&')
+        .filter(|kv| {
+            let k = kv.split('=').next().unwrap_or("");
+            !kv.is_empty() && k != "mount" && k != "from"
+        })
+        .collect();
+    let mut pq = req.path().to_string();
+    if !query.is_empty() {
+        pq.push('?');
+        pq.push_str(&query.join("&"));
+    }
+    let Ok(uri) = pq.parse::<actix_web::http::Uri>() else {
+        return;
+    };
+    req.head_mut().uri = uri.clone();
+    req.match_info_mut().get_mut().update(&uri);
+}
+
+async fn authenticate(auth: &Arc<Auth>, req: &ServiceRequest) -> Result<Principal, Error> {
+    let conn = req.connection_info().clone();
+    let bad = |msg: &str, error: Option<&str>| {
+        Err(super::unauthorized(auth.challenge(&conn, &[], error), msg))
+    };
+    match Credentials::from_headers(req.headers()) {
+        Credentials::None => Ok(Principal::Anonymous),
+        Credentials::Malformed => bad("malformed Authorization header", None),
+        Credentials::Basic { user, password } => {
+            let ip = req.peer_addr().map(|a| a.ip());
+            match auth.verify_basic(ip, user, password).await {
+                Ok(u) => Ok(Principal::User(u)),
+                Err(BasicFailure::Locked(retry)) => Err(super::locked_out(retry)),
+                Err(BasicFailure::Bad) => bad("invalid username or password", None),
+            }
+        }
+        Credentials::Bearer(token) => {
+            let Some(t) = auth.tokens() else {
+                return bad("bearer tokens are not accepted here", None);
+            };
+            match t.verify(&token) {
+                Ok(v) => Ok(Principal::Token(v)),
+                Err(e) => bad(&e.to_string(), Some("invalid_token")),
+            }
+        }
+    }
+}
+
+/// Authenticates and authorizes every request when the app has `web::Data<Auth>`; passes
+/// everything through otherwise.
+pub async fn middleware(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(auth) = req
+        .app_data::<web::Data<Auth>>()
+        .map(|d| d.clone().into_inner())
+    else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    // The router's view of the path (percent-decoded where it decodes).
+    let path = req.match_info().as_str().to_string();
+    let Some(need) = need(req.method(), &path) else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let refuse = |req: ServiceRequest, err: Error| {
+        let (r, _) = req.into_parts();
+        Ok(ServiceResponse::new(r, err.error_response()).map_into_right_body())
+    };
+    let who = match authenticate(&auth, &req).await {
+        Ok(p) => p,
+        Err(e) => return refuse(req, e),
+    };
+    if let Some(name) = who.name() {
+        req.extensions_mut().insert(User(name.to_string()));
+    }
+    let mut scopes = need.scopes();
+    let from = match &need {
+        Need::Repo { .. } => mount_source(&req),
+        _ => None,
+    };
+    if let Some(from) = &from {
+        if auth.may_pull(&who, from) {
+            scopes.push(super::rules::Access::repository(from, Actions::PULL));
+        } else {
+            tracing::debug!(%from, "mount source not readable by the caller: plain upload instead");
+            strip_mount(&mut req);
+        }
+    }
+    match auth.authorize(&who, &need) {
+        Decision::Allow => {
+            if need == Need::Catalog {
+                req.extensions_mut()
+                    .insert(CatalogFilter::new(auth.clone(), &who));
+            }
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+        Decision::Challenge { error } => {
+            let conn = req.connection_info().clone();
+            let msg = if matches!(who, Principal::Anonymous) {
+                "authentication required"
+            } else {
+                "the token does not grant this access"
+            };
+            let err = super::unauthorized(auth.challenge(&conn, &scopes, error), msg);
+            refuse(req, err)
+        }
+        Decision::Deny => {
+            let err = Error::new(Code::Denied, "requested access to the resource is denied");
+            refuse(req, err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(name: &str, action: Actions) -> Option<Need> {
+        Some(Need::Repo {
+            name: name.into(),
+            action,
+        })
+    }
+
+    #[test]
+    fn paths_map_to_the_repository_and_action_they_need() {
+        let get = Method::GET;
+        assert_eq!(need(&get, "/healthz"), None);
+        assert_eq!(need(&get, "/auth/token"), None);
+        assert_eq!(need(&get, "/v2/"), Some(Need::Login));
+        assert_eq!(need(&get, "/v2"), Some(Need::Login));
+        assert_eq!(need(&get, "/v2/_catalog"), Some(Need::Catalog));
+        assert_eq!(need(&Method::POST, "/admin/gc"), Some(Need::Admin));
+        assert_eq!(
+            need(&get, "/v2/team/app/manifests/v1"),
+            repo("team/app", Actions::PULL)
+        );
+        assert_eq!(
+            need(&Method::HEAD, "/v2/a/blobs/sha256:00"),
+            repo("a", Actions::PULL)
+        );
+        assert_eq!(
+            need(&Method::PUT, "/v2/a/b/manifests/v1"),
+            repo("a/b", Actions::PUSH)
+        );
+        assert_eq!(
+            need(&Method::DELETE, "/v2/a/manifests/sha256:00"),
+            repo("a", Actions::DELETE)
+        );
+        assert_eq!(
+            need(&Method::POST, "/v2/a/blobs/uploads/"),
+            repo("a", Actions::PUSH)
+        );
+        assert_eq!(
+            need(&Method::POST, "/v2/a/blobs/uploads"),
+            repo("a", Actions::PUSH)
+        );
+        // Upload sessions: status (GET) and cancel (DELETE) are push too.
+        assert_eq!(
+            need(&Method::GET, "/v2/a/blobs/uploads/0f2c"),
+            repo("a", Actions::PUSH)
+        );
+        assert_eq!(
+            need(&Method::DELETE, "/v2/a/blobs/uploads/0f2c"),
+            repo("a", Actions::PUSH)
+        );
+        assert_eq!(
+            need(&get, "/v2/a/blobs/b/tags/list"),
+            repo("a/blobs/b", Actions::PULL)
+        );
+        assert_eq!(
+            need(&get, "/v2/a/referrers/sha256:00"),
+            repo("a", Actions::PULL)
+        );
+        assert_eq!(
+            need(&get, "/v2/team%2Fapp/tags/list"),
+            repo("team/app", Actions::PULL)
+        );
+        assert_eq!(need(&get, "/v2/unknown"), Some(Need::Login));
+        assert_eq!(need(&get, "/v2x"), None);
+    }
+
+    #[test]
+    fn percent_decoding_handles_bad_and_trailing_escapes() {
+        assert_eq!(percent_decode("a%2Fb"), "a/b");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("a%zzb"), "a%zzb");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%é"), "%é");
+        assert_eq!(percent_decode("a%2fb%"), "a/b%");
+    }
+}

@@ -1,0 +1,71 @@
+//! The event format of Distribution's notifications.
+
+use serde::Serialize;
+
+/// What an event is about.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    pub media_type: String,
+    pub size: u64,
+    pub digest: String,
+    pub length: u64,
+    pub repository: String,
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// The request that caused an event.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestInfo {
+    pub id: String,
+    pub addr: String,
+    pub host: String,
+    pub method: String,
+    pub useragent: String,
+}
+
+/// One event: `push`, `pull`, `mount` or `delete` of a manifest or blob.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub id: String,
+    pub timestamp: String,
+    pub action: String,
+    pub target: Target,
+    pub request: RequestInfo,
+    pub actor: Actor,
+    pub source: Source,
+}
+
+/// Who caused an event.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Actor {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// Which registry instance emitted an event.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Source {
+    pub addr: String,
+    #[serde(rename = "instanceID")]
+    pub instance_id: String,
+}
+
+impl Event {
+    /// A new event stamped now.
+    pub fn new(action: &str, target: Target, request: RequestInfo, actor: Option<String>) -> Event {
+        Event {
+            id: uuid::Uuid::new_v4().to_string(),
+            timestamp: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+            action: action.into(),
+            target,
+            request,
+            actor: Actor {
+                name: actor.unwrap_or_default(),
+            },
+            source: Source::default(),
+        }
+    }
+}
