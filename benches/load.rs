@@ -187,6 +187,48 @@ async fn hammer(
     (all.len() as f64 / dur.as_secs_f64(), all)
 }
 
+/// Runs `wrk` (GET) or `hey` (HEAD, which wrk cannot time) with 64 connections for 5 s when
+/// installed; returns a summary line.
+fn external_load(tool: &str, url: &str) -> Option<String> {
+    let out = match tool {
+        "wrk" => Command::new("wrk")
+            .args(["-t2", "-c64", "-d5s", "--latency", url])
+            .output()
+            .ok()?,
+        _ => Command::new("hey")
+            .args(["-m", "HEAD", "-c", "64", "-z", "5s", url])
+            .output()
+            .ok()?,
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let find = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .map(|l| {
+                l.trim_start_matches(prefix)
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+    };
+    let rps = find("Requests/sec:")?;
+    let (p50, p99) = if tool == "wrk" {
+        (find("50%")?, find("99%")?)
+    } else {
+        let secs = |p: &str| {
+            find(p)
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|v| format!("{:.3}ms", v * 1e3))
+        };
+        (secs("50% in")?, secs("99% in")?)
+    };
+    Some(format!(
+        "{rps} req/s, p50 {p50}, p99 {p99} ({tool}, 64 connections)"
+    ))
+}
+
 /// Fills the store offline: `n_repos` repositories (one tagged manifest each) and `n_tags`
 /// tags in `bench/tags`.
 fn populate(root: &Path, n_repos: usize, n_tags: usize) {
@@ -318,7 +360,7 @@ fn main() {
         server.started_in.as_secs_f64() * 1e3
     );
     let base = server.base.clone();
-    server.take_peak_rss();
+    println!("RSS after start-up: {:.1} MiB", server.take_peak_rss());
 
     rt.block_on(async {
         println!("== blobs ({blob_mib} MiB) ==");
@@ -363,10 +405,16 @@ fn main() {
         let url = format!("{base}/v2/bench/repo000042/manifests/latest");
         let u = url.clone();
         let (rps, lat) = hammer(64, Duration::from_secs(5), Arc::new(move |c: &reqwest::Client| c.head(&u))).await;
-        println!("HEAD by tag: {rps:.0} req/s, {}; peak RSS {:.1} MiB", fmt_lat(lat), server.take_peak_rss());
+        println!("HEAD by tag: {rps:.0} req/s, {} (built-in client); peak RSS {:.1} MiB", fmt_lat(lat), server.take_peak_rss());
+        if let Some(line) = external_load("hey", &url) {
+            println!("HEAD by tag: {line}");
+        }
         let u = url.clone();
         let (rps, lat) = hammer(64, Duration::from_secs(5), Arc::new(move |c: &reqwest::Client| c.get(&u))).await;
-        println!("GET by tag: {rps:.0} req/s, {}; peak RSS {:.1} MiB", fmt_lat(lat), server.take_peak_rss());
+        println!("GET by tag: {rps:.0} req/s, {} (built-in client); peak RSS {:.1} MiB", fmt_lat(lat), server.take_peak_rss());
+        if let Some(line) = external_load("wrk", &url) {
+            println!("GET by tag: {line}");
+        }
 
         println!("== listings ==");
         let mut lat = Vec::new();

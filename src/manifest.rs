@@ -86,8 +86,11 @@ fn is_foreign(d: &Descriptor) -> bool {
 
 /// Parses `body` pushed with `content_type` and checks its structure.
 pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Parsed, Error> {
+    // JSON text is UTF-8 (RFC 8259); serde_json does not check strings in fields it skips.
+    let body = std::str::from_utf8(body)
+        .map_err(|e| invalid(format!("manifest is not UTF-8 JSON: {e}")))?;
     let raw: Raw =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("not a valid manifest: {e}")))?;
+        serde_json::from_str(body).map_err(|e| invalid(format!("not a valid manifest: {e}")))?;
     let header = content_type
         .map(|c| {
             c.split(';')
@@ -241,6 +244,17 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn manifest_that_is_not_utf8_json_is_rejected() {
+        // Found by fuzz/manifest: a byte 0xBE inside a field serde skips was accepted.
+        let mut body = image(r#","x":"lin_ux""#).into_bytes();
+        let at = body.iter().position(|&b| b == b'_').unwrap();
+        body[at] = 0xBE;
+        let e = parse(Some(OCI_MANIFEST), &body).unwrap_err();
+        assert_eq!(e.code, Code::ManifestInvalid);
+        assert!(e.message.contains("UTF-8"), "{}", e.message);
     }
 
     #[test]

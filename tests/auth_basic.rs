@@ -417,3 +417,38 @@ async fn anonymous_pull_lets_anyone_pull_but_not_push() {
     .await;
     assert!(out.success, "anonymous skopeo pull: {}", out.stderr);
 }
+
+/// `kura gc` asks a secured server with an admin's credentials, and is refused without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kura_gc_uses_admin_credentials_against_a_secured_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, auth_file) = auth_config(dir.path(), "");
+    let data_dir = dir.path().join("data");
+    let (child, base) = common::spawn_kura(
+        &data_dir,
+        &[
+            "--auth-config",
+            auth_file.to_str().unwrap(),
+            "--gc-interval",
+            "0s",
+        ],
+    );
+    let _guard = auth_support::KillOnDrop(child);
+    let root = data_dir.to_str().unwrap().to_string();
+    let r = root.clone();
+    let (ok, _, err) =
+        tokio::task::spawn_blocking(move || common::kura_cmd(&["gc", "--root", &r, "--dry-run"]))
+            .await
+            .unwrap();
+    assert!(!ok);
+    assert!(err.contains("401"), "{err}");
+    let creds = format!("alice:{}", pw("alice"));
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        common::kura_cmd(&["gc", "--root", &root, "--dry-run", "--creds", &creds])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("would remove"), "{out}");
+    let _ = base;
+}

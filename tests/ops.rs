@@ -410,7 +410,7 @@ async fn sigterm_during_an_upload_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, base) = spawn_kura(dir.path(), &[]);
     let c = client();
-    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let data: Vec<u8> = (0..6_000_000u32).map(|i| (i % 253) as u8).collect();
     let d = Digest::sha256_of(&data);
     let r = c
         .post(format!("{base}/v2/term/blobs/uploads/"))
@@ -433,23 +433,33 @@ async fn sigterm_during_an_upload_loses_nothing_acknowledged() {
         tokio::spawn(async move {
             client()
                 .patch(&loc)
-                .header("Content-Range", "1000000-1999999")
+                .header("Content-Range", "1000000-4999999")
                 .body(reqwest::Body::wrap_stream(tokio_stream_from(rx)))
                 .send()
                 .await
         })
     };
-    tx.send(Ok(data[1_000_000..1_500_000].to_vec()))
+    tx.send(Ok(data[1_000_000..4_000_000].to_vec()))
         .await
         .unwrap();
-    // Give the server time to accept the connection and start reading the body.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Wait until the server is visibly in the middle of this request: it has written at least
+    // one block of it to the session's file.
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    let file = dir.path().join("uploads").join(&id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&file).map_or(0, |m| m.len()) <= 1_000_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never started on the second chunk"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let sent = tx.send(Ok(data[1_500_000..2_000_000].to_vec())).await;
+    let sent = tx.send(Ok(data[4_000_000..5_000_000].to_vec())).await;
     drop(tx);
     let r = slow.await.unwrap();
     assert!(sent.is_ok(), "second half not accepted: {r:?}");
@@ -468,11 +478,11 @@ async fn sigterm_during_an_upload_loses_nothing_acknowledged() {
     let loc = loc.replace(&loc[..loc.find("/v2/").unwrap()], &base);
     let r = c.get(&loc).send().await.unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(r.headers()["range"], "0-1999999");
+    assert_eq!(r.headers()["range"], "0-4999999");
     let r = c
         .put(format!("{loc}?digest={d}"))
-        .header("Content-Range", "2000000-2999999")
-        .body(data[2_000_000..].to_vec())
+        .header("Content-Range", "5000000-5999999")
+        .body(data[5_000_000..].to_vec())
         .send()
         .await
         .unwrap();

@@ -31,7 +31,7 @@ pub fn run(args: FsckArgs) -> Result<(), super::CliError> {
                     format!("a server ({url}) holds the store; stop it to --repair").into(),
                 );
             }
-            post_json(&url, "/admin/fsck")?
+            post_json(&args.target, &url, "/admin/fsck")?
         }
     };
     println!("{report}");

@@ -46,7 +46,7 @@ pub fn run(args: GcArgs) -> Result<(), super::CliError> {
                 args.delete_untagged,
                 args.dry_run
             );
-            post_json(&url, &path)?
+            post_json(&args.target, &url, &path)?
         }
     };
     if report.dry_run {

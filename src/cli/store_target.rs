@@ -20,6 +20,12 @@ pub struct StoreTarget {
     /// URL of a running kura server to ask instead (e.g. http://127.0.0.1:5000).
     #[arg(long)]
     pub url: Option<String>,
+    /// `USER:PASSWORD` of an admin, when the server requires authentication.
+    #[arg(long)]
+    pub creds: Option<String>,
+    /// PEM file of a CA to trust, when the server uses a private certificate authority.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The store opened directly, or the URL of the server to ask.
@@ -58,17 +64,28 @@ impl StoreTarget {
 
 /// POSTs to `url` + `path` and decodes the JSON reply.
 pub fn post_json<T: serde::de::DeserializeOwned>(
+    target: &StoreTarget,
     url: &str,
     path: &str,
 ) -> Result<T, super::CliError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let mut client = reqwest::Client::builder();
+    if let Some(ca) = &target.ca_cert {
+        let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    }
+    let client = client.build()?;
     rt.block_on(async {
-        let resp = reqwest::Client::new()
-            .post(format!("{url}{path}"))
-            .send()
-            .await?;
+        let mut req = client.post(format!("{url}{path}"));
+        if let Some(creds) = &target.creds {
+            let (user, pass) = creds
+                .split_once(':')
+                .ok_or("--creds must be USER:PASSWORD")?;
+            req = req.basic_auth(user, Some(pass));
+        }
+        let resp = req.send().await?;
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();

@@ -12,16 +12,16 @@ pub mod tables;
 pub mod tags;
 pub mod uploads;
 
-use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{
     Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction,
 };
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::migrations::{LATEST, MIGRATIONS, Migration};
 use tables::*;
 
@@ -46,7 +46,13 @@ pub enum OpenError {
 
 /// The open metadata database.
 pub struct Meta {
-    db: Database,
+    path: PathBuf,
+    /// The database; `None` only between closing it after an I/O error and reopening it.
+    db: RwLock<Option<Arc<Database>>>,
+    /// Commit numbers lost when the database was reopened after an I/O error (committed
+    /// without an fsync, never made durable), as inclusive ranges; `any_lost` once there is one.
+    lost: Mutex<Vec<(u64, u64)>>,
+    any_lost: AtomicBool,
     /// Write transactions committed (non-durably) so far.
     committed: AtomicU64,
     /// Of those, how many a durable commit has covered.
@@ -106,7 +112,10 @@ impl Meta {
             MigrateError::Redb(source) => OpenError::Redb { path: p, source },
         })?;
         Ok(Meta {
-            db,
+            path: path.to_path_buf(),
+            db: RwLock::new(Some(Arc::new(db))),
+            lost: Mutex::new(Vec::new()),
+            any_lost: AtomicBool::new(false),
             committed: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             flush: Mutex::new(()),
@@ -115,7 +124,8 @@ impl Meta {
 
     /// The schema version recorded in the store.
     pub fn schema_version(&self) -> Result<u64> {
-        let txn = self.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let t = txn.open_table(META)?;
         Ok(t.get("schema_version")?.map_or(0, |v| v.value()))
     }
@@ -128,7 +138,21 @@ impl Meta {
     /// persists every commit before it, while the others wait for it; so concurrent writers
     /// share one fsync instead of queueing for one each.
     pub fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<T>) -> Result<T> {
-        let mut txn = self.db.begin_write()?;
+        let mut db = self.db()?;
+        let mut txn = match db.begin_write() {
+            Err(e) if is_previous_io(&e) => {
+                // Let go of the handle before waiting for the flush lock: the reopen waits
+                // for every handle.
+                let failed = Arc::downgrade(&db);
+                drop(db);
+                let flush = self.flush.lock().unwrap_or_else(|e| e.into_inner());
+                self.reopen(&failed, &flush)?;
+                drop(flush);
+                db = self.db()?;
+                db.begin_write()?
+            }
+            r => r?,
+        };
         txn.set_durability(Durability::None)?;
         let out = {
             let mut t = WriteTables::open(&txn)?;
@@ -139,6 +163,9 @@ impl Meta {
                 let start = std::time::Instant::now();
                 txn.commit()?;
                 let seq = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
+                // A reopen waits for every handle on the old database before it counts what
+                // was lost, so the commit above is counted by then.
+                drop(db);
                 self.make_durable(seq)?;
                 crate::ops::metrics::record_commit(start.elapsed());
                 Ok(v)
@@ -152,24 +179,110 @@ impl Meta {
 
     /// Returns once commit number `seq` is durable, making it so if nobody else is.
     fn make_durable(&self, seq: u64) -> Result<()> {
-        if self.durable.load(Ordering::Acquire) >= seq {
+        if self.is_durable(seq)? {
             return Ok(());
         }
-        let _flusher = self.flush.lock().unwrap_or_else(|e| e.into_inner());
-        if self.durable.load(Ordering::Acquire) >= seq {
+        let flusher = self.flush.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_durable(seq)? {
             return Ok(());
         }
         // Every commit counted here finished before this transaction can begin.
         let target = self.committed.load(Ordering::Acquire);
-        let txn = self.db.begin_write()?;
+        let db = self.db()?;
+        let txn = match db.begin_write() {
+            Err(e) if is_previous_io(&e) => {
+                let failed = Arc::downgrade(&db);
+                drop(db);
+                self.reopen(&failed, &flusher)?;
+                return self.is_durable(seq).map(|_| ());
+            }
+            r => r?,
+        };
         txn.commit()?;
         self.durable.store(target, Ordering::Release);
         Ok(())
     }
 
+    /// Whether commit `seq` is durable; an error if it was lost in a reopen.
+    fn is_durable(&self, seq: u64) -> Result<bool> {
+        let durable = self.durable.load(Ordering::Acquire);
+        if self.any_lost.load(Ordering::Acquire)
+            && self
+                .lost
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|&(from, to)| (from..=to).contains(&seq))
+        {
+            return Err(Error::internal(
+                "metadata store",
+                "an I/O error (disk full?) undid this change before it was durable",
+            ));
+        }
+        Ok(durable >= seq)
+    }
+
+    /// The open database, reopened first if a failed reopen left none.
+    fn db(&self) -> Result<Arc<Database>> {
+        if let Some(db) = &*self.db.read().unwrap_or_else(|e| e.into_inner()) {
+            return Ok(db.clone());
+        }
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(Arc::new(self.create()?));
+        }
+        Ok(slot.as_ref().expect("just set").clone())
+    }
+
+    fn create(&self) -> Result<Database> {
+        Database::create(&self.path).map_err(|e| Error::internal("reopening metadata store", e))
+    }
+
+    /// Closes and reopens the database after `failed` reported an earlier I/O error: redb then
+    /// refuses every write until it is reopened (a full disk would otherwise stop all writes
+    /// until a restart). Commits that were not yet durable are lost and their writers get an
+    /// error. Called with the flush lock held.
+    fn reopen(&self, failed: &Weak<Database>, _flush: &MutexGuard<'_, ()>) -> Result<()> {
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        // (`failed` keeps its allocation, so a new database cannot share its address.)
+        if slot
+            .as_ref()
+            .is_some_and(|db| !std::ptr::eq(Arc::as_ptr(db), failed.as_ptr()))
+        {
+            return Ok(()); // someone else already reopened it
+        }
+        tracing::warn!("metadata store had an I/O error (disk full?); reopening it");
+        if let Some(old) = slot.take() {
+            // Wait (bounded) for every other handle: writers hold theirs until their commit is
+            // counted, readers until their snapshot ends.
+            let weak = Arc::downgrade(&old);
+            drop(old);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while weak.strong_count() > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let (durable, committed) = (
+            self.durable.load(Ordering::Acquire),
+            self.committed.load(Ordering::Acquire),
+        );
+        if committed > durable {
+            self.lost
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((durable + 1, committed));
+            self.any_lost.store(true, Ordering::Release);
+            self.durable.store(committed, Ordering::Release);
+        }
+        *slot = Some(Arc::new(self.create()?));
+        Ok(())
+    }
+
     /// Runs `f` on a consistent read snapshot.
     pub fn read<T>(&self, f: impl FnOnce(&ReadTables) -> Result<T>) -> Result<T> {
-        let txn = self.db.begin_read()?;
+        // The handle is held until the snapshot ends, so a reopen waits for it.
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let t = ReadTables {
             repos: txn.open_table(REPOSITORIES)?,
             blobs: txn.open_table(BLOBS)?,
@@ -199,6 +312,13 @@ impl<'txn> WriteTables<'txn> {
             notifications: txn.open_table(NOTIFICATIONS)?,
         })
     }
+}
+
+fn is_previous_io(e: &redb::TransactionError) -> bool {
+    matches!(
+        e,
+        redb::TransactionError::Storage(redb::StorageError::PreviousIo)
+    )
 }
 
 enum MigrateError {

@@ -28,7 +28,7 @@ pub struct ManifestContent {
     pub media_type: String,
     pub size: u64,
     /// The bytes, absent for `HEAD`.
-    pub body: Option<Vec<u8>>,
+    pub body: Option<Bytes>,
 }
 
 fn manifest_unknown(reference: &Reference) -> Error {
@@ -127,7 +127,9 @@ impl Registry {
             r.store().put_verified(&digest, &body)?;
             r.meta().write(|t| {
                 record_manifest(t, &repo, &reference, &digest, &parsed, body.len() as u64)
-            })
+            })?;
+            r.inner.manifests.insert(digest, body);
+            Ok(())
         })
         .await?;
         Ok(PutManifest {
@@ -160,18 +162,9 @@ impl Registry {
             Ok((digest, rec))
         })?;
         let body = if with_body {
-            match self.store().read_blob(&digest)? {
+            match self.inner.manifests.get(&digest) {
                 Some(b) => Some(b),
-                // Deleted and collected between the lookup and the read.
-                None if !self.has_revision(repo, &digest)? => {
-                    return Err(manifest_unknown(reference));
-                }
-                None => {
-                    return Err(Error::internal(
-                        "blob store",
-                        format!("manifest {digest} is recorded but its file is missing"),
-                    ));
-                }
+                None => self.read_manifest_file(repo, reference, &digest)?,
             }
         } else {
             None
@@ -182,6 +175,28 @@ impl Registry {
             size: rec.size,
             body,
         })
+    }
+
+    /// Reads manifest `digest` from its file (and caches it).
+    fn read_manifest_file(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<Option<Bytes>> {
+        match self.store().read_blob(digest)? {
+            Some(b) => {
+                let b = Bytes::from(b);
+                self.inner.manifests.insert(digest.clone(), b.clone());
+                Ok(Some(b))
+            }
+            // Deleted and collected between the lookup and the read.
+            None if !self.has_revision(repo, digest)? => Err(manifest_unknown(reference)),
+            None => Err(Error::internal(
+                "blob store",
+                format!("manifest {digest} is recorded but its file is missing"),
+            )),
+        }
     }
 
     fn has_revision(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {

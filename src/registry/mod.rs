@@ -3,6 +3,7 @@
 //! state change in one `meta` write transaction. Blocking work runs on tokio's blocking pool.
 
 mod blobs;
+mod cache;
 mod listing;
 mod locks;
 mod manifests;
@@ -43,6 +44,7 @@ struct Inner {
     sessions: Mutex<HashMap<String, Session>>,
     locks: locks::DigestLocks,
     gc: Mutex<()>,
+    manifests: cache::ManifestCache,
 }
 
 /// A registry over one data directory. Cheap to clone.
@@ -68,6 +70,7 @@ impl Registry {
                 sessions: Mutex::new(HashMap::new()),
                 locks: locks::DigestLocks::default(),
                 gc: Mutex::new(()),
+                manifests: cache::ManifestCache::default(),
             }),
         })
     }

@@ -176,7 +176,12 @@ impl Registry {
         digest: &Digest,
     ) -> Result<()> {
         let _lock = self.digest_locks().lock(&digest.to_string());
-        let size = match file.commit(self.store(), digest) {
+        // A recorded blob's file was made durable before its row was committed.
+        let recorded = self
+            .meta()
+            .read(|t| blobs::get(&t.blobs, &digest.to_string()))?
+            .is_some();
+        let size = match file.commit(self.store(), digest, recorded) {
             Ok(size) => Some(size),
             Err(CommitError::DigestMismatch { .. }) => None,
             Err(CommitError::Io(e)) => return Err(e.into()),

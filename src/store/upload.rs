@@ -189,8 +189,14 @@ impl UploadFile {
 
     /// Verifies the content against `expected`, then fsyncs and publishes it as a blob.
     /// On a digest mismatch the file is removed and nothing becomes visible. Returns the size.
-    /// Call `flush` first.
-    pub fn commit(self, store: &BlobStore, expected: &Digest) -> Result<u64, CommitError> {
+    /// Call `flush` first. `recorded` says the blob already has a metadata row, so an existing
+    /// file for it is known durable.
+    pub fn commit(
+        self,
+        store: &BlobStore,
+        expected: &Digest,
+        recorded: bool,
+    ) -> Result<u64, CommitError> {
         if self.pending.is_some() || !self.buf.is_empty() || self.broken {
             return Err(io::Error::other("upload committed with writes outstanding").into());
         }
@@ -214,7 +220,9 @@ impl UploadFile {
             // Identical content is already published (and was synced before its rename):
             // drop this copy, only making sure the existing entry is durable.
             fs::remove_file(&self.path)?;
-            store.sync_blob_dir(expected)?;
+            if !recorded {
+                store.sync_blob_dir(expected)?;
+            }
         } else {
             self.file.sync_all()?;
             store.publish(&self.path, expected)?;

@@ -31,6 +31,31 @@ impl TestServer {
         Self::start_with(holder, Some(path)).await
     }
 
+    /// Starts a server with `opts` (two workers unless `opts` says otherwise); `root` as in
+    /// `start_in`, or a temporary directory.
+    pub async fn start_with_options(
+        root: Option<&Path>,
+        opts: kura::server::ServerOptions,
+    ) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let registry = Registry::open(root.unwrap_or(dir.path())).expect("open registry");
+        let opts = kura::server::ServerOptions {
+            workers: opts.workers.or(Some(2)),
+            ..opts
+        };
+        let (server, addr) =
+            kura::server::bind_with(registry.clone(), "127.0.0.1:0", &opts).expect("bind");
+        let handle = server.handle();
+        tokio::spawn(server);
+        TestServer {
+            addr,
+            base: format!("http://{addr}"),
+            registry,
+            dir,
+            handle,
+        }
+    }
+
     async fn start_with(dir: tempfile::TempDir, root: Option<&Path>) -> TestServer {
         let registry = Registry::open(root.unwrap_or(dir.path())).expect("open registry");
         let (server, addr) =

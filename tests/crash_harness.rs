@@ -1,0 +1,426 @@
+//! Crash harness: the real `kura` binary runs a load of pushes, deletes and online GC (every
+//! 100 ms, 1 s grace) and is killed with SIGKILL at a random moment, at least 50 times. After
+//! each kill `kura fsck` must find the store clean; after each restart every push acknowledged
+//! with 201 must be pullable byte for byte, every acknowledged delete must stay deleted, and a
+//! push cut off by the kill must be either absent or whole (never half-written). The random
+//! schedule is printed; `KURA_CRASH_SEED=<n>` replays it.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{client, image_manifest, kura_cmd, spawn_kura};
+use kura::digest::Digest;
+
+const ROUNDS: u64 = 60;
+const MIN_ROUNDS: u64 = 50;
+/// The whole harness stops starting rounds after this (it must stay well under 2 minutes).
+const BUDGET: Duration = Duration::from_secs(90);
+const WORKERS: u64 = 3;
+
+/// xorshift64*, so a failing schedule can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+}
+
+/// One image push: what it is made of, and whether its manifest PUT got a 201.
+#[derive(Clone, Debug)]
+struct Push {
+    repo: String,
+    tag: String,
+    manifest: Vec<u8>,
+    /// (digest, content) of the config and the layer.
+    blobs: Vec<(Digest, Vec<u8>)>,
+}
+
+impl Push {
+    fn digest(&self) -> Digest {
+        Digest::sha256_of(&self.manifest)
+    }
+}
+
+#[derive(Default)]
+struct Ledger {
+    /// Acknowledged pushes not deleted since.
+    kept: Vec<Push>,
+    /// Acknowledged pushes whose manifest delete was then acknowledged.
+    deleted: Vec<Push>,
+    /// Pushes (or deletes) in flight when their round ended: the kill may have cut them.
+    cut: Vec<Push>,
+    /// Requests that got an answer.
+    requests: u64,
+}
+
+fn build(round: u64, worker: u64, i: u64) -> Push {
+    let seed = (round << 32) | (worker << 16) | i;
+    let size = 1_000 + (seed.wrapping_mul(7919) % 60_000) as usize;
+    let layer: Vec<u8> = (0..size)
+        .map(|j| ((j as u64).wrapping_mul(seed | 1) >> 5) as u8)
+        .collect();
+    let config = format!("{{\"round\":{round},\"worker\":{worker},\"i\":{i}}}").into_bytes();
+    let (cd, ld) = (Digest::sha256_of(&config), Digest::sha256_of(&layer));
+    let manifest = image_manifest(
+        &(cd.clone(), config.len()),
+        &[(ld.clone(), layer.len())],
+        serde_json::json!({}),
+    );
+    Push {
+        repo: format!("crash/w{worker}"),
+        tag: format!("r{round}-{i}"),
+        manifest,
+        blobs: vec![(cd, config), (ld, layer)],
+    }
+}
+
+/// Pushes `p`: the layer chunked (two PATCHes and the closing PUT) or in one POST, the config
+/// in one POST, then the manifest by tag. `Ok` only on a 201 for the manifest.
+async fn push(
+    c: &reqwest::Client,
+    base: &str,
+    p: &Push,
+    chunked: bool,
+    requests: &mut u64,
+) -> Result<(), String> {
+    let err = |e: reqwest::Error| e.to_string();
+    for (n, (d, data)) in p.blobs.iter().enumerate() {
+        if chunked && n == 1 {
+            let r = c
+                .post(format!("{base}/v2/{}/blobs/uploads/", p.repo))
+                .send()
+                .await
+                .map_err(err)?;
+            *requests += 1;
+            if r.status() != 202 {
+                return Err(format!("start {}", r.status()));
+            }
+            let loc = r.headers()["location"].to_str().unwrap().to_string();
+            let half = data.len() / 2;
+            let r = c
+                .patch(&loc)
+                .header("Content-Range", format!("0-{}", half - 1))
+                .body(data[..half].to_vec())
+                .send()
+                .await
+                .map_err(err)?;
+            *requests += 1;
+            if r.status() != 202 {
+                return Err(format!("patch {}", r.status()));
+            }
+            let r = c
+                .put(format!("{loc}?digest={d}"))
+                .header("Content-Range", format!("{half}-{}", data.len() - 1))
+                .body(data[half..].to_vec())
+                .send()
+                .await
+                .map_err(err)?;
+            *requests += 1;
+            if r.status() != 201 {
+                return Err(format!("put {}", r.status()));
+            }
+        } else {
+            let r = c
+                .post(format!("{base}/v2/{}/blobs/uploads/?digest={d}", p.repo))
+                .body(data.clone())
+                .send()
+                .await
+                .map_err(err)?;
+            *requests += 1;
+            if r.status() != 201 {
+                return Err(format!("blob {}", r.status()));
+            }
+        }
+    }
+    let r = c
+        .put(format!("{base}/v2/{}/manifests/{}", p.repo, p.tag))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(p.manifest.clone())
+        .send()
+        .await
+        .map_err(err)?;
+    *requests += 1;
+    if r.status() != 201 {
+        return Err(format!("manifest {}", r.status()));
+    }
+    Ok(())
+}
+
+async fn delete(
+    c: &reqwest::Client,
+    base: &str,
+    p: &Push,
+    requests: &mut u64,
+) -> Result<(), String> {
+    let r = c
+        .delete(format!("{base}/v2/{}/manifests/{}", p.repo, p.digest()))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    *requests += 1;
+    match r.status().as_u16() {
+        202 => Ok(()),
+        s => Err(format!("delete {s}")),
+    }
+}
+
+/// One worker's round: push, and delete every other push again, until the server dies.
+async fn work(base: String, round: u64, worker: u64, ledger: Arc<Mutex<Ledger>>) {
+    let c = client();
+    let mut requests = 0;
+    for i in 0..1000 {
+        let p = build(round, worker, i);
+        let chunked = i % 2 == 0;
+        if push(&c, &base, &p, chunked, &mut requests).await.is_err() {
+            ledger.lock().unwrap().cut.push(p);
+            break;
+        }
+        if i % 2 == 1 {
+            match delete(&c, &base, &p, &mut requests).await {
+                Ok(()) => ledger.lock().unwrap().deleted.push(p),
+                Err(_) => {
+                    ledger.lock().unwrap().cut.push(p);
+                    break;
+                }
+            }
+        } else {
+            ledger.lock().unwrap().kept.push(p);
+        }
+    }
+    ledger.lock().unwrap().requests += requests;
+}
+
+/// Checks one push against a live server: `whole` requires it to be served byte for byte;
+/// otherwise it must be absent or whole. Returns the number of requests made.
+async fn check(c: &reqwest::Client, base: &str, p: &Push, whole: bool) -> u64 {
+    let r = c
+        .get(format!("{base}/v2/{}/manifests/{}", p.repo, p.tag))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    if !whole && status == 404 {
+        return 1;
+    }
+    assert_eq!(status, 200, "{}:{} (acknowledged: {whole})", p.repo, p.tag);
+    let body = r.bytes().await.unwrap();
+    assert_eq!(body.as_ref(), p.manifest.as_slice(), "{}:{}", p.repo, p.tag);
+    for (d, data) in &p.blobs {
+        let r = c
+            .get(format!("{base}/v2/{}/blobs/{d}", p.repo))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{d} of {}:{}", p.repo, p.tag);
+        let got = r.bytes().await.unwrap();
+        assert_eq!(&Digest::sha256_of(&got), d);
+        assert_eq!(got.len(), data.len());
+    }
+    1 + p.blobs.len() as u64
+}
+
+/// An acknowledged delete stays deleted.
+async fn check_deleted(c: &reqwest::Client, base: &str, p: &Push) {
+    let r = c
+        .get(format!("{base}/v2/{}/manifests/{}", p.repo, p.digest()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "deleted {}:{} is back", p.repo, p.tag);
+}
+
+/// A blob of a cut push is absent or whole, never a prefix.
+async fn check_blob_absent_or_whole(
+    c: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    d: &Digest,
+    data: &[u8],
+) {
+    let r = c
+        .get(format!("{base}/v2/{repo}/blobs/{d}"))
+        .send()
+        .await
+        .unwrap();
+    match r.status().as_u16() {
+        404 => {}
+        200 => {
+            let got = r.bytes().await.unwrap();
+            assert_eq!(got.as_ref(), data, "half-written blob {d} is visible");
+        }
+        s => panic!("blob {d}: unexpected {s}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_harness_kill_9_at_random_moments_loses_no_acknowledged_write() {
+    let seed = std::env::var("KURA_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    println!("crash harness seed {seed} (replay with KURA_CRASH_SEED={seed})");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap().to_string();
+    let flags = [
+        "--gc-interval",
+        "100ms",
+        "--gc-grace",
+        "1s",
+        "--upload-max-age",
+        "2s",
+    ];
+    let ledger: Arc<Mutex<Ledger>> = Arc::default();
+    let c = client();
+    let started = Instant::now();
+    let (mut kills, mut fscks, mut checked, mut cut_seen, mut cut_present) = (0, 0, 0u64, 0, 0);
+    let mut previous: (usize, usize) = (0, 0); // ledger lengths (kept, deleted) before the round
+    let mut loads = Vec::new();
+    // Time spent restarting, verifying, under load until the kill, and in fsck.
+    let mut phases = [Duration::ZERO; 4];
+    for round in 0..ROUNDS {
+        if started.elapsed() > BUDGET {
+            break;
+        }
+        let t = Instant::now();
+        let (mut child, base) = spawn_kura(dir.path(), &flags);
+        phases[0] += t.elapsed();
+        let t = Instant::now();
+        // The last round's outcome, on the restarted server.
+        let (kept, deleted, cut) = {
+            let mut l = ledger.lock().unwrap();
+            let cut = std::mem::take(&mut l.cut);
+            (
+                l.kept[previous.0..].to_vec(),
+                l.deleted[previous.1..].to_vec(),
+                cut,
+            )
+        };
+        for p in &kept {
+            checked += check(&c, &base, p, true).await;
+        }
+        for p in &deleted {
+            check_deleted(&c, &base, p).await;
+            checked += 1;
+        }
+        for p in &cut {
+            cut_seen += 1;
+            // Cut during its delete (it was pushed) or during its push: absent or whole.
+            let n = check(&c, &base, p, false).await;
+            if n > 1 {
+                cut_present += 1;
+            } else {
+                for (d, data) in &p.blobs {
+                    check_blob_absent_or_whole(&c, &base, &p.repo, d, data).await;
+                }
+            }
+            checked += n;
+            // Keep checking it later only if it is there; a later GC may remove it otherwise.
+            let mut l = ledger.lock().unwrap();
+            if n > 1 {
+                l.kept.push(p.clone());
+            }
+        }
+        {
+            let l = ledger.lock().unwrap();
+            previous = (l.kept.len(), l.deleted.len());
+        }
+        phases[1] += t.elapsed();
+        let t = Instant::now();
+        // Load, then SIGKILL at a random moment.
+        let load = Duration::from_millis(rng.range(30, 400));
+        loads.push(load.as_millis() as u64);
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| tokio::spawn(work(base.clone(), round, w, ledger.clone())))
+            .collect();
+        tokio::time::sleep(load).await;
+        child.kill().expect("kill -9");
+        child.wait().unwrap();
+        kills += 1;
+        for w in workers {
+            tokio::time::timeout(Duration::from_secs(30), w)
+                .await
+                .expect("worker ends once the server is gone")
+                .unwrap();
+        }
+        phases[2] += t.elapsed();
+        let t = Instant::now();
+        let (ok, out, err) = kura_cmd(&["fsck", "--root", &root, "--quiet"]);
+        assert!(
+            ok,
+            "kura fsck after kill {kills} (round {round}):\n{out}\n{err}"
+        );
+        phases[3] += t.elapsed();
+        fscks += 1;
+    }
+    assert!(
+        kills >= MIN_ROUNDS,
+        "only {kills} kill rounds fit in {BUDGET:?} (machine too slow?)"
+    );
+    // Every acknowledged push that was not deleted is served after a final restart.
+    let (mut child, base) = spawn_kura(dir.path(), &flags);
+    let (kept, deleted, requests) = {
+        let l = ledger.lock().unwrap();
+        (l.kept.clone(), l.deleted.clone(), l.requests)
+    };
+    for p in &kept {
+        checked += check(&c, &base, p, true).await;
+    }
+    // The collector ran under the load: blobs of deleted pushes are gone (the latest ones
+    // may still be in their grace period).
+    let mut collected = 0;
+    for p in &deleted {
+        check_deleted(&c, &base, p).await;
+        let (d, _) = &p.blobs[1];
+        let r = c
+            .head(format!("{base}/v2/{}/blobs/{d}", p.repo))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 404 {
+            collected += 1;
+        }
+        checked += 2;
+    }
+    assert!(collected > 0, "GC collected nothing during the run");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (ok, out, err) = kura_cmd(&["fsck", "--root", &root, "--quiet"]);
+    assert!(ok, "final fsck:\n{out}\n{err}");
+    fscks += 1;
+    assert!(!kept.is_empty(), "no push was ever acknowledged");
+    loads.sort_unstable();
+    println!(
+        "crash harness: {kills} kill -9 rounds in {:.1}s (load before each kill {}..{} ms, \
+         median {} ms); {} acknowledged pushes kept and {} acknowledged deletes, all intact (GC had \
+         collected the layers of {collected} deleted pushes); \
+         {cut_seen} operations cut by a kill ({cut_present} of them present and whole, the rest \
+         absent); {requests} load requests; {checked} verification requests; {fscks} clean fsck runs; \
+         time in restarts {:.1}s, verification {:.1}s, load {:.1}s, fsck {:.1}s",
+        started.elapsed().as_secs_f64(),
+        loads[0],
+        loads[loads.len() - 1],
+        loads[loads.len() / 2],
+        kept.len(),
+        deleted.len(),
+        phases[0].as_secs_f64(),
+        phases[1].as_secs_f64(),
+        phases[2].as_secs_f64(),
+        phases[3].as_secs_f64(),
+    );
+}
