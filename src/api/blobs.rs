@@ -88,7 +88,9 @@ pub async fn get(
     let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
     let len = if size == 0 { 0 } else { end - start + 1 };
     let stream = file_stream(file, start, len);
-    super::notify(&req, "pull", super::blob_target(&req, &repo, &digest, size));
+    super::notify(&req, "pull", || {
+        super::blob_target(&req, &repo, &digest, size)
+    });
     Ok(res
         .content_type("application/octet-stream")
         .insert_header(("Docker-Content-Digest", digest.to_string()))
@@ -104,6 +106,8 @@ pub async fn delete(
 ) -> Result<HttpResponse> {
     let (repo, digest) = parse(&path)?;
     reg.delete_blob(&repo, &digest).await?;
-    super::notify(&req, "delete", super::blob_target(&req, &repo, &digest, 0));
+    super::notify(&req, "delete", || {
+        super::blob_target(&req, &repo, &digest, 0)
+    });
     Ok(super::empty(StatusCode::ACCEPTED).finish())
 }

@@ -44,11 +44,9 @@ async fn fetch(
     let (repo, reference) = parse(&path)?;
     let m = reg.get_manifest(&repo, &reference, with_body)?;
     if with_body {
-        super::notify(
-            &req,
-            "pull",
-            target(&req, &repo, &reference, &m.digest, &m.media_type, m.size),
-        );
+        super::notify(&req, "pull", || {
+            target(&req, &repo, &reference, &m.digest, &m.media_type, m.size)
+        });
     }
     let mut res = HttpResponse::Ok();
     res.content_type(m.media_type.as_str())
@@ -129,9 +127,7 @@ pub async fn put(
     if let Some(s) = &out.subject {
         res.insert_header(("OCI-Subject", s.to_string()));
     }
-    super::notify(
-        &req,
-        "push",
+    super::notify(&req, "push", || {
         target(
             &req,
             &repo,
@@ -139,8 +135,8 @@ pub async fn put(
             &out.digest,
             &out.media_type,
             out.size,
-        ),
-    );
+        )
+    });
     Ok(res.finish())
 }
 
@@ -151,14 +147,16 @@ pub async fn delete(
 ) -> Result<HttpResponse> {
     let (repo, reference) = parse(&path)?;
     reg.delete_manifest(&repo, &reference).await?;
-    let mut t = crate::ops::notify::Target {
-        repository: repo.to_string(),
-        ..Default::default()
-    };
-    match &reference {
-        Reference::Tag(tag) => t.tag = Some(tag.clone()),
-        Reference::Digest(d) => t.digest = d.to_string(),
-    }
-    super::notify(&req, "delete", t);
+    super::notify(&req, "delete", || {
+        let mut t = crate::ops::notify::Target {
+            repository: repo.to_string(),
+            ..Default::default()
+        };
+        match &reference {
+            Reference::Tag(tag) => t.tag = Some(tag.clone()),
+            Reference::Digest(d) => t.digest = d.to_string(),
+        }
+        t
+    });
     Ok(super::empty(StatusCode::ACCEPTED).finish())
 }

@@ -101,8 +101,8 @@ fn upload_slot(req: &HttpRequest) -> Result<Option<tokio::sync::OwnedSemaphorePe
         .transpose()
 }
 
-/// Emits a webhook event when notifications are configured.
-fn notify(req: &HttpRequest, action: &str, target: crate::ops::notify::Target) {
+/// Emits a webhook event when notifications are configured; `target` is only built then.
+fn notify(req: &HttpRequest, action: &str, target: impl FnOnce() -> crate::ops::notify::Target) {
     use actix_web::HttpMessage;
     let Some(n) = req.app_data::<web::Data<crate::ops::notify::Notifier>>() else {
         return;
@@ -120,7 +120,12 @@ fn notify(req: &HttpRequest, action: &str, target: crate::ops::notify::Target) {
         .extensions()
         .get::<crate::ops::access_log::User>()
         .map(|u| u.0.clone());
-    n.emit(crate::ops::notify::Event::new(action, target, info, actor));
+    n.emit(crate::ops::notify::Event::new(
+        action,
+        target(),
+        info,
+        actor,
+    ));
 }
 
 /// The event target of blob `digest` of `repo`.

@@ -59,12 +59,10 @@ pub async fn start(
         if let Some(from) = super::query_param(&req, "from") {
             let from = super::repo(&from)?;
             if reg.mount(&repo, &from, &digest).await? {
-                let size = reg.blob_size(&repo, &digest).unwrap_or(0);
-                super::notify(
-                    &req,
-                    "mount",
-                    super::blob_target(&req, &repo, &digest, size),
-                );
+                super::notify(&req, "mount", || {
+                    let size = reg.blob_size(&repo, &digest).unwrap_or(0);
+                    super::blob_target(&req, &repo, &digest, size)
+                });
                 return Ok(created_reply(&req, &repo, &digest));
             }
         }
@@ -137,8 +135,10 @@ pub async fn put(
 
 /// Emits the `push` event of a completed blob upload.
 fn pushed(req: &HttpRequest, reg: &Registry, repo: &RepoName, digest: &crate::digest::Digest) {
-    let size = reg.blob_size(repo, digest).unwrap_or(0);
-    super::notify(req, "push", super::blob_target(req, repo, digest, size));
+    super::notify(req, "push", || {
+        let size = reg.blob_size(repo, digest).unwrap_or(0);
+        super::blob_target(req, repo, digest, size)
+    });
 }
 
 pub async fn cancel(
