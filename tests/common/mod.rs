@@ -1,6 +1,8 @@
 //! Shared test support: an in-process kura on an ephemeral loopback port, and push helpers.
 #![allow(dead_code)]
 
+pub mod layout;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
