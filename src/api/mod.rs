@@ -8,6 +8,7 @@ mod catalog;
 mod manifests;
 pub mod ranges;
 mod referrers;
+pub mod routes;
 mod tags;
 mod uploads;
 
@@ -31,60 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v2")
             .wrap(DefaultHeaders::new().add(("Docker-Distribution-Api-Version", "registry/2.0")))
-            .route("", web::get().to(base::get))
-            .route("/", web::get().to(base::get))
-            .route("", web::head().to(base::get))
-            .route("/", web::head().to(base::get))
-            .route("/_catalog", web::get().to(catalog::get))
-            .route("/{name:.+}/tags/list", web::get().to(tags::list))
-            .service(
-                web::resource("/{name:.+}/manifests/{reference}")
-                    .route(web::get().to(manifests::get))
-                    .route(web::head().to(manifests::head))
-                    .route(web::put().to(manifests::put))
-                    .route(web::delete().to(manifests::delete))
-                    .default_service(web::to(unsupported)),
-            )
-            .service(
-                web::resource(["/{name:.+}/blobs/uploads/", "/{name:.+}/blobs/uploads"])
-                    .route(web::post().to(uploads::start))
-                    .default_service(web::to(unsupported)),
-            )
-            .service(
-                web::resource("/{name:.+}/blobs/uploads/{id}")
-                    .route(web::get().to(uploads::status))
-                    .route(web::patch().to(uploads::patch))
-                    .route(web::put().to(uploads::put))
-                    .route(web::delete().to(uploads::cancel))
-                    .default_service(web::to(unsupported)),
-            )
-            .service(
-                web::resource("/{name:.+}/blobs/{digest}")
-                    .route(web::get().to(blobs::get))
-                    .route(web::head().to(blobs::head))
-                    .route(web::delete().to(blobs::delete))
-                    .default_service(web::to(unsupported)),
-            )
-            .route(
-                "/{name:.+}/referrers/{digest}",
-                web::get().to(referrers::get),
-            )
-            .default_service(web::to(not_found)),
+            .default_service(web::to(routes::dispatch)),
     );
-}
-
-async fn unsupported() -> Result<HttpResponse> {
-    Err(Error::new(
-        Code::Unsupported,
-        "method not allowed on this endpoint",
-    ))
-}
-
-async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
-    Err(Error::new(
-        Code::NameUnknown,
-        format!("no route for {}", req.path()),
-    ))
 }
 
 /// The configured request limits (defaults when the app has none).

@@ -60,12 +60,14 @@ pub type CliError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    if !matches!(cli.command, Command::Serve(_)) {
+    let _log = if matches!(cli.command, Command::Serve(_)) {
+        None
+    } else {
         crate::ops::logging::init(&crate::config::LogConfig {
             level: "warn".into(),
             ..Default::default()
-        });
-    }
+        })
+    };
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Config(args) => config_cmd::run(args),

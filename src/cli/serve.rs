@@ -23,7 +23,7 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         args.flags.auth_config.as_deref(),
         args.flags.overrides(),
     )?;
-    crate::ops::logging::init(&cfg.log);
+    let _log = crate::ops::logging::init(&cfg.log);
     let registry = Registry::open(&cfg.root)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

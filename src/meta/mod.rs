@@ -61,6 +61,24 @@ pub struct Meta {
     flush: Mutex<()>,
 }
 
+/// A write transaction that is committed and visible, but maybe not yet durable.
+#[must_use = "a write is acknowledged only once `durable` returns"]
+pub struct Committed<'a, T> {
+    meta: &'a Meta,
+    seq: u64,
+    start: Instant,
+    value: T,
+}
+
+impl<T> Committed<'_, T> {
+    /// Returns the transaction's result once it is durable (see `Meta::write`).
+    pub fn durable(self) -> Result<T> {
+        self.meta.make_durable(self.seq)?;
+        crate::ops::metrics::record_commit(self.start.elapsed());
+        Ok(self.value)
+    }
+}
+
 /// Every table, opened for writing inside one transaction.
 pub struct WriteTables<'txn> {
     pub repos: Table<'txn, &'static str, u64>,
@@ -138,6 +156,15 @@ impl Meta {
     /// persists every commit before it, while the others wait for it; so concurrent writers
     /// share one fsync instead of queueing for one each.
     pub fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<T>) -> Result<T> {
+        self.commit(f)?.durable()
+    }
+
+    /// Like `write`, but returns as soon as the commit is visible to later transactions; the
+    /// caller may release its locks and then wait with `Committed::durable` before replying.
+    pub fn commit<T>(
+        &self,
+        f: impl FnOnce(&mut WriteTables<'_>) -> Result<T>,
+    ) -> Result<Committed<'_, T>> {
         let mut db = self.db()?;
         let mut txn = match db.begin_write() {
             Err(e) if is_previous_io(&e) => {
@@ -159,16 +186,19 @@ impl Meta {
             f(&mut t)
         };
         match out {
-            Ok(v) => {
-                let start = std::time::Instant::now();
+            Ok(value) => {
+                let start = Instant::now();
                 txn.commit()?;
                 let seq = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
                 // A reopen waits for every handle on the old database before it counts what
                 // was lost, so the commit above is counted by then.
                 drop(db);
-                self.make_durable(seq)?;
-                crate::ops::metrics::record_commit(start.elapsed());
-                Ok(v)
+                Ok(Committed {
+                    meta: self,
+                    seq,
+                    start,
+                    value,
+                })
             }
             Err(e) => {
                 txn.abort()?;

@@ -62,10 +62,18 @@ pub async fn middleware(
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     let res = next.call(req).await?;
-    let route = res
+    let label = res
         .request()
-        .match_pattern()
-        .map_or_else(|| "unmatched".into(), |p| route_label(&p));
+        .extensions()
+        .get::<crate::api::routes::RouteLabel>()
+        .map(|l| l.0);
+    let route = match label {
+        Some(l) => l.to_string(),
+        None => res
+            .request()
+            .match_pattern()
+            .map_or_else(|| "unmatched".into(), |p| route_label(&p)),
+    };
     let status = res.status().as_u16();
     let bytes_out = match res.response().body().size() {
         BodySize::Sized(n) => n,

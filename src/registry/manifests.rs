@@ -123,13 +123,14 @@ impl Registry {
         let subject = parsed.subject.clone();
         let (media_type, size) = (parsed.media_type.clone(), body.len() as u64);
         self.blocking(move |r| {
-            let _lock = r.digest_locks().lock(&digest.to_string());
+            let lock = r.digest_locks().lock(&digest.to_string());
             r.store().put_verified(&digest, &body)?;
-            r.meta().write(|t| {
+            let committed = r.meta().commit(|t| {
                 record_manifest(t, &repo, &reference, &digest, &parsed, body.len() as u64)
             })?;
+            drop(lock);
             r.inner.manifests.insert(digest, body);
-            Ok(())
+            committed.durable()
         })
         .await?;
         Ok(PutManifest {

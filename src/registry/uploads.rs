@@ -175,7 +175,7 @@ impl Registry {
         file: UploadFile,
         digest: &Digest,
     ) -> Result<()> {
-        let _lock = self.digest_locks().lock(&digest.to_string());
+        let lock = self.digest_locks().lock(&digest.to_string());
         // A recorded blob's file was made durable before its row was committed.
         let recorded = self
             .meta()
@@ -186,7 +186,7 @@ impl Registry {
             Err(CommitError::DigestMismatch { .. }) => None,
             Err(CommitError::Io(e)) => return Err(e.into()),
         };
-        self.meta().write(|t| {
+        let committed = self.meta().commit(|t| {
             if let Some(id) = id {
                 uploads::remove(t, id)?;
             }
@@ -197,6 +197,10 @@ impl Registry {
             }
             Ok(())
         })?;
+        // Once the row is visible the collector re-checks it under this lock, so the lock
+        // need not wait for the fsync; concurrent pushes of one blob then share it.
+        drop(lock);
+        committed.durable()?;
         match size {
             Some(_) => Ok(()),
             None => Err(Error::new(
