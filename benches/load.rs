@@ -100,8 +100,9 @@ impl Server {
                 "--root",
             ])
             .arg(root)
-            .env("KURA_LOG", "warn")
+            // Default logging (an access-log line per request), written where nobody reads it.
             .stdout(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut line = String::new();

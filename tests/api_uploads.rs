@@ -347,3 +347,59 @@ async fn upload_session_survives_a_server_restart() {
         .unwrap();
     assert_eq!(reg.blob_size(&repo, &d).unwrap(), 5000);
 }
+
+/// `POST ?digest=` verifies small bodies in memory and streams larger ones through an upload
+/// file; both sides of that limit (64 KiB) store exactly the verified bytes, refuse a wrong
+/// digest with nothing left behind, and share one file between repositories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_post_upload_is_verified_on_both_sides_of_the_in_memory_limit() {
+    let s = TestServer::start().await;
+    let c = client();
+    for (i, len) in [0usize, 1, 65_536, 65_537, (1 << 20) + 3]
+        .into_iter()
+        .enumerate()
+    {
+        let data: Vec<u8> = (0..len).map(|b| (b * 7 + i) as u8).collect();
+        let d = Digest::sha256_of(&data);
+        let wrong = Digest::sha256_of(format!("not {len}").as_bytes());
+        let r = c
+            .post(s.url(&format!("/v2/small/blobs/uploads/?digest={wrong}")))
+            .body(data.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{len}");
+        assert_eq!(error_code(r).await, "DIGEST_INVALID");
+        assert!(!s.dir.path().join("blobs/sha256").join(d.hex()).exists());
+        for repo in ["small/a", "small/b"] {
+            let r = c
+                .post(s.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+                .body(data.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "{len}");
+            let got = c
+                .get(s.url(&format!("/v2/{repo}/blobs/{d}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(got.status(), 200);
+            assert_eq!(
+                got.bytes().await.unwrap().as_ref(),
+                data.as_slice(),
+                "{len}"
+            );
+        }
+        assert_eq!(
+            std::fs::read(s.dir.path().join("blobs/sha256").join(d.hex())).unwrap(),
+            data
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(s.dir.path().join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

@@ -16,6 +16,8 @@ pub fn init(cfg: &LogConfig) -> LogGuard {
     let filter = EnvFilter::try_from_env("KURA_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.level));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        // The queue's slots are allocated up front; the default 128k lines would be 4 MiB.
+        .buffered_lines_limit(8192)
         .thread_name("kura-log")
         .finish(std::io::BufWriter::with_capacity(
             64 * 1024,

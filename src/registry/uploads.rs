@@ -13,6 +13,16 @@ use crate::meta::{UploadRecord, blobs, now_secs, repos, uploads};
 use crate::names::RepoName;
 use crate::store::{CommitError, UploadFile};
 
+/// The largest blob `put_blob` verifies in memory.
+const SMALL_BLOB: usize = 64 * 1024;
+
+fn digest_mismatch(digest: &Digest) -> Error {
+    Error::new(
+        Code::DigestInvalid,
+        format!("uploaded content does not match digest {digest}"),
+    )
+}
+
 fn upload_unknown(id: &str) -> Error {
     Error::new(Code::BlobUploadUnknown, format!("upload {id} is unknown"))
 }
@@ -131,19 +141,52 @@ impl Registry {
         self.commit(repo, Some(id), file, digest).await
     }
 
-    /// Stores `body` as a blob of `repo` in one request (`POST ?digest=`).
-    pub async fn put_blob<S, E>(&self, repo: &RepoName, digest: &Digest, body: S) -> Result<()>
+    /// Stores `body` as a blob of `repo` in one request (`POST ?digest=`). A body of at most
+    /// `SMALL_BLOB` bytes (a config, a signature) is verified in memory and needs no upload
+    /// file; a larger one streams through an upload file like any other.
+    pub async fn put_blob<S, E>(&self, repo: &RepoName, digest: &Digest, mut body: S) -> Result<()>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let mut head = Vec::new();
+        let mut overflow = None;
+        while let Some(chunk) = body.next().await {
+            let c = chunk.map_err(|e| {
+                Error::new(Code::BlobUploadInvalid, format!("upload body failed: {e}"))
+            })?;
+            if head.len() + c.len() > SMALL_BLOB {
+                overflow = Some(c);
+                break;
+            }
+            head.extend_from_slice(&c);
+        }
+        let Some(next) = overflow else {
+            if Digest::of(digest.algorithm(), &head) != *digest {
+                return Err(digest_mismatch(digest));
+            }
+            let (repo, digest) = (repo.to_string(), digest.clone());
+            return self
+                .blocking(move |r| r.publish_small(&repo, &digest, &head))
+                .await;
+        };
         let id = uuid::Uuid::new_v4().to_string();
         let mut file = self.store().create_upload(&id)?;
-        if let Err(e) = append_to(&mut file, &id, None, body).await {
+        let read = futures_util::stream::iter([Ok(Bytes::from(head)), Ok(next)]);
+        if let Err(e) = append_to(&mut file, &id, None, read.chain(body)).await {
             self.store().remove_upload(&id)?;
             return Err(e);
         }
         self.commit(repo, None, file, digest).await
+    }
+
+    /// Blocking part of `put_blob` for a small, verified blob.
+    fn publish_small(&self, repo: &str, digest: &Digest, data: &[u8]) -> Result<()> {
+        let lock = self.digest_locks().lock(&digest.to_string());
+        if !self.is_recorded(digest)? {
+            self.store().put_verified(digest, data)?;
+        }
+        self.record_blob(repo, None, digest, data.len() as u64, lock)
     }
 
     /// Verifies and publishes `file`, then links it into `repo` and closes session `id`.
@@ -177,37 +220,47 @@ impl Registry {
     ) -> Result<()> {
         let lock = self.digest_locks().lock(&digest.to_string());
         // A recorded blob's file was made durable before its row was committed.
-        let recorded = self
+        let recorded = self.is_recorded(digest)?;
+        match file.commit(self.store(), digest, recorded) {
+            Ok(size) => self.record_blob(repo, id, digest, size, lock),
+            Err(CommitError::DigestMismatch { .. }) => {
+                if let Some(id) = id {
+                    self.meta().write(|t| uploads::remove(t, id))?;
+                }
+                Err(digest_mismatch(digest))
+            }
+            Err(CommitError::Io(e)) => Err(e.into()),
+        }
+    }
+
+    fn is_recorded(&self, digest: &Digest) -> Result<bool> {
+        Ok(self
             .meta()
             .read(|t| blobs::get(&t.blobs, &digest.to_string()))?
-            .is_some();
-        let size = match file.commit(self.store(), digest, recorded) {
-            Ok(size) => Some(size),
-            Err(CommitError::DigestMismatch { .. }) => None,
-            Err(CommitError::Io(e)) => return Err(e.into()),
-        };
+            .is_some())
+    }
+
+    /// Records published blob `digest` in `repo` and closes session `id`. Once the row is
+    /// visible the collector re-checks it under the digest's `lock`, so the lock is released
+    /// before waiting for the fsync: concurrent pushes of one blob then share it.
+    fn record_blob(
+        &self,
+        repo: &str,
+        id: Option<&str>,
+        digest: &Digest,
+        size: u64,
+        lock: std::sync::MutexGuard<'_, ()>,
+    ) -> Result<()> {
         let committed = self.meta().commit(|t| {
             if let Some(id) = id {
                 uploads::remove(t, id)?;
             }
-            if let Some(size) = size {
-                blobs::touch(t, &digest.to_string(), size)?;
-                blobs::link(t, repo, &digest.to_string())?;
-                repos::ensure(t, repo)?;
-            }
-            Ok(())
+            blobs::touch(t, &digest.to_string(), size)?;
+            blobs::link(t, repo, &digest.to_string())?;
+            repos::ensure(t, repo)
         })?;
-        // Once the row is visible the collector re-checks it under this lock, so the lock
-        // need not wait for the fsync; concurrent pushes of one blob then share it.
         drop(lock);
-        committed.durable()?;
-        match size {
-            Some(_) => Ok(()),
-            None => Err(Error::new(
-                Code::DigestInvalid,
-                format!("uploaded content does not match digest {digest}"),
-            )),
-        }
+        committed.durable()
     }
 
     /// Cancels session `id`, removing its bytes.

@@ -16,8 +16,9 @@ use tokio::task::JoinHandle;
 use super::BlobStore;
 use crate::digest::{Algorithm, Digest, Hasher};
 
-/// Bytes gathered before a block is handed to the writer.
-const BLOCK: usize = 2 * 1024 * 1024;
+/// Bytes gathered before a block is handed to the writer. An upload holds at most two blocks
+/// (one filling, one being written) while a request streams into it, and none between requests.
+const BLOCK: usize = 1024 * 1024;
 
 /// The bytes of one upload in progress, with a running sha256 of them.
 pub struct UploadFile {
@@ -27,6 +28,8 @@ pub struct UploadFile {
     /// Bytes accepted so far: written, being written, or buffered.
     len: u64,
     buf: Vec<u8>,
+    /// The buffer of the last block written, for the next block.
+    spare: Option<Vec<u8>>,
     /// The write of the previous block; yields its buffer back for reuse.
     pending: Option<JoinHandle<io::Result<Vec<u8>>>>,
     /// A write failed: the file no longer matches `len`/`hasher` until rolled back.
@@ -56,6 +59,7 @@ impl UploadFile {
             hasher,
             len,
             buf: Vec::new(),
+            spare: None,
             pending: None,
             broken: false,
         }
@@ -121,9 +125,7 @@ impl UploadFile {
             match p.await.map_err(io::Error::other).and_then(|r| r) {
                 Ok(mut spare) => {
                     spare.clear();
-                    if self.buf.capacity() < BLOCK {
-                        self.buf = spare;
-                    }
+                    self.spare = Some(spare);
                 }
                 Err(e) => {
                     self.broken = true;
@@ -143,7 +145,8 @@ impl UploadFile {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
+        let next = self.spare.take().unwrap_or_default();
+        let block = std::mem::replace(&mut self.buf, next);
         let file = self.file.clone();
         self.pending = Some(tokio::task::spawn_blocking(move || {
             (&*file).write_all(&block)?;
@@ -159,20 +162,30 @@ impl UploadFile {
         }
         self.hasher.update(data);
         self.len += data.len() as u64;
-        if self.buf.capacity() == 0 {
-            self.buf.reserve(BLOCK);
-        }
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= BLOCK {
-            self.launch().await?;
+        let mut data = data;
+        while !data.is_empty() {
+            // Fill the block exactly: growing past it would reallocate (and double) it.
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(BLOCK);
+            }
+            let n = BLOCK.saturating_sub(self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.buf.len() >= BLOCK {
+                self.launch().await?;
+            }
         }
         Ok(())
     }
 
-    /// Writes everything accepted and waits until it is in the file.
+    /// Writes everything accepted and waits until it is in the file, then releases the
+    /// buffers: an idle session holds no memory.
     pub async fn flush(&mut self) -> io::Result<()> {
         self.launch().await?;
-        self.settle().await
+        self.settle().await?;
+        self.buf = Vec::new();
+        self.spare = None;
+        Ok(())
     }
 
     /// Appends `data` synchronously (no write may be in flight).
