@@ -3,7 +3,7 @@
 //! regular expressions a `{name:.+}` route pattern needs cost a seventh of a manifest GET.
 
 use actix_web::http::Method;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::error::{Code, Error, Result};
 use crate::registry::Registry;
@@ -71,6 +71,19 @@ impl<'a> Route<'a> {
         None
     }
 
+    /// The repository named in the path, if the route has one.
+    pub fn name(&self) -> Option<&'a str> {
+        match self {
+            Route::Base | Route::Catalog => None,
+            Route::Tags { name }
+            | Route::Manifest { name, .. }
+            | Route::UploadStart { name }
+            | Route::Upload { name, .. }
+            | Route::Blob { name, .. }
+            | Route::Referrers { name, .. } => Some(name),
+        }
+    }
+
     /// The route as a metrics and log label, e.g. `/v2/<name>/blobs/<digest>`.
     pub fn label(&self) -> &'static str {
         match self {
@@ -90,10 +103,6 @@ fn named(name: &str) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
-/// The matched route's label, in the request's extensions for the access log and metrics.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteLabel(pub &'static str);
-
 fn pair(a: &str, b: &str) -> web::Path<(String, String)> {
     web::Path::from((a.to_string(), b.to_string()))
 }
@@ -111,7 +120,6 @@ pub async fn dispatch(
             format!("no route for {}", req.path()),
         ));
     };
-    req.extensions_mut().insert(RouteLabel(route.label()));
     let m = req.method().clone();
     use super::{base, blobs, catalog, manifests, referrers, tags, uploads};
     match route {

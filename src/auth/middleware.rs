@@ -18,6 +18,7 @@ use actix_web::{HttpMessage, ResponseError, web};
 
 use super::rules::Actions;
 use super::{Auth, BasicFailure, CatalogFilter, Credentials, Decision, Need, Principal};
+use crate::api::routes::Route;
 use crate::error::{Code, Error};
 use crate::ops::access_log::User;
 
@@ -52,13 +53,6 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
     if path != "/v2" && !path.starts_with("/v2/") {
         return None;
     }
-    let rest = path.trim_start_matches("/v2").trim_start_matches('/');
-    if rest.is_empty() {
-        return Some(Need::Login);
-    }
-    if rest == "_catalog" {
-        return Some(Need::Catalog);
-    }
     let by_method = if matches!(*method, Method::GET | Method::HEAD) {
         Actions::PULL
     } else if *method == Method::DELETE {
@@ -66,31 +60,21 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
     } else {
         Actions::PUSH
     };
-    let segs: Vec<&str> = rest.split('/').collect();
-    let n = segs.len();
-    let name = |k: usize| (n > k).then(|| percent_decode(&segs[..n - k].join("/")));
-    // The same order as the routes in `api::configure`.
-    let tail = |k: usize, words: &[&str]| {
-        n > k
-            && words
-                .iter()
-                .enumerate()
-                .all(|(i, w)| w.is_empty() || segs[n - k + i] == *w)
+    // The router's own parse, so what is authorized is what gets routed.
+    let (name, action) = match Route::parse(path) {
+        None | Some(Route::Base) => return Some(Need::Login),
+        Some(Route::Catalog) => return Some(Need::Catalog),
+        Some(Route::UploadStart { name } | Route::Upload { name, .. }) => (name, Actions::PUSH),
+        Some(
+            Route::Tags { name }
+            | Route::Manifest { name, .. }
+            | Route::Blob { name, .. }
+            | Route::Referrers { name, .. },
+        ) => (name, by_method),
     };
-    let (repo, action) = if tail(2, &["tags", "list"]) || tail(2, &["manifests", ""]) {
-        (name(2), by_method)
-    } else if tail(2, &["blobs", "uploads"]) {
-        (name(2), Actions::PUSH)
-    } else if tail(3, &["blobs", "uploads", ""]) {
-        (name(3), Actions::PUSH)
-    } else if tail(2, &["blobs", ""]) || tail(2, &["referrers", ""]) {
-        (name(2), by_method)
-    } else {
-        (None, by_method)
-    };
-    Some(match repo {
-        Some(name) if !name.is_empty() => Need::Repo { name, action },
-        _ => Need::Login,
+    Some(Need::Repo {
+        name: percent_decode(name),
+        action,
     })
 }
 

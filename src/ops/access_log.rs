@@ -8,21 +8,11 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 
 use super::metrics::{RequestLabels, RouteLabels, global};
+use crate::api::routes::Route;
 
 /// The authenticated user of a request, put in its extensions by authentication.
 #[derive(Debug, Clone)]
 pub struct User(pub String);
-
-/// The repository named in a `/v2/<name>/...` path, if any.
-fn repository(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix("/v2/")?;
-    for marker in ["/blobs/", "/manifests/", "/tags/", "/referrers/"] {
-        if let Some(i) = rest.rfind(marker) {
-            return Some(&rest[..i]);
-        }
-    }
-    None
-}
 
 /// A route pattern as a label: `/v2/{name:.+}/blobs/{digest}` → `/v2/<name>/blobs/<digest>`.
 fn route_label(pattern: &str) -> String {
@@ -62,12 +52,8 @@ pub async fn middleware(
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     let res = next.call(req).await?;
-    let label = res
-        .request()
-        .extensions()
-        .get::<crate::api::routes::RouteLabel>()
-        .map(|l| l.0);
-    let route = match label {
+    let parsed = Route::parse(&path);
+    let route = match parsed.as_ref().map(Route::label) {
         Some(l) => l.to_string(),
         None => res
             .request()
@@ -106,7 +92,7 @@ pub async fn middleware(
         target: "kura::access",
         %method,
         %path,
-        repository = repository(&path).unwrap_or("-"),
+        repository = parsed.as_ref().and_then(Route::name).unwrap_or("-"),
         status,
         bytes_in,
         bytes_out,
