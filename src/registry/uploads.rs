@@ -251,12 +251,13 @@ impl Registry {
         size: u64,
         lock: std::sync::MutexGuard<'_, ()>,
     ) -> Result<()> {
+        let digest = digest.to_string();
         let committed = self.meta().commit(|t| {
             if let Some(id) = id {
                 uploads::remove(t, id)?;
             }
-            blobs::touch(t, &digest.to_string(), size)?;
-            blobs::link(t, repo, &digest.to_string())?;
+            blobs::touch(t, &digest, size)?;
+            blobs::link(t, repo, &digest)?;
             repos::ensure(t, repo)
         })?;
         drop(lock);
