@@ -26,6 +26,13 @@ pub fn run(args: ConfigArgs) -> Result<(), super::CliError> {
     match args.command {
         ConfigCommand::Check { file } => {
             let cfg = Config::load(Some(&file), serde_json::json!({}))?;
+            let ignored = crate::config::ignored_env_vars();
+            if !ignored.is_empty() {
+                eprintln!(
+                    "kura: ignoring environment variables that are no configuration key: {}",
+                    ignored.join(", ")
+                );
+            }
             print!("{}", cfg.to_masked_toml());
             Ok(())
         }

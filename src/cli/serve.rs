@@ -24,6 +24,13 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         args.flags.overrides(),
     )?;
     let _log = crate::ops::logging::init(&cfg.log);
+    let ignored = crate::config::ignored_env_vars();
+    if !ignored.is_empty() {
+        tracing::warn!(
+            variables = %ignored.join(", "),
+            "ignoring KURA_* environment variables that are no configuration key"
+        );
+    }
     let registry = Registry::open(&cfg.root)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -240,6 +240,57 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The `KURA_*` variables that map to a configuration key. Others (`KURA_JOBS` of the client,
+/// the `KURA_PORT`, `KURA_SERVICE_HOST`, ... Kubernetes injects beside a Service named `kura`)
+/// are left out; `ignored_env_vars` names them. `KURA_LOG` is the log filter, not a key.
+fn server_env() -> Env {
+    let defaults = default_keys();
+    Env::prefixed("KURA_")
+        .ignore(&["LOG"])
+        .filter(move |k| maps_to_key(&defaults, k.as_str()))
+}
+
+fn default_keys() -> serde_json::Value {
+    serde_json::to_value(Config::default()).unwrap_or_default()
+}
+
+/// Whether `key` (a variable's name without `KURA_`; `__` descends into a section) names a
+/// key of `defaults`. Below a key whose default is empty (an optional section, a map such as
+/// `headers`, a list such as `rules`) any name is taken: serde judges those.
+fn maps_to_key(defaults: &serde_json::Value, key: &str) -> bool {
+    let mut cur = defaults;
+    for seg in key.split("__") {
+        match cur {
+            serde_json::Value::Object(m) if !m.is_empty() => {
+                match m.iter().find(|(k, _)| k.eq_ignore_ascii_case(seg)) {
+                    Some((_, v)) => cur = v,
+                    None => return false,
+                }
+            }
+            serde_json::Value::Object(_)
+            | serde_json::Value::Null
+            | serde_json::Value::Array(_) => return true,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The names of the `KURA_*` variables set in this process that map to no configuration key
+/// and are therefore ignored (the server logs them once at start).
+pub fn ignored_env_vars() -> Vec<String> {
+    let defaults = default_keys();
+    let mut out: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            k.strip_prefix("KURA_")
+                .is_some_and(|rest| rest != "LOG" && !maps_to_key(&defaults, rest))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 impl Config {
     /// Loads defaults, then `file`, then `KURA_*` variables, then `overrides` (from flags).
     pub fn load(file: Option<&Path>, overrides: serde_json::Value) -> Result<Config, ConfigError> {
@@ -264,7 +315,7 @@ impl Config {
             fig = fig.merge(Serialized::defaults(section));
         }
         fig = fig
-            .merge(Env::prefixed("KURA_").ignore(&["LOG"]).split("__"))
+            .merge(server_env().split("__"))
             .merge(Serialized::defaults(overrides));
         let cfg: Config = fig
             .extract()
@@ -342,5 +393,36 @@ impl Config {
             realm.replace_range(scheme + 3..at, "********");
         }
         toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::{default_keys, maps_to_key};
+
+    #[test]
+    fn variables_map_to_keys_sections_and_open_subtrees_only() {
+        let d = default_keys();
+        for known in [
+            "ADDR",
+            "root",
+            "GC__GRACE",
+            "LIMITS__MAX_CONCURRENT_UPLOADS",
+            "AUTH__TOKEN__SERVICE",
+            "NOTIFICATIONS__ENDPOINTS",
+        ] {
+            assert!(maps_to_key(&d, known), "{known}");
+        }
+        for foreign in [
+            "JOBS",
+            "PORT",
+            "SERVICE_HOST",
+            "PORT_5000_TCP_ADDR",
+            "GC__GRACE__X",
+            "ADDR__PORT",
+            "GC__NOPE",
+        ] {
+            assert!(!maps_to_key(&d, foreign), "{foreign}");
+        }
     }
 }
