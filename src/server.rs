@@ -34,6 +34,8 @@ pub struct ServerOptions {
     pub auth: Option<Arc<Auth>>,
     /// TLS (rustls; HTTP/2 by ALPN), when configured; plain HTTP otherwise.
     pub tls: Option<rustls::ServerConfig>,
+    /// Whether clients may delete manifests and blobs (`[storage] delete`).
+    pub deletes: bool,
 }
 
 impl Default for ServerOptions {
@@ -47,6 +49,7 @@ impl Default for ServerOptions {
             notifier: None,
             auth: None,
             tls: None,
+            deletes: true,
         }
     }
 }
@@ -66,6 +69,7 @@ pub fn build(
     let with_metrics = opts.metrics;
     let notifier = opts.notifier.clone().map(web::Data::new);
     let auth = opts.auth.clone().map(web::Data::from);
+    let deletes = web::Data::new(api::Deletes(opts.deletes));
     let mut server = HttpServer::new(move || {
         let app = App::new()
             .app_data(data.clone())
@@ -73,10 +77,12 @@ pub fn build(
             .app_data(ro.clone())
             .app_data(limits.clone())
             .app_data(slots.clone())
+            .app_data(deletes.clone())
             .wrap(from_fn(read_only::middleware))
             // A no-op unless the app has `Data<Auth>` (added below when auth is configured).
             .wrap(from_fn(crate::auth::middleware::middleware))
             .wrap(from_fn(access_log::middleware))
+            .wrap(nosniff())
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz));
         let app = match &notifier {
@@ -109,6 +115,12 @@ pub fn build(
     Ok(server.run())
 }
 
+/// `X-Content-Type-Options: nosniff` on every answer, errors and rejections included (as
+/// Distribution's): a browser must never guess that a blob is HTML or script.
+fn nosniff() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff"))
+}
+
 /// A server answering only `/metrics` (for `metrics.addr`).
 pub fn metrics_only(registry: Registry, addr: &str) -> std::io::Result<(Server, SocketAddr)> {
     let listener = TcpListener::bind(addr)?;
@@ -117,6 +129,7 @@ pub fn metrics_only(registry: Registry, addr: &str) -> std::io::Result<(Server, 
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .wrap(nosniff())
             .route("/metrics", web::get().to(metrics::handler))
     })
     .workers(1)

@@ -39,12 +39,24 @@ fn foreign_kura_variables_are_ignored_with_one_warning_and_the_server_starts() {
     child.kill().unwrap();
     child.wait().unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(line.starts_with("kura listening on http://127.0.0.1:"), "did not start: {line:?} {err}");
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        line.starts_with("kura listening on http://127.0.0.1:"),
+        "did not start: {line:?} {err}"
+    );
     let warnings: Vec<&str> = err.lines().filter(|l| l.contains("KURA_JOBS")).collect();
     assert_eq!(warnings.len(), 1, "one warning line naming them: {err}");
     for (name, _) in FOREIGN {
-        assert!(warnings[0].contains(name), "{name} not named: {}", warnings[0]);
+        assert!(
+            warnings[0].contains(name),
+            "{name} not named: {}",
+            warnings[0]
+        );
     }
     assert!(!warnings[0].contains("KURA_GC__GRACE"), "{}", warnings[0]);
 }
@@ -68,7 +80,10 @@ fn variables_that_map_to_config_keys_are_applied_beside_foreign_ones() {
     assert!(text.contains("grace = \"5m\""), "{text}");
     assert!(text.contains("max_concurrent_uploads = 9"), "{text}");
     assert!(text.contains("enabled = false"), "{text}");
-    assert!(err.contains("KURA_JOBS"), "the ignored variables are named: {err}");
+    assert!(
+        err.contains("KURA_JOBS"),
+        "the ignored variables are named: {err}"
+    );
 }
 
 #[test]

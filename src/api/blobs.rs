@@ -104,6 +104,7 @@ pub async fn delete(
     path: web::Path<(String, String)>,
     reg: web::Data<Registry>,
 ) -> Result<HttpResponse> {
+    super::deletes_allowed(&req)?;
     let (repo, digest) = parse(&path)?;
     reg.delete_blob(&repo, &digest).await?;
     super::notify(&req, "delete", || {

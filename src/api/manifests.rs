@@ -145,6 +145,7 @@ pub async fn delete(
     path: web::Path<(String, String)>,
     reg: web::Data<Registry>,
 ) -> Result<HttpResponse> {
+    super::deletes_allowed(&req)?;
     let (repo, reference) = parse(&path)?;
     reg.delete_manifest(&repo, &reference).await?;
     super::notify(&req, "delete", || {

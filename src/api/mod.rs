@@ -36,6 +36,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// Whether clients may delete manifests and blobs (`[storage] delete`).
+#[derive(Debug, Clone, Copy)]
+pub struct Deletes(pub bool);
+
+/// Refuses a manifest or blob `DELETE` with 405 `UNSUPPORTED` when deletes are switched off.
+fn deletes_allowed(req: &HttpRequest) -> Result<()> {
+    match req.app_data::<web::Data<Deletes>>() {
+        Some(d) if !d.0 => Err(Error::new(
+            Code::Unsupported,
+            "deletes are disabled on this registry ([storage] delete = false)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The configured request limits (defaults when the app has none).
 fn limits(req: &HttpRequest) -> crate::config::LimitsConfig {
     req.app_data::<web::Data<crate::config::LimitsConfig>>()

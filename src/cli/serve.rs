@@ -41,6 +41,7 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         read_only: crate::ops::read_only::ReadOnly::new(cfg.read_only),
         limits: cfg.limits.clone(),
         metrics: cfg.metrics.enabled && cfg.metrics.addr.is_none(),
+        deletes: cfg.storage.delete,
         ..ServerOptions::default()
     };
     opts.auth = crate::auth::Auth::from_config(&cfg.auth)?;

@@ -36,6 +36,7 @@ pub struct Config {
     pub workers: Option<usize>,
     /// Refuse every write (reads go on); can be changed at run time via `/admin/read-only`.
     pub read_only: bool,
+    pub storage: StorageConfig,
     pub gc: GcConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
@@ -54,6 +55,7 @@ impl Default for Config {
             root: PathBuf::from("./kura-data"),
             workers: None,
             read_only: false,
+            storage: StorageConfig::default(),
             gc: GcConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
@@ -62,6 +64,22 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
         }
+    }
+}
+
+/// Where and how content is stored (`[storage]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Whether clients may delete manifests, tags and blob links (`DELETE` on `/v2/`); when
+    /// off they get 405 `UNSUPPORTED`, as Distribution's `storage.delete.enabled = false`.
+    /// Upload cancels and the collector are unaffected.
+    pub delete: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { delete: true }
     }
 }
 
