@@ -430,7 +430,7 @@ async fn webhook_events_of_acknowledged_writes_survive_kill_9() {
         .port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = hook_config(dir.path(), port);
-    let (mut child, base) = spawn_kura(dir.path(), &["--config", &cfg]);
+    let (mut child, base) = spawn_kura_guarded(dir.path(), &["--config", &cfg]);
     let c = client();
     let mut expected = Vec::new();
     let k = |a: &str, r: &str, d: &str| (a.to_string(), r.to_string(), d.to_string());
@@ -468,10 +468,9 @@ async fn webhook_events_of_acknowledged_writes_survive_kill_9() {
         .unwrap();
     assert_eq!(r.status(), 202);
     expected.push(k("delete", "acked/copy", &layer.to_string()));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     // Restart, then bring the receiver up: every acknowledged write's event arrives.
-    let (mut child, _base) = spawn_kura(dir.path(), &["--config", &cfg]);
+    let (_child, _base) = spawn_kura_guarded(dir.path(), &["--config", &cfg]);
     let rx = start_receiver(TcpListener::bind(("127.0.0.1", port)).unwrap());
     let got = wait_for(&rx.events, expected.len()).await;
     let mut got: Vec<_> = got.iter().map(|(_, e)| event_key(e)).collect();
@@ -487,8 +486,6 @@ async fn webhook_events_of_acknowledged_writes_survive_kill_9() {
         .map(|(_, e)| event_key(e))
         .collect();
     assert_eq!(got.len(), expected.len(), "{got:?}");
-    child.kill().unwrap();
-    child.wait().unwrap();
     rx.handle.stop(false).await;
 }
 
