@@ -66,9 +66,11 @@ impl Registry {
             path: root.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(root).map_err(io_err)?;
+        crate::store::create_dir_durable(root).map_err(io_err)?;
         let store = BlobStore::open(root).map_err(io_err)?;
         let meta = Meta::open(&root.join("meta.redb"))?;
+        // redb syncs the file, not the directory entry that names it.
+        crate::store::sync_dir(root).map_err(io_err)?;
         Ok(Registry {
             inner: Arc::new(Inner {
                 store,
