@@ -16,7 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use common::{KillOnDrop, client, image_manifest, kura_cmd, spawn_kura_guarded};
+use common::{
+    KillOnDrop, client, image_manifest, kura_cmd, short_online_grace_env, spawn_kura_guarded,
+    spawn_kura_guarded_env,
+};
 use kura::digest::Digest;
 use powerfail::{Mounted, Tree};
 use serde_json::Value;
@@ -127,9 +130,17 @@ fn key(action: &str, repo: &str, what: &str) -> Key {
     (action.into(), repo.into(), what.into())
 }
 
+/// The server gave no answer (the power cut): the only excuse for an operation not done.
+#[derive(Debug)]
+struct Cut;
+
+fn cut(_: reqwest::Error) -> Cut {
+    Cut
+}
+
 /// Pushes `img` (config in one POST, layer in a session: POST, PATCH, PUT); every answer must
 /// be the expected one. Returns the events the pushes must have queued.
-async fn push(base: &str, img: &Image) -> Vec<Key> {
+async fn push(base: &str, img: &Image) -> Result<Vec<Key>, Cut> {
     let c = client();
     let (cd, config) = &img.blobs[0];
     let r = c
@@ -137,14 +148,14 @@ async fn push(base: &str, img: &Image) -> Vec<Key> {
         .body(config.clone())
         .send()
         .await
-        .unwrap();
+        .map_err(cut)?;
     assert_eq!(r.status(), 201, "config of {}", img.tag);
     let (ld, layer) = &img.blobs[1];
     let r = c
         .post(format!("{base}/v2/{}/blobs/uploads/", img.repo))
         .send()
         .await
-        .unwrap();
+        .map_err(cut)?;
     assert_eq!(r.status(), 202);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     let half = layer.len() / 2;
@@ -154,14 +165,14 @@ async fn push(base: &str, img: &Image) -> Vec<Key> {
         .body(layer[..half].to_vec())
         .send()
         .await
-        .unwrap();
+        .map_err(cut)?;
     assert_eq!(r.status(), 202);
     let r = c
         .put(format!("{loc}?digest={ld}"))
         .body(layer[half..].to_vec())
         .send()
         .await
-        .unwrap();
+        .map_err(cut)?;
     assert_eq!(r.status(), 201, "layer of {}", img.tag);
     let r = c
         .put(format!("{base}/v2/{}/manifests/{}", img.repo, img.tag))
@@ -169,13 +180,98 @@ async fn push(base: &str, img: &Image) -> Vec<Key> {
         .body(img.manifest.clone())
         .send()
         .await
-        .unwrap();
+        .map_err(cut)?;
     assert_eq!(r.status(), 201, "manifest of {}", img.tag);
+    Ok(push_events(img))
+}
+
+/// The events pushing `img` queues.
+fn push_events(img: &Image) -> Vec<Key> {
     vec![
-        key("push", &img.repo, &cd.to_string()),
-        key("push", &img.repo, &ld.to_string()),
+        key("push", &img.repo, &img.blobs[0].0.to_string()),
+        key("push", &img.repo, &img.blobs[1].0.to_string()),
         key("push", &img.repo, &img.digest().to_string()),
     ]
+}
+
+/// Deletes manifest `img` by digest.
+async fn delete(base: &str, img: &Image) -> Result<Key, Cut> {
+    let r = client()
+        .delete(format!("{base}/v2/{}/manifests/{}", img.repo, img.digest()))
+        .send()
+        .await
+        .map_err(cut)?;
+    assert_eq!(r.status(), 202, "delete {}:{}", img.repo, img.tag);
+    Ok(key("delete", &img.repo, &img.digest().to_string()))
+}
+
+/// What the load of the last cycle did: acknowledged pushes and deletes, events of
+/// acknowledged writes, and operations the cut may have interrupted.
+#[derive(Default)]
+struct Load {
+    kept: Vec<Image>,
+    deleted: Vec<Image>,
+    events: Vec<Key>,
+    cut: Vec<Image>,
+}
+
+/// A worker: pushes images (deleting every other one again) until the power goes.
+async fn load_worker(base: String, worker: u64, load: Arc<Mutex<Load>>) {
+    for i in 0..1000u64 {
+        let img = Image::new(
+            &format!("power/load{worker}"),
+            &format!("t{i}"),
+            1000 + worker * 1000 + i,
+            500 + 20_000 * (i as usize % 5),
+        );
+        let Ok(ev) = push(&base, &img).await else {
+            load.lock().unwrap().cut.push(img);
+            return;
+        };
+        load.lock().unwrap().events.extend(ev);
+        if i % 2 == 1 {
+            match delete(&base, &img).await {
+                Ok(ev) => {
+                    let mut l = load.lock().unwrap();
+                    l.events.push(ev);
+                    l.deleted.push(img);
+                }
+                Err(Cut) => {
+                    load.lock().unwrap().cut.push(img);
+                    return;
+                }
+            }
+        } else {
+            load.lock().unwrap().kept.push(img);
+        }
+    }
+}
+
+/// An image the cut interrupted is absent or whole, never half there.
+async fn verify_absent_or_whole(base: &str, img: &Image) {
+    let c = client();
+    let r = c
+        .get(format!("{base}/v2/{}/manifests/{}", img.repo, img.digest()))
+        .send()
+        .await
+        .unwrap();
+    match r.status().as_u16() {
+        404 => {}
+        200 => assert_eq!(r.bytes().await.unwrap().as_ref(), img.manifest.as_slice()),
+        s => panic!("{}:{} cut by the power loss answers {s}", img.repo, img.tag),
+    }
+    for (d, data) in &img.blobs {
+        let r = c
+            .get(format!("{base}/v2/{}/blobs/{d}", img.repo))
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            404 => {}
+            200 => assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice()),
+            s => panic!("blob {d} cut by the power loss answers {s}"),
+        }
+    }
 }
 
 async fn expect_status(r: reqwest::RequestBuilder, status: u16, what: &str) {
@@ -306,6 +402,7 @@ async fn power_loss_keeps_every_acknowledged_push_delete_and_event() {
     let cfg = webhook_config(dir.path(), port);
     let flags = ["--config", &cfg, "--gc-interval", "0s"];
     let (mut kept, mut deleted, mut events) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sessions: Vec<String> = Vec::new();
     let c = client();
     for cycle in 0..2u64 {
         let (mut kura, base) = spawn_kura_guarded(&store, &flags);
@@ -323,8 +420,25 @@ async fn power_loss_keeps_every_acknowledged_push_delete_and_event() {
             })
             .collect();
         for img in &imgs {
-            events.extend(push(&base, img).await);
+            events.extend(push(&base, img).await.expect("server up"));
         }
+        // An upload session with an acknowledged PATCH, open at the cut.
+        let r = c
+            .post(format!("{base}/v2/power/c{cycle}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        expect_status(
+            c.patch(&loc)
+                .header("Content-Range", "0-9999")
+                .body(vec![5u8; 10_000]),
+            202,
+            "patch of an open session",
+        )
+        .await;
+        sessions.push(loc.trim_start_matches(&base).to_string());
         let gone = imgs[0].clone();
         expect_status(
             c.delete(format!(
@@ -367,8 +481,68 @@ async fn power_loss_keeps_every_acknowledged_push_delete_and_event() {
         // Power goes right after the last acknowledgement.
         m = power_cut(&mut kura, m, &mnt, &store);
     }
+    // Then the power fails under load, with the collector running (1 s grace).
+    let env = short_online_grace_env();
+    let gc_flags = [
+        "--config",
+        &cfg,
+        "--gc-interval",
+        "100ms",
+        "--gc-grace",
+        "1s",
+    ];
+    let (mut kura, base) = spawn_kura_guarded_env(&store, &gc_flags, &env);
+    verify(&base, &kept, &deleted).await;
+    let load: Arc<Mutex<Load>> = Arc::default();
+    let workers: Vec<_> = (0..2)
+        .map(|w| tokio::spawn(load_worker(base.clone(), w, load.clone())))
+        .collect();
+    let waited = Instant::now();
+    while load.lock().unwrap().events.len() < 12 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "load made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _mounted = power_cut(&mut kura, m, &mnt, &store);
+    for w in workers {
+        tokio::time::timeout(Duration::from_secs(30), w)
+            .await
+            .expect("workers stop once the server is gone")
+            .unwrap();
+    }
+    let load = std::mem::take(&mut *load.lock().unwrap());
+    assert!(
+        !load.deleted.is_empty(),
+        "the load acknowledged no delete before the cut"
+    );
+    println!(
+        "power cut under load: {} pushes kept, {} deleted, {} operations cut",
+        load.kept.len(),
+        load.deleted.len(),
+        load.cut.len()
+    );
     let (_kura, base) = spawn_kura_guarded(&store, &flags);
     verify(&base, &kept, &deleted).await;
+    verify(&base, &load.kept, &load.deleted).await;
+    for img in &load.cut {
+        verify_absent_or_whole(&base, img).await;
+    }
+    // A session open at a cut resumes from what survived of its bytes, or is gone.
+    for loc in &sessions {
+        let r = client().get(format!("{base}{loc}")).send().await.unwrap();
+        match r.status().as_u16() {
+            404 => {}
+            204 => {
+                let range = r.headers()["range"].to_str().unwrap().to_string();
+                let end: u64 = range.trim_start_matches("0-").parse().unwrap();
+                assert!(end < 10_000, "session {loc} claims {range}");
+            }
+            s => panic!("session {loc} after power loss: {s}"),
+        }
+    }
     let c = client();
     for i in 0..2 {
         expect_status(
@@ -392,13 +566,49 @@ async fn power_loss_keeps_every_acknowledged_push_delete_and_event() {
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while writes(&got).len() < events.len() && Instant::now() < deadline {
+    while writes(&got).len() < events.len() + load.events.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let got_writes = writes(&got);
+    // The deterministic cycles' events first, exactly and in order.
     assert_eq!(
-        writes(&got),
-        events,
+        got_writes[..events.len().min(got_writes.len())],
+        events[..],
         "events of acknowledged writes after power loss"
+    );
+    // Then every event of the load's acknowledged writes; besides them only events of
+    // operations the cut interrupted (committed, but their answer lost).
+    let rest = &got_writes[events.len()..];
+    for e in &load.events {
+        assert!(
+            rest.contains(e),
+            "event {e:?} of an acknowledged write lost"
+        );
+    }
+    let cut_events: Vec<Key> = load
+        .cut
+        .iter()
+        .flat_map(|img| {
+            let mut ev = push_events(img);
+            ev.push(key("delete", &img.repo, &img.digest().to_string()));
+            ev
+        })
+        .collect();
+    for e in rest {
+        assert!(
+            load.events.contains(e) || cut_events.contains(e),
+            "event {e:?} of no write"
+        );
+    }
+    assert_eq!(
+        rest.len(),
+        {
+            let mut all: Vec<&Key> = rest.iter().collect();
+            all.sort();
+            all.dedup();
+            all.len()
+        },
+        "an event was delivered twice"
     );
     handle.stop(false).await;
     // Drop order: kura (declared later) is killed before `m` unmounts.
