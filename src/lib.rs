@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod events;
 pub mod fsck;
 pub mod gc;
 pub mod manifest;

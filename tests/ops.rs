@@ -405,6 +405,90 @@ async fn webhook_events_wait_out_a_dead_receiver_and_a_kura_restart() {
     rx.handle.stop(false).await;
 }
 
+/// (action, repository, digest or tag) of an event.
+fn event_key(e: &Value) -> (String, String, String) {
+    let t = &e["target"];
+    let what = t["tag"]
+        .as_str()
+        .filter(|_| e["action"] == "delete")
+        .or(t["digest"].as_str())
+        .unwrap_or_default();
+    (
+        e["action"].as_str().unwrap_or_default().to_string(),
+        t["repository"].as_str().unwrap_or_default().to_string(),
+        what.to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_events_of_acknowledged_writes_survive_kill_9() {
+    // The receiver is down while kura runs, so nothing is delivered before the kill.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = hook_config(dir.path(), port);
+    let (mut child, base) = spawn_kura_guarded(dir.path(), &["--config", &cfg]);
+    let c = client();
+    let mut expected = Vec::new();
+    let k = |a: &str, r: &str, d: &str| (a.to_string(), r.to_string(), d.to_string());
+    // An image pushed (two blobs and the manifest), its layer mounted elsewhere, a tag and a
+    // blob deleted; the kill comes right after the last acknowledgement.
+    let d = push_small(&base, "acked/app").await;
+    let layer = Digest::sha256_of(b"hooked layer");
+    expected.push(k(
+        "push",
+        "acked/app",
+        &Digest::sha256_of(b"{}").to_string(),
+    ));
+    expected.push(k("push", "acked/app", &layer.to_string()));
+    expected.push(k("push", "acked/app", &d.to_string()));
+    let r = c
+        .post(format!(
+            "{base}/v2/acked/copy/blobs/uploads/?mount={layer}&from=acked/app"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    expected.push(k("mount", "acked/copy", &layer.to_string()));
+    let r = c
+        .delete(format!("{base}/v2/acked/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    expected.push(k("delete", "acked/app", "v1"));
+    let r = c
+        .delete(format!("{base}/v2/acked/copy/blobs/{layer}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    expected.push(k("delete", "acked/copy", &layer.to_string()));
+    child.kill();
+    // Restart, then bring the receiver up: every acknowledged write's event arrives.
+    let (_child, _base) = spawn_kura_guarded(dir.path(), &["--config", &cfg]);
+    let rx = start_receiver(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let got = wait_for(&rx.events, expected.len()).await;
+    let mut got: Vec<_> = got.iter().map(|(_, e)| event_key(e)).collect();
+    // In the order the writes were acknowledged.
+    assert_eq!(got, expected);
+    // And nothing more arrives (no duplicates).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    got = rx
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, e)| event_key(e))
+        .collect();
+    assert_eq!(got.len(), expected.len(), "{got:?}");
+    rx.handle.stop(false).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_an_upload_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();

@@ -88,9 +88,7 @@ pub async fn get(
     let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
     let len = if size == 0 { 0 } else { end - start + 1 };
     let stream = file_stream(file, start, len);
-    super::notify(&req, "pull", || {
-        super::blob_target(&req, &repo, &digest, size)
-    });
+    super::notify_pull(&req, || super::blob_target(&req, &repo, &digest, size));
     Ok(res
         .content_type("application/octet-stream")
         .insert_header(("Docker-Content-Digest", digest.to_string()))
@@ -106,9 +104,8 @@ pub async fn delete(
 ) -> Result<HttpResponse> {
     super::deletes_allowed(&req)?;
     let (repo, digest) = parse(&path)?;
-    reg.delete_blob(&repo, &digest).await?;
-    super::notify(&req, "delete", || {
-        super::blob_target(&req, &repo, &digest, 0)
-    });
+    super::writer(&req, &reg)
+        .delete_blob(&repo, &digest)
+        .await?;
     Ok(super::empty(StatusCode::ACCEPTED).finish())
 }

@@ -44,7 +44,7 @@ async fn fetch(
     let (repo, reference) = parse(&path)?;
     let m = reg.get_manifest(&repo, &reference, with_body)?;
     if with_body {
-        super::notify(&req, "pull", || {
+        super::notify_pull(&req, || {
             target(&req, &repo, &reference, &m.digest, &m.media_type, m.size)
         });
     }
@@ -115,7 +115,7 @@ pub async fn put(
         return Err(too_large());
     }
     let content_type = super::header(req.headers(), "content-type");
-    let out = reg
+    let out = super::writer(&req, &reg)
         .put_manifest(&repo, &reference, content_type, body.freeze())
         .await?;
     let mut res = HttpResponse::Created();
@@ -127,16 +127,6 @@ pub async fn put(
     if let Some(s) = &out.subject {
         res.insert_header(("OCI-Subject", s.to_string()));
     }
-    super::notify(&req, "push", || {
-        target(
-            &req,
-            &repo,
-            &reference,
-            &out.digest,
-            &out.media_type,
-            out.size,
-        )
-    });
     Ok(res.finish())
 }
 
@@ -147,17 +137,8 @@ pub async fn delete(
 ) -> Result<HttpResponse> {
     super::deletes_allowed(&req)?;
     let (repo, reference) = parse(&path)?;
-    reg.delete_manifest(&repo, &reference).await?;
-    super::notify(&req, "delete", || {
-        let mut t = crate::ops::notify::Target {
-            repository: repo.to_string(),
-            ..Default::default()
-        };
-        match &reference {
-            Reference::Tag(tag) => t.tag = Some(tag.clone()),
-            Reference::Digest(d) => t.digest = d.to_string(),
-        }
-        t
-    });
+    super::writer(&req, &reg)
+        .delete_manifest(&repo, &reference)
+        .await?;
     Ok(super::empty(StatusCode::ACCEPTED).finish())
 }

@@ -19,6 +19,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 use crate::names::RepoName;
+use crate::registry::Registry;
 
 /// Registers every `/v2/` route and the `/admin/` endpoints.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -65,31 +66,45 @@ fn upload_slot(req: &HttpRequest) -> Result<Option<tokio::sync::OwnedSemaphorePe
         .transpose()
 }
 
-/// Emits a webhook event when notifications are configured; `target` is only built then.
-fn notify(req: &HttpRequest, action: &str, target: impl FnOnce() -> crate::ops::notify::Target) {
+/// The request context of a write's webhook event, when notifications are configured: the
+/// registry queues the event in the write's own transaction (`Registry::with_event`).
+fn event_context(req: &HttpRequest) -> Option<crate::events::EventContext> {
     use actix_web::HttpMessage;
+    req.app_data::<web::Data<crate::ops::notify::Notifier>>()?;
+    let info = req.connection_info();
+    Some(crate::events::EventContext {
+        request: crate::events::RequestInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            addr: req.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+            host: info.host().to_string(),
+            method: req.method().to_string(),
+            useragent: header(req.headers(), "user-agent")
+                .unwrap_or("")
+                .to_string(),
+        },
+        actor: req
+            .extensions()
+            .get::<crate::ops::access_log::User>()
+            .map(|u| u.0.clone()),
+        base_url: format!("{}://{}", info.scheme(), info.host()),
+    })
+}
+
+/// The registry handle a write of `req` goes through: it queues the write's event.
+fn writer(req: &HttpRequest, reg: &Registry) -> Registry {
+    reg.with_event(event_context(req))
+}
+
+/// Emits a pull's webhook event (best-effort, see `ops::notify`) when notifications are
+/// configured; `target` is only built then.
+fn notify_pull(req: &HttpRequest, target: impl FnOnce() -> crate::ops::notify::Target) {
     let Some(n) = req.app_data::<web::Data<crate::ops::notify::Notifier>>() else {
         return;
     };
-    let info = crate::ops::notify::RequestInfo {
-        id: uuid::Uuid::new_v4().to_string(),
-        addr: req.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
-        host: req.connection_info().host().to_string(),
-        method: req.method().to_string(),
-        useragent: header(req.headers(), "user-agent")
-            .unwrap_or("")
-            .to_string(),
+    let Some(ctx) = event_context(req) else {
+        return;
     };
-    let actor = req
-        .extensions()
-        .get::<crate::ops::access_log::User>()
-        .map(|u| u.0.clone());
-    n.emit(crate::ops::notify::Event::new(
-        action,
-        target(),
-        info,
-        actor,
-    ));
+    n.emit(ctx.event("pull", target()));
 }
 
 /// The event target of blob `digest` of `repo`.

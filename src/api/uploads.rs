@@ -58,11 +58,10 @@ pub async fn start(
         let digest = super::digest(&mount)?;
         if let Some(from) = super::query_param(&req, "from") {
             let from = super::repo(&from)?;
-            if reg.mount(&repo, &from, &digest).await? {
-                super::notify(&req, "mount", || {
-                    let size = reg.blob_size(&repo, &digest).unwrap_or(0);
-                    super::blob_target(&req, &repo, &digest, size)
-                });
+            if super::writer(&req, &reg)
+                .mount(&repo, &from, &digest)
+                .await?
+            {
                 return Ok(created_reply(&req, &repo, &digest));
             }
         }
@@ -70,8 +69,9 @@ pub async fn start(
         let digest = super::digest(&d)?;
         let _slot = super::upload_slot(&req)?;
         let body = crate::ops::limits::idle_timeout(body, super::limits(&req).body_idle_timeout);
-        reg.put_blob(&repo, &digest, body).await?;
-        pushed(&req, &reg, &repo, &digest);
+        super::writer(&req, &reg)
+            .put_blob(&repo, &digest, body)
+            .await?;
         return Ok(created_reply(&req, &repo, &digest));
     }
     let id = reg.start_upload(&repo).await?;
@@ -127,18 +127,10 @@ pub async fn put(
     let range = content_range(&req)?;
     let _slot = super::upload_slot(&req)?;
     let body = crate::ops::limits::idle_timeout(body, super::limits(&req).body_idle_timeout);
-    reg.finish_upload(&repo, &path.1, &digest, range, body)
+    super::writer(&req, &reg)
+        .finish_upload(&repo, &path.1, &digest, range, body)
         .await?;
-    pushed(&req, &reg, &repo, &digest);
     Ok(created_reply(&req, &repo, &digest))
-}
-
-/// Emits the `push` event of a completed blob upload.
-fn pushed(req: &HttpRequest, reg: &Registry, repo: &RepoName, digest: &crate::digest::Digest) {
-    super::notify(req, "push", || {
-        let size = reg.blob_size(repo, digest).unwrap_or(0);
-        super::blob_target(req, repo, digest, size)
-    });
 }
 
 pub async fn cancel(

@@ -134,11 +134,30 @@ pub fn collect(registry: &Registry, opts: &GcOptions) -> Result<GcReport> {
 }
 
 /// Seconds in `d`, for comparisons with the tables' unix-second timestamps.
-fn secs(d: Duration) -> u64 {
-    d.as_secs()
+/// True when something last touched at `touched` is older than `grace` at `now`. Times are
+/// whole seconds (rounded down), so a difference of `n` seconds proves only more than `n - 1`
+/// elapsed: the difference must exceed the grace rounded up. A zero grace takes everything.
+fn expired(touched: u64, now: u64, grace: Duration) -> bool {
+    grace.is_zero() || now.saturating_sub(touched) > grace.as_secs_f64().ceil() as u64
 }
 
-/// True when something last touched at `touched` is older than `grace` at `now`.
-fn expired(touched: u64, now: u64, grace: Duration) -> bool {
-    now.saturating_sub(touched) >= secs(grace)
+#[cfg(test)]
+mod tests {
+    use super::expired;
+    use std::time::Duration;
+
+    #[test]
+    fn grace_is_never_shorter_than_configured_despite_whole_second_timestamps() {
+        let g = Duration::from_secs(1);
+        // Touched at 100.999 s (recorded 100), now 101.000 s: 1 ms old, not expired.
+        assert!(!expired(100, 101, g));
+        // Recorded 100 (at most 100.999), now 102.0: more than 1 s old.
+        assert!(expired(100, 102, g));
+        // A fractional grace rounds up.
+        assert!(!expired(100, 102, Duration::from_millis(1500)));
+        assert!(expired(100, 103, Duration::from_millis(1500)));
+        // Zero takes everything, even what was touched this second.
+        assert!(expired(100, 100, Duration::ZERO));
+        assert!(!expired(100, 100 + 86_400, Duration::from_secs(86_400)));
+    }
 }

@@ -7,8 +7,18 @@ use crate::error::Result;
 
 type Key = (&'static str, u64);
 
-/// Queues `event` for `endpoint` at `seq`.
-pub fn push(t: &mut WriteTables<'_>, endpoint: &str, seq: u64, event: &[u8]) -> Result<()> {
+/// Queues `event` for `endpoint` after its last queued event. Write transactions are
+/// serialized, so sequence order is commit order; a number is reused only once every event of
+/// the endpoint was delivered and removed.
+pub fn push(t: &mut WriteTables<'_>, endpoint: &str, event: &[u8]) -> Result<()> {
+    let seq = match t
+        .notifications
+        .range::<(&str, u64)>((endpoint, 0)..=(endpoint, u64::MAX))?
+        .next_back()
+    {
+        Some(last) => last?.0.value().1 + 1,
+        None => 1,
+    };
     t.notifications.insert((endpoint, seq), event)?;
     Ok(())
 }
@@ -36,13 +46,4 @@ pub fn remove(t: &mut WriteTables<'_>, endpoint: &str, seqs: &[u64]) -> Result<(
         t.notifications.remove((endpoint, *s))?;
     }
     Ok(())
-}
-
-/// The highest sequence queued anywhere (0 when empty).
-pub fn last_seq(t: &impl ReadableTable<Key, &'static [u8]>) -> Result<u64> {
-    let mut max = 0;
-    for item in t.iter()? {
-        max = max.max(item?.0.value().1);
-    }
-    Ok(max)
 }

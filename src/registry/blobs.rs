@@ -3,6 +3,7 @@
 use std::fs::File;
 
 use super::Registry;
+use super::outbox::blob_target;
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 use crate::meta::{blobs, now_secs};
@@ -69,7 +70,17 @@ impl Registry {
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         let (repo, d) = (repo.to_string(), digest.to_string());
         let found = self
-            .blocking(move |r| r.meta().write(|t| blobs::unlink(t, &repo, &d)))
+            .blocking(move |r| {
+                let found = r.meta().write(|t| {
+                    let found = blobs::unlink(t, &repo, &d)?;
+                    if found {
+                        r.queue_event(t, "delete", |base| blob_target(base, &repo, &d, 0))?;
+                    }
+                    Ok(found)
+                })?;
+                r.events_committed();
+                Ok(found)
+            })
             .await?;
         if found {
             Ok(())

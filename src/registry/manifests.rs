@@ -6,6 +6,7 @@ use serde_json::json;
 use super::Registry;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Code, Error, Result};
+use crate::events::Target;
 use crate::manifest::{self, Parsed};
 use crate::meta::{
     ManifestRecord, ReadTables, WriteTables, blobs, manifests, now_secs, referrers, repos, tags,
@@ -125,12 +126,18 @@ impl Registry {
         self.blocking(move |r| {
             let lock = r.digest_locks().lock(&digest.to_string());
             r.store().put_verified(&digest, &body)?;
+            let size = body.len() as u64;
             let committed = r.meta().commit(|t| {
-                record_manifest(t, &repo, &reference, &digest, &parsed, body.len() as u64)
+                record_manifest(t, &repo, &reference, &digest, &parsed, size)?;
+                r.queue_event(t, "push", |base| {
+                    manifest_target(base, &repo, &reference, &digest, &parsed.media_type, size)
+                })
             })?;
             drop(lock);
             r.inner.manifests.insert(digest, body);
-            committed.durable()
+            committed.durable()?;
+            r.events_committed();
+            Ok(())
         })
         .await?;
         Ok(PutManifest {
@@ -218,10 +225,46 @@ impl Registry {
                     Reference::Tag(tag) => tags::remove(t, &repo, tag)?.map(|_| ()),
                     Reference::Digest(d) => remove_revision(t, &repo, &d.to_string())?,
                 }
-                .ok_or_else(|| manifest_unknown(&reference))
-            })
+                .ok_or_else(|| manifest_unknown(&reference))?;
+                r.queue_event(t, "delete", |_| {
+                    let mut target = Target {
+                        repository: repo.clone(),
+                        ..Default::default()
+                    };
+                    match &reference {
+                        Reference::Tag(tag) => target.tag = Some(tag.clone()),
+                        Reference::Digest(d) => target.digest = d.to_string(),
+                    }
+                    target
+                })
+            })?;
+            r.events_committed();
+            Ok(())
         })
         .await
+    }
+}
+
+/// The event target of manifest `digest` of `repo` pushed or pulled by `reference`.
+pub(crate) fn manifest_target(
+    base: &str,
+    repo: &str,
+    reference: &Reference,
+    digest: &Digest,
+    media_type: &str,
+    size: u64,
+) -> Target {
+    Target {
+        media_type: media_type.into(),
+        size,
+        digest: digest.to_string(),
+        length: size,
+        repository: repo.to_string(),
+        url: format!("{base}/v2/{repo}/manifests/{digest}"),
+        tag: match reference {
+            Reference::Tag(t) => Some(t.clone()),
+            Reference::Digest(_) => None,
+        },
     }
 }
 

@@ -7,13 +7,15 @@ mod cache;
 mod listing;
 mod locks;
 mod manifests;
+mod outbox;
 mod uploads;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
+use crate::events::EventContext;
 use crate::meta::{Meta, OpenError};
 use crate::store::{BlobStore, UploadFile};
 
@@ -21,6 +23,7 @@ pub use listing::{Page, Referrer};
 pub use locks::DigestLocks;
 pub(crate) use manifests::remove_revision;
 pub use manifests::{ManifestContent, PutManifest};
+pub use outbox::Outbox;
 pub use uploads::range_header;
 
 /// Why a registry could not be opened.
@@ -45,12 +48,15 @@ struct Inner {
     locks: locks::DigestLocks,
     gc: Mutex<()>,
     manifests: cache::ManifestCache,
+    outbox: OnceLock<Arc<Outbox>>,
 }
 
-/// A registry over one data directory. Cheap to clone.
+/// A registry over one data directory. Cheap to clone. A handle made by `with_event` also
+/// carries the request whose writes it makes, and queues their events (`outbox`).
 #[derive(Clone)]
 pub struct Registry {
     inner: Arc<Inner>,
+    event: Option<Arc<EventContext>>,
 }
 
 impl Registry {
@@ -60,9 +66,11 @@ impl Registry {
             path: root.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(root).map_err(io_err)?;
+        crate::store::create_dir_durable(root).map_err(io_err)?;
         let store = BlobStore::open(root).map_err(io_err)?;
         let meta = Meta::open(&root.join("meta.redb"))?;
+        // redb syncs the file, not the directory entry that names it.
+        crate::store::sync_dir(root).map_err(io_err)?;
         Ok(Registry {
             inner: Arc::new(Inner {
                 store,
@@ -71,7 +79,9 @@ impl Registry {
                 locks: locks::DigestLocks::default(),
                 gc: Mutex::new(()),
                 manifests: cache::ManifestCache::default(),
+                outbox: OnceLock::new(),
             }),
+            event: None,
         })
     }
 

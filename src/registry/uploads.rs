@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use super::outbox::blob_target;
 use super::{Registry, Session};
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
@@ -258,10 +259,13 @@ impl Registry {
             }
             blobs::touch(t, &digest, size)?;
             blobs::link(t, repo, &digest)?;
-            repos::ensure(t, repo)
+            repos::ensure(t, repo)?;
+            self.queue_event(t, "push", |base| blob_target(base, repo, &digest, size))
         })?;
         drop(lock);
-        committed.durable()
+        committed.durable()?;
+        self.events_committed();
+        Ok(())
     }
 
     /// Cancels session `id`, removing its bytes.
@@ -286,16 +290,20 @@ impl Registry {
     pub async fn mount(&self, repo: &RepoName, from: &RepoName, digest: &Digest) -> Result<bool> {
         let (repo, from, digest) = (repo.to_string(), from.to_string(), digest.to_string());
         self.blocking(move |r| {
-            r.meta().write(|t| {
-                if !blobs::is_linked(&t.repo_blobs, &from, &digest)?
-                    || blobs::get(&t.blobs, &digest)?.is_none()
-                {
-                    return Ok(false);
-                }
+            let mounted = r.meta().write(|t| {
+                let row = match blobs::get(&t.blobs, &digest)? {
+                    Some(row) if blobs::is_linked(&t.repo_blobs, &from, &digest)? => row,
+                    _ => return Ok(false),
+                };
                 blobs::link(t, &repo, &digest)?;
                 repos::ensure(t, &repo)?;
+                r.queue_event(t, "mount", |base| {
+                    blob_target(base, &repo, &digest, row.size)
+                })?;
                 Ok(true)
-            })
+            })?;
+            r.events_committed();
+            Ok(mounted)
         })
         .await
     }

@@ -26,12 +26,12 @@ pub struct BlobStore {
 }
 
 impl BlobStore {
-    /// Opens the store at `root`, creating its directories.
+    /// Opens the store at `root`, creating its directories durably.
     pub fn open(root: &Path) -> io::Result<BlobStore> {
         for alg in Algorithm::ALL {
-            fs::create_dir_all(root.join("blobs").join(alg.as_str()))?;
+            create_dir_durable(&root.join("blobs").join(alg.as_str()))?;
         }
-        fs::create_dir_all(root.join("uploads"))?;
+        create_dir_durable(&root.join("uploads"))?;
         Ok(BlobStore {
             root: root.to_path_buf(),
         })
@@ -142,6 +142,26 @@ impl BlobStore {
 }
 
 /// Makes a rename or creation in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and its missing ancestors, each made durable: a new directory's entry
+/// survives a power loss only once its parent is fsynced.
+pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durable(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    sync_dir(
+        dir.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
 }

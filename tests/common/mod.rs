@@ -192,11 +192,17 @@ pub async fn error_code(r: reqwest::Response) -> String {
 /// Starts the real `kura serve` binary on an ephemeral port over `root` with `extra` flags;
 /// returns the child and its base URL (read from its first stdout line).
 pub fn spawn_kura(root: &Path, extra: &[&str]) -> (Child, String) {
+    spawn_kura_env(root, extra, &[])
+}
+
+/// `spawn_kura` with extra environment variables.
+pub fn spawn_kura_env(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
         .args(["serve", "--addr", "127.0.0.1:0", "--workers", "2", "--root"])
         .arg(root)
         .args(extra)
         .env("KURA_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn kura");
@@ -229,4 +235,56 @@ pub fn kura_cmd(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a test that panics leaves no
+/// orphan `kura serve` behind.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// Kills the process now (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `spawn_kura`, with the child killed on every exit path.
+pub fn spawn_kura_guarded(root: &Path, extra: &[&str]) -> (KillOnDrop, String) {
+    spawn_kura_guarded_env(root, extra, &[])
+}
+
+/// `spawn_kura_env`, with the child killed on every exit path.
+pub fn spawn_kura_guarded_env(
+    root: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (KillOnDrop, String) {
+    let (child, base) = spawn_kura_env(root, extra, env);
+    (KillOnDrop(child), base)
+}
+
+/// The environment that lets a test server collect online with a grace shorter than the
+/// production floor `gc.min_online_grace` (10 minutes). Empty when this build has no such
+/// setting (an unknown `KURA_GC__*` key would stop the server).
+pub fn short_online_grace_env() -> Vec<(&'static str, &'static str)> {
+    let var = ("KURA_GC__MIN_ONLINE_GRACE", "0s");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("probe.toml");
+    std::fs::write(&file, "").expect("write probe config");
+    let known = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["config", "check"])
+        .arg(&file)
+        .env(var.0, var.1)
+        .output()
+        .expect("run kura config check")
+        .status
+        .success();
+    if known { vec![var] } else { Vec::new() }
 }

@@ -1,8 +1,6 @@
 //! Persisting events into the queue table and delivering them per endpoint.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -10,28 +8,16 @@ use tokio::sync::{Notify, mpsc};
 use super::{Event, PERSIST_EVERY};
 use crate::config::EndpointConfig;
 use crate::meta::notifications;
-use crate::registry::Registry;
+use crate::registry::{Outbox, Registry};
 
 /// Media type of a delivery request.
 pub const ENVELOPE_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
 
-fn wanted(e: &EndpointConfig, ev: &Event) -> bool {
-    (e.actions.is_empty() || e.actions.iter().any(|a| a == &ev.action))
-        && (e.repositories.is_empty()
-            || e.repositories
-                .iter()
-                .any(|p| ev.target.repository.starts_with(p.as_str())))
-}
-
-/// Writes emitted events to the queue table in batches and wakes the dispatchers.
-pub(super) async fn persist(
+/// Writes pull events to the queue table in batches (best-effort) and wakes the dispatchers.
+pub(super) async fn persist_pulls(
     registry: Registry,
-    endpoints: Vec<EndpointConfig>,
+    outbox: Arc<Outbox>,
     mut rx: mpsc::UnboundedReceiver<Event>,
-    seq: Arc<AtomicU64>,
-    wake: HashMap<String, Arc<Notify>>,
-    source_addr: String,
-    instance: String,
 ) {
     let mut open = true;
     while open {
@@ -48,45 +34,22 @@ pub(super) async fn persist(
                 _ = &mut deadline => break,
             }
         }
-        let mut rows: Vec<(String, u64, Vec<u8>)> = Vec::new();
-        for mut ev in batch {
-            ev.source.addr = source_addr.clone();
-            ev.source.instance_id = instance.clone();
-            let Ok(json) = serde_json::to_vec(&ev) else {
-                continue;
-            };
-            for e in endpoints.iter().filter(|e| wanted(e, &ev)) {
-                rows.push((
-                    e.name.clone(),
-                    seq.fetch_add(1, Ordering::Relaxed),
-                    json.clone(),
-                ));
-            }
-        }
-        if rows.is_empty() {
-            continue;
-        }
-        let r = registry.clone();
-        let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let (r, o) = (registry.clone(), outbox.clone());
         let written = tokio::task::spawn_blocking(move || {
             r.meta().write(|t| {
-                for (name, seq, json) in &rows {
-                    notifications::push(t, name, *seq, json)?;
+                for ev in batch {
+                    o.queue(t, ev)?;
                 }
                 Ok(())
             })
         })
         .await;
         match written {
-            Ok(Ok(())) => {
-                for n in names {
-                    if let Some(w) = wake.get(&n) {
-                        w.notify_one();
-                    }
-                }
+            Ok(Ok(())) => outbox.wake(),
+            Ok(Err(e)) => {
+                tracing::error!(target: "kura::notify", error = %e, "pull events not queued")
             }
-            Ok(Err(e)) => tracing::error!(target: "kura::notify", error = %e, "events not queued"),
-            Err(e) => tracing::error!(target: "kura::notify", error = %e, "events not queued"),
+            Err(e) => tracing::error!(target: "kura::notify", error = %e, "pull events not queued"),
         }
     }
 }

@@ -1,76 +1,59 @@
 //! Webhook notifications in Distribution's event envelope format
 //! (`application/vnd.docker.distribution.events.v1+json`).
 //!
-//! Requests only hand events to a channel (`Notifier::emit`, never blocking). A writer task
-//! persists them in batches into the `notifications` table, one row per matching endpoint, and
-//! one dispatcher task per endpoint delivers its rows in order, deleting them once the endpoint
-//! answered 2xx and retrying with exponential backoff otherwise. Undelivered events survive a
-//! restart; a slow or dead endpoint only grows its own queue.
+//! Events of writes (push, mount, delete) are queued by the registry in the transaction of the
+//! change they report (`registry/outbox.rs`), so an acknowledged write always has its event
+//! queued, even across a crash. Pull events are best-effort: a pull changes nothing, and a
+//! durable write per pull would tax the hottest path, so requests hand them to a channel
+//! (`Notifier::emit`, never blocking) and a writer task queues them in batches; a crash may
+//! lose the last 50 ms of them. One dispatcher task per endpoint delivers its rows in order,
+//! deleting them once the endpoint answered 2xx and retrying with exponential backoff
+//! otherwise; a slow or dead endpoint only grows its own queue.
 
 mod dispatch;
-mod event;
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use crate::config::EndpointConfig;
 use crate::error::Result;
-use crate::meta::notifications;
-use crate::registry::Registry;
+use crate::registry::{Outbox, Registry};
 
-pub use event::{Event, RequestInfo, Target};
+pub use crate::events::{Event, EventContext, RequestInfo, Target};
 
-/// The handle requests use to emit events. Cheap to clone.
+/// The handle requests use to emit pull events. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     tx: mpsc::UnboundedSender<Event>,
 }
 
 impl Notifier {
-    /// Starts the writer and one dispatcher per endpoint on the current runtime.
+    /// Installs the outbox of `endpoints` in `registry` and starts one dispatcher per endpoint
+    /// and the pull-event writer on the current runtime.
     pub fn start(
         registry: Registry,
         endpoints: Vec<EndpointConfig>,
         source_addr: String,
     ) -> Result<Notifier> {
-        let seq = registry
-            .meta()
-            .read(|t| notifications::last_seq(&t.notifications))?;
-        let seq = Arc::new(AtomicU64::new(seq + 1));
-        let wake: HashMap<String, Arc<Notify>> = endpoints
-            .iter()
-            .map(|e| (e.name.clone(), Arc::new(Notify::new())))
-            .collect();
+        let outbox = registry.install_outbox(Outbox::new(endpoints, source_addr))?;
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| crate::error::Error::internal("webhook client", e))?;
-        for e in &endpoints {
+        for (e, wake) in outbox.endpoints() {
             tokio::spawn(dispatch::deliver(
                 registry.clone(),
                 http.clone(),
                 e.clone(),
-                wake[&e.name].clone(),
+                wake.clone(),
             ));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let instance = uuid::Uuid::new_v4().to_string();
-        tokio::spawn(dispatch::persist(
-            registry,
-            endpoints,
-            rx,
-            seq,
-            wake,
-            source_addr,
-            instance,
-        ));
+        tokio::spawn(dispatch::persist_pulls(registry, outbox, rx));
         Ok(Notifier { tx })
     }
 
-    /// Queues an event; returns at once.
+    /// Queues a pull event; returns at once.
     pub fn emit(&self, event: Event) {
         if self.tx.send(event).is_err() {
             tracing::warn!(target: "kura::notify", "notification writer stopped; event dropped");
@@ -78,5 +61,5 @@ impl Notifier {
     }
 }
 
-/// Longest time events wait in memory before being written to the queue table.
+/// Longest time pull events wait in memory before being written to the queue table.
 const PERSIST_EVERY: Duration = Duration::from_millis(50);

@@ -1,4 +1,6 @@
-//! The event format of Distribution's notifications.
+//! The event format of Distribution's notifications, and the request context a write's event
+//! is built from. Events of writes are queued by `registry` in the transaction of the change
+//! they report (the outbox, `registry/outbox.rs`); `ops::notify` delivers them.
 
 use serde::Serialize;
 
@@ -67,5 +69,22 @@ impl Event {
             },
             source: Source::default(),
         }
+    }
+}
+
+/// What a write's event says about the request that caused it: set on a `Registry` handle with
+/// `Registry::with_event`, turned into an `Event` inside the write's transaction.
+#[derive(Debug, Clone, Default)]
+pub struct EventContext {
+    pub request: RequestInfo,
+    pub actor: Option<String>,
+    /// `scheme://host` the client addressed; event URLs are built on it.
+    pub base_url: String,
+}
+
+impl EventContext {
+    /// The event `action` of `target` caused by this request, stamped now.
+    pub fn event(&self, action: &str, target: Target) -> Event {
+        Event::new(action, target, self.request.clone(), self.actor.clone())
     }
 }

@@ -1,0 +1,131 @@
+//! The outbox of webhook events: a write's event rows go into the `notifications` table in the
+//! same metadata transaction as the change they report, so a 2xx implies a queued event, even
+//! across a crash. The dispatchers of `ops::notify` only read that table; they are woken once
+//! the transaction is durable.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::Registry;
+use crate::config::EndpointConfig;
+use crate::error::{Error, Result};
+use crate::events::{Event, EventContext, Source, Target};
+use crate::meta::{WriteTables, notifications};
+
+/// The configured endpoints, which events each wants, and the wake-up of each dispatcher.
+#[derive(Debug)]
+pub struct Outbox {
+    endpoints: Vec<(EndpointConfig, Arc<Notify>)>,
+    source: Source,
+}
+
+impl Outbox {
+    /// An outbox for `endpoints`, stamping events with `source_addr` and a new instance id.
+    pub fn new(endpoints: Vec<EndpointConfig>, source_addr: String) -> Outbox {
+        Outbox {
+            endpoints: endpoints
+                .into_iter()
+                .map(|e| (e, Arc::new(Notify::new())))
+                .collect(),
+            source: Source {
+                addr: source_addr,
+                instance_id: uuid::Uuid::new_v4().to_string(),
+            },
+        }
+    }
+
+    /// Each endpoint with the `Notify` its dispatcher waits on.
+    pub fn endpoints(&self) -> impl Iterator<Item = (&EndpointConfig, &Arc<Notify>)> {
+        self.endpoints.iter().map(|(e, n)| (e, n))
+    }
+
+    /// Queues `ev` in `t` for every endpoint that wants it.
+    pub fn queue(&self, t: &mut WriteTables<'_>, mut ev: Event) -> Result<()> {
+        ev.source = self.source.clone();
+        let mut json = None;
+        for (e, _) in self.endpoints.iter().filter(|(e, _)| wanted(e, &ev)) {
+            if json.is_none() {
+                json = Some(serde_json::to_vec(&ev).map_err(|e| Error::internal("event", e))?);
+            }
+            notifications::push(t, &e.name, json.as_deref().expect("set above"))?;
+        }
+        Ok(())
+    }
+
+    /// Wakes every dispatcher (after a commit that may have queued events).
+    pub fn wake(&self) {
+        for (_, n) in &self.endpoints {
+            n.notify_one();
+        }
+    }
+}
+
+/// Whether endpoint `e` is sent `ev` (its `actions` and `repositories` filters).
+fn wanted(e: &EndpointConfig, ev: &Event) -> bool {
+    (e.actions.is_empty() || e.actions.iter().any(|a| a == &ev.action))
+        && (e.repositories.is_empty()
+            || e.repositories
+                .iter()
+                .any(|p| ev.target.repository.starts_with(p.as_str())))
+}
+
+impl Registry {
+    /// Makes this registry queue events of writes made through `with_event` handles. Once.
+    pub fn install_outbox(&self, outbox: Outbox) -> Result<Arc<Outbox>> {
+        let outbox = Arc::new(outbox);
+        self.inner
+            .outbox
+            .set(outbox.clone())
+            .map_err(|_| Error::internal("outbox", "installed twice"))?;
+        Ok(outbox)
+    }
+
+    /// The installed outbox, if any.
+    pub fn outbox(&self) -> Option<&Arc<Outbox>> {
+        self.inner.outbox.get()
+    }
+
+    /// A handle on the same registry whose writes queue their events with `ctx` (when an
+    /// outbox is installed).
+    pub fn with_event(&self, ctx: Option<EventContext>) -> Registry {
+        Registry {
+            inner: self.inner.clone(),
+            event: ctx.map(Arc::new),
+        }
+    }
+
+    /// Inside a write transaction: queues the event `action` of `target` (built only when this
+    /// handle carries a request context and an outbox is installed).
+    pub(super) fn queue_event(
+        &self,
+        t: &mut WriteTables<'_>,
+        action: &str,
+        target: impl FnOnce(&str) -> Target,
+    ) -> Result<()> {
+        let (Some(ctx), Some(outbox)) = (&self.event, self.outbox()) else {
+            return Ok(());
+        };
+        outbox.queue(t, ctx.event(action, target(&ctx.base_url)))
+    }
+
+    /// After a durable commit that may have queued events: wakes the dispatchers.
+    pub(super) fn events_committed(&self) {
+        if let (Some(_), Some(outbox)) = (&self.event, self.outbox()) {
+            outbox.wake();
+        }
+    }
+}
+
+/// The event target of blob `digest` of `repo`, addressed under `base`.
+pub(super) fn blob_target(base: &str, repo: &str, digest: &str, size: u64) -> Target {
+    Target {
+        media_type: "application/octet-stream".into(),
+        size,
+        digest: digest.to_string(),
+        length: size,
+        repository: repo.to_string(),
+        url: format!("{base}/v2/{repo}/blobs/{digest}"),
+        tag: None,
+    }
+}
