@@ -202,10 +202,12 @@ impl Auth {
             None => None,
         };
         let tokens = cfg.token.as_ref().map(TokenService::new).transpose()?;
+        let rules = Rules::new(cfg);
+        tracing::info!("access policy: {}", rules.describe());
         Ok(Some(Arc::new(Auth {
             htpasswd,
             tokens,
-            rules: Rules::new(cfg),
+            rules,
             limiter: LoginLimiter::new(cfg.max_failed_logins, cfg.lockout),
         })))
     }

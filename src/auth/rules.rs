@@ -112,26 +112,79 @@ pub struct Rules {
     anonymous_pull: bool,
     groups: BTreeMap<String, Vec<String>>,
     rules: Vec<Rule>,
+    /// No rules were configured next to an htpasswd file: the Distribution default applies.
+    implicit: bool,
 }
 
 impl Rules {
-    /// The rules of `cfg` (already validated).
+    /// The rules of `cfg` (already validated). An htpasswd file without any rule lets every
+    /// authenticated user pull, push and delete every repository, as Distribution's htpasswd
+    /// does; `/admin/` stays closed unless a rule grants `admin`.
     pub fn new(cfg: &AuthConfig) -> Rules {
+        let implicit = cfg.rules.is_empty() && cfg.htpasswd.is_some();
+        let mut rules: Vec<Rule> = cfg
+            .rules
+            .iter()
+            .map(|r| Rule {
+                users: r.users.clone(),
+                groups: r.groups.clone(),
+                repositories: r.repositories.clone(),
+                actions: Actions::from_names(&r.actions),
+                admin: r.actions.iter().any(|a| a == "admin"),
+            })
+            .collect();
+        if implicit {
+            rules.push(Rule {
+                users: vec!["*".into()],
+                groups: Vec::new(),
+                repositories: vec!["*".into()],
+                actions: Actions::ALL,
+                admin: false,
+            });
+        }
         Rules {
             anonymous_pull: cfg.anonymous_pull,
             groups: cfg.groups.clone(),
-            rules: cfg
-                .rules
-                .iter()
-                .map(|r| Rule {
-                    users: r.users.clone(),
-                    groups: r.groups.clone(),
-                    repositories: r.repositories.clone(),
-                    actions: Actions::from_names(&r.actions),
-                    admin: r.actions.iter().any(|a| a == "admin"),
-                })
-                .collect(),
+            rules,
+            implicit,
         }
+    }
+
+    /// The effective access policy in one line, for the start-up log.
+    pub fn describe(&self) -> String {
+        let who = if self.implicit {
+            "every authenticated user may pull, push and delete every repository (htpasswd \
+             without rules, as Distribution)"
+                .to_string()
+        } else {
+            format!(
+                "{} rules over {} groups decide what each user may do",
+                self.rules.len(),
+                self.groups.len()
+            )
+        };
+        let admins: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|r| r.admin)
+            .flat_map(|r| {
+                r.users
+                    .iter()
+                    .cloned()
+                    .chain(r.groups.iter().map(|g| format!("group {g}")))
+            })
+            .collect();
+        let admin = if admins.is_empty() {
+            "nobody (a rule with the admin action grants it)".to_string()
+        } else {
+            admins.join(", ")
+        };
+        let anonymous = if self.anonymous_pull {
+            "pull"
+        } else {
+            "nothing"
+        };
+        format!("{who}; admin: {admin}; anonymous: {anonymous}")
     }
 
     /// Whether anonymous clients may pull every repository.
