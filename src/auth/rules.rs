@@ -73,28 +73,10 @@ pub fn glob_is_valid(pattern: &str) -> bool {
     !pattern.is_empty() && !pattern.chars().any(char::is_whitespace)
 }
 
-/// Matches `name` against `pattern`, where `*` stands for any characters (`/` included).
+/// Matches `name` against `pattern`: `*` stands for any characters (`/` included), `?` for
+/// one character (`wildmatch`, which knows nothing of path separators).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let p = pattern.as_bytes();
-    let n = name.as_bytes();
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == n[ni] {
-            pi += 1;
-            ni += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
+    wildmatch::WildMatch::new(pattern).matches(name)
 }
 
 #[derive(Debug)]
@@ -321,6 +303,8 @@ mod tests {
         assert!(!glob_match("a*b*c", "aXXbYY"));
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("exact", "exact2"));
+        assert!(glob_match("team/app?", "team/app2"));
+        assert!(!glob_match("team/app?", "team/app"));
     }
 
     #[test]
@@ -382,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn anonymous_pull_grants_pull_everywhere_and_nothing_more() {
+    fn anonymous_pull_grants_anonymous_callers_pull_everywhere_and_nothing_more() {
         let cfg = AuthConfig {
             htpasswd: Some("x".into()),
             anonymous_pull: true,
@@ -390,7 +374,24 @@ mod tests {
         };
         let r = Rules::new(&cfg);
         assert_eq!(r.allowed(None, "a/b"), Actions::PULL);
-        assert_eq!(r.allowed(Some("anyone"), "a/b"), Actions::PULL);
+        // htpasswd without rules: users may do everything but administer.
+        assert_eq!(r.allowed(Some("anyone"), "a/b"), Actions::ALL);
+        assert!(!r.is_admin(Some("anyone")));
+    }
+
+    #[test]
+    fn htpasswd_without_rules_grants_users_pull_push_delete_but_not_admin() {
+        let mut cfg = AuthConfig {
+            htpasswd: Some("x".into()),
+            ..Default::default()
+        };
+        let r = Rules::new(&cfg);
+        assert_eq!(r.allowed(Some("u"), "any/repo"), Actions::ALL);
+        assert_eq!(r.allowed(None, "any/repo"), Actions::NONE);
+        assert!(!r.is_admin(Some("u")));
+        // Tokens alone (no htpasswd) get no implicit grant.
+        cfg.htpasswd = None;
+        assert_eq!(Rules::new(&cfg).allowed(Some("u"), "a"), Actions::NONE);
     }
 
     #[test]
