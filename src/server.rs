@@ -61,6 +61,9 @@ pub fn build(
     listener: TcpListener,
     opts: &ServerOptions,
 ) -> std::io::Result<Server> {
+    registry
+        .meta()
+        .observe_commits(crate::ops::metrics::record_commit);
     let data = web::Data::new(registry);
     let gc = web::Data::new(opts.gc.clone());
     let ro = web::Data::new(opts.read_only.clone());

@@ -322,6 +322,54 @@ async fn repeated_failed_logins_are_refused_with_429_even_with_the_right_passwor
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_are_verified_at_most_max_failed_logins_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, _) = auth_config(tmp.path(), "max_failed_logins = 5\nlockout = \"1m\"");
+    let s = AuthServer::start(&cfg, None).await;
+    let client = http();
+    let tries = (0..40).map(|i| {
+        let req = client
+            .get(s.url("/v2/"))
+            .header("Authorization", basic("alice", &format!("guess{i}")));
+        async move { req.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(tries).await;
+    let verified = statuses.iter().filter(|&&c| c == 401).count();
+    let refused = statuses.iter().filter(|&&c| c == 429).count();
+    assert_eq!(verified + refused, 40, "{statuses:?}");
+    assert!(
+        verified <= 5,
+        "{verified} wrong passwords were verified: {statuses:?}"
+    );
+    assert!(verified >= 1, "{statuses:?}");
+    // The right password is refused too while locked out.
+    let r = client
+        .get(s.url("/v2/"))
+        .header("Authorization", basic_of("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_right_passwords_from_one_client_are_not_locked_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, _) = auth_config(tmp.path(), "max_failed_logins = 2\nlockout = \"1m\"");
+    let s = AuthServer::start(&cfg, None).await;
+    let client = http();
+    // A cold credential cache: every request of the burst may need bcrypt.
+    let tries = (0..20).map(|_| {
+        let req = client
+            .get(s.url("/v2/"))
+            .header("Authorization", basic_of("bob"));
+        async move { req.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(tries).await;
+    assert!(statuses.iter().all(|&c| c == 200), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_need_the_admin_right() {
     let tmp = tempfile::tempdir().unwrap();
     let (cfg, _) = auth_config(tmp.path(), "");

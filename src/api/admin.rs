@@ -12,7 +12,7 @@ fn bad(msg: String) -> Error {
 }
 
 fn flag(req: &HttpRequest, key: &str) -> Result<Option<bool>> {
-    match super::query_param(req, key).as_deref() {
+    match super::query_param(req, key)?.as_deref() {
         None => Ok(None),
         Some("" | "1" | "true") => Ok(Some(true)),
         Some("0" | "false") => Ok(Some(false)),
@@ -21,7 +21,7 @@ fn flag(req: &HttpRequest, key: &str) -> Result<Option<bool>> {
 }
 
 fn duration(req: &HttpRequest, key: &str) -> Result<Option<std::time::Duration>> {
-    super::query_param(req, key)
+    super::query_param(req, key)?
         .map(|v| parse_duration(&v).map_err(bad))
         .transpose()
 }

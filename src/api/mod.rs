@@ -8,6 +8,7 @@ mod catalog;
 mod manifests;
 pub mod ranges;
 mod referrers;
+pub mod request;
 pub mod routes;
 mod tags;
 mod uploads;
@@ -141,14 +142,12 @@ fn url(req: &HttpRequest, path: &str) -> String {
     format!("{}://{}{}", info.scheme(), info.host(), path)
 }
 
-/// A query parameter, percent-decoded.
-fn query_param(req: &HttpRequest, key: &str) -> Option<String> {
-    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .ok()?
-        .into_inner()
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
+/// A query parameter, decoded, from the request's one parse (the one authorization read).
+fn query_param(req: &HttpRequest, key: &str) -> Result<Option<String>> {
+    Ok(request::Parsed::of(req)
+        .query()?
+        .get(key)
+        .map(str::to_string))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -157,7 +156,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Parses `n` and `last` for paginated listings; `n` defaults to and is capped at `max`.
 fn pagination(req: &HttpRequest, max: usize) -> Result<(usize, Option<String>, bool)> {
-    let n = match query_param(req, "n") {
+    let n = match query_param(req, "n")? {
         Some(v) => v.parse::<usize>().map_err(|_| {
             Error::new(Code::Unsupported, format!("n={v:?} is not a number"))
                 .with_status(actix_web::http::StatusCode::BAD_REQUEST)
@@ -165,7 +164,7 @@ fn pagination(req: &HttpRequest, max: usize) -> Result<(usize, Option<String>, b
         None => max,
     };
     let capped = n > max;
-    Ok((n.min(max), query_param(req, "last"), capped))
+    Ok((n.min(max), query_param(req, "last")?, capped))
 }
 
 /// Adds an RFC 5988 `Link: <...>; rel="next"` header for the page after `last`.
@@ -174,16 +173,15 @@ fn link_next(res: &mut actix_web::HttpResponseBuilder, path: &str, n: usize, las
     res.insert_header(("Link", format!("<{path}?n={n}&last={last}>; rel=\"next\"")));
 }
 
+/// Everything but RFC 3986's unreserved characters is escaped.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 /// An empty reply with `status`.

@@ -14,7 +14,7 @@ pub async fn get(
 ) -> Result<HttpResponse> {
     let repo = super::repo(&path.0)?;
     let subject = super::digest(&path.1)?;
-    let filter = super::query_param(&req, "artifactType").filter(|a| !a.is_empty());
+    let filter = super::query_param(&req, "artifactType")?.filter(|a| !a.is_empty());
     let manifests = reg.referrers(&repo, &subject, filter.as_deref())?;
     let mut res = HttpResponse::Ok();
     res.content_type(OCI_INDEX);

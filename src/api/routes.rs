@@ -113,8 +113,9 @@ pub async fn dispatch(
     reg: web::Data<Registry>,
     body: web::Payload,
 ) -> Result<HttpResponse> {
-    let path = req.match_info().as_str().to_string();
-    let Some(route) = Route::parse(&path) else {
+    // The parse the auth middleware acted on (made here when there is none).
+    let parsed = super::request::Parsed::of(&req);
+    let Some(route) = parsed.route() else {
         return Err(Error::new(
             Code::NameUnknown,
             format!("no route for {}", req.path()),

@@ -54,9 +54,9 @@ pub async fn start(
     body: web::Payload,
 ) -> Result<HttpResponse> {
     let repo = super::repo(&path)?;
-    if let Some(mount) = super::query_param(&req, "mount") {
+    if let Some(mount) = super::query_param(&req, "mount")? {
         let digest = super::digest(&mount)?;
-        if let Some(from) = super::query_param(&req, "from") {
+        if let Some(from) = super::query_param(&req, "from")? {
             let from = super::repo(&from)?;
             if super::writer(&req, &reg)
                 .mount(&repo, &from, &digest)
@@ -65,7 +65,7 @@ pub async fn start(
                 return Ok(created_reply(&req, &repo, &digest));
             }
         }
-    } else if let Some(d) = super::query_param(&req, "digest") {
+    } else if let Some(d) = super::query_param(&req, "digest")? {
         let digest = super::digest(&d)?;
         let _slot = super::upload_slot(&req)?;
         let body = crate::ops::limits::idle_timeout(body, super::limits(&req).body_idle_timeout);
@@ -121,7 +121,7 @@ pub async fn put(
     body: web::Payload,
 ) -> Result<HttpResponse> {
     let repo = super::repo(&path.0)?;
-    let digest = super::query_param(&req, "digest")
+    let digest = super::query_param(&req, "digest")?
         .ok_or_else(|| Error::new(Code::DigestInvalid, "the closing PUT needs ?digest="))?;
     let digest = super::digest(&digest)?;
     let range = content_range(&req)?;

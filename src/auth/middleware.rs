@@ -7,6 +7,8 @@
 //! `/v2/_catalog` is filtered to what the caller may pull; `/admin/*` needs the admin right.
 //! Everything else (`/healthz`, `/readyz`, `/metrics`, `/auth/token`) is open.
 //! A mount (`POST ...?mount=&from=`) without pull on `from` becomes a plain upload.
+//! Everything here reads the request's one parse (`api::request::Parsed`), which the handlers
+//! read too; the plain-upload fallback changes that parse, not the URI.
 
 use std::sync::Arc;
 
@@ -18,32 +20,10 @@ use actix_web::{HttpMessage, ResponseError, web};
 
 use super::rules::Actions;
 use super::{Auth, BasicFailure, CatalogFilter, Credentials, Decision, Need, Principal};
+use crate::api::request::Parsed;
 use crate::api::routes::Route;
 use crate::error::{Code, Error};
 use crate::ops::access_log::User;
-
-/// Decodes `%XX` escapes (names that do not decode to UTF-8 are kept as they are).
-fn percent_decode(s: &str) -> String {
-    fn hex(c: u8) -> Option<u8> {
-        (c as char).to_digit(16).map(|d| d as u8)
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
-}
 
 /// What a request to `path` with `method` needs; `None` for open paths.
 pub fn need(method: &Method, path: &str) -> Option<Need> {
@@ -73,42 +53,9 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
         ) => (name, by_method),
     };
     Some(Need::Repo {
-        name: percent_decode(name),
+        name: name.to_string(),
         action,
     })
-}
-
-/// The `from` of a cross-repository mount request, if this is one.
-fn mount_source(req: &ServiceRequest) -> Option<String> {
-    if req.method() != Method::POST {
-        return None;
-    }
-    let q = web::Query::<Vec<(String, String)>>::from_query(req.query_string()).ok()?;
-    let has_mount = q.iter().any(|(k, _)| k == "mount");
-    let from = q.iter().find(|(k, _)| k == "from").map(|(_, v)| v.clone());
-    if has_mount { from } else { None }
-}
-
-/// Drops `mount` and `from` from the query, turning a mount into a plain upload start.
-fn strip_mount(req: &mut ServiceRequest) {
-    let query: Vec<&str> = req
-        .query_string()
-        .split('&')
-        .filter(|kv| {
-            let k = kv.split('=').next().unwrap_or("");
-            !kv.is_empty() && k != "mount" && k != "from"
-        })
-        .collect();
-    let mut pq = req.path().to_string();
-    if !query.is_empty() {
-        pq.push('?');
-        pq.push_str(&query.join("&"));
-    }
-    let Ok(uri) = pq.parse::<actix_web::http::Uri>() else {
-        return;
-    };
-    req.head_mut().uri = uri.clone();
-    req.match_info_mut().get_mut().update(&uri);
 }
 
 async fn authenticate(auth: &Arc<Auth>, req: &ServiceRequest) -> Result<Principal, Error> {
@@ -142,7 +89,7 @@ async fn authenticate(auth: &Arc<Auth>, req: &ServiceRequest) -> Result<Principa
 /// Authenticates and authorizes every request when the app has `web::Data<Auth>`; passes
 /// everything through otherwise.
 pub async fn middleware(
-    mut req: ServiceRequest,
+    req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let Some(auth) = req
@@ -151,14 +98,14 @@ pub async fn middleware(
     else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    // The router's view of the path (percent-decoded where it decodes).
-    let path = req.match_info().as_str().to_string();
-    let Some(need) = need(req.method(), &path) else {
-        return Ok(next.call(req).await?.map_into_left_body());
-    };
     let refuse = |req: ServiceRequest, err: Error| {
         let (r, _) = req.into_parts();
         Ok(ServiceResponse::new(r, err.error_response()).map_into_right_body())
+    };
+    // The one parse the handler will act on too.
+    let parsed = Parsed::of(req.request());
+    let Some(need) = need(req.method(), parsed.path()) else {
+        return Ok(next.call(req).await?.map_into_left_body());
     };
     let who = match authenticate(&auth, &req).await {
         Ok(p) => p,
@@ -168,16 +115,16 @@ pub async fn middleware(
         req.extensions_mut().insert(User(name.to_string()));
     }
     let mut scopes = need.scopes();
-    let from = match &need {
-        Need::Repo { .. } => mount_source(&req),
-        _ => None,
+    let from = match parsed.mount_from(req.method()) {
+        Ok(from) => from,
+        Err(e) => return refuse(req, e),
     };
-    if let Some(from) = &from {
+    if let Some(from) = from {
         if auth.may_pull(&who, from) {
             scopes.push(super::rules::Access::repository(from, Actions::PULL));
         } else {
             tracing::debug!(%from, "mount source not readable by the caller: plain upload instead");
-            strip_mount(&mut req);
+            Parsed::without_mount(req.request());
         }
     }
     match auth.authorize(&who, &need) {
@@ -266,21 +213,12 @@ mod tests {
             need(&get, "/v2/a/referrers/sha256:00"),
             repo("a", Actions::PULL)
         );
+        // The name as routed, as the handler sees it: `%2F` is not a separator to either.
         assert_eq!(
             need(&get, "/v2/team%2Fapp/tags/list"),
-            repo("team/app", Actions::PULL)
+            repo("team%2Fapp", Actions::PULL)
         );
         assert_eq!(need(&get, "/v2/unknown"), Some(Need::Login));
         assert_eq!(need(&get, "/v2x"), None);
-    }
-
-    #[test]
-    fn percent_decoding_handles_bad_and_trailing_escapes() {
-        assert_eq!(percent_decode("a%2Fb"), "a/b");
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("a%zzb"), "a%zzb");
-        assert_eq!(percent_decode("%"), "%");
-        assert_eq!(percent_decode("%é"), "%é");
-        assert_eq!(percent_decode("a%2fb%"), "a/b%");
     }
 }

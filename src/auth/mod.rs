@@ -202,10 +202,12 @@ impl Auth {
             None => None,
         };
         let tokens = cfg.token.as_ref().map(TokenService::new).transpose()?;
+        let rules = Rules::new(cfg);
+        tracing::info!("access policy: {}", rules.describe());
         Ok(Some(Arc::new(Auth {
             htpasswd,
             tokens,
-            rules: Rules::new(cfg),
+            rules,
             limiter: LoginLimiter::new(cfg.max_failed_logins, cfg.lockout),
         })))
     }
@@ -257,6 +259,11 @@ impl Auth {
         let Some(h) = self.htpasswd.clone() else {
             return Err(BasicFailure::Bad);
         };
+        if h.recently_verified(&user, &password) {
+            return Ok(user);
+        }
+        // Counted before bcrypt runs, so a burst cannot outrun the lockout.
+        let attempt = self.limiter.begin(ip).await.map_err(BasicFailure::Locked)?;
         let ok = h.recently_verified(&user, &password) || {
             let u = user.clone();
             web::block(move || h.verify(&u, &password))
@@ -264,10 +271,10 @@ impl Auth {
                 .unwrap_or(false)
         };
         if ok {
-            self.limiter.succeeded(ip);
+            attempt.succeeded();
             Ok(user)
         } else {
-            self.limiter.failed(ip);
+            attempt.failed();
             tracing::warn!(%user, ip = ?ip, "failed login");
             Err(BasicFailure::Bad)
         }

@@ -73,28 +73,10 @@ pub fn glob_is_valid(pattern: &str) -> bool {
     !pattern.is_empty() && !pattern.chars().any(char::is_whitespace)
 }
 
-/// Matches `name` against `pattern`, where `*` stands for any characters (`/` included).
+/// Matches `name` against `pattern`: `*` stands for any characters (`/` included), `?` for
+/// one character (`wildmatch`, which knows nothing of path separators).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let p = pattern.as_bytes();
-    let n = name.as_bytes();
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == n[ni] {
-            pi += 1;
-            ni += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
+    wildmatch::WildMatch::new(pattern).matches(name)
 }
 
 #[derive(Debug)]
@@ -112,26 +94,79 @@ pub struct Rules {
     anonymous_pull: bool,
     groups: BTreeMap<String, Vec<String>>,
     rules: Vec<Rule>,
+    /// No rules were configured next to an htpasswd file: the Distribution default applies.
+    implicit: bool,
 }
 
 impl Rules {
-    /// The rules of `cfg` (already validated).
+    /// The rules of `cfg` (already validated). An htpasswd file without any rule lets every
+    /// authenticated user pull, push and delete every repository, as Distribution's htpasswd
+    /// does; `/admin/` stays closed unless a rule grants `admin`.
     pub fn new(cfg: &AuthConfig) -> Rules {
+        let implicit = cfg.rules.is_empty() && cfg.htpasswd.is_some();
+        let mut rules: Vec<Rule> = cfg
+            .rules
+            .iter()
+            .map(|r| Rule {
+                users: r.users.clone(),
+                groups: r.groups.clone(),
+                repositories: r.repositories.clone(),
+                actions: Actions::from_names(&r.actions),
+                admin: r.actions.iter().any(|a| a == "admin"),
+            })
+            .collect();
+        if implicit {
+            rules.push(Rule {
+                users: vec!["*".into()],
+                groups: Vec::new(),
+                repositories: vec!["*".into()],
+                actions: Actions::ALL,
+                admin: false,
+            });
+        }
         Rules {
             anonymous_pull: cfg.anonymous_pull,
             groups: cfg.groups.clone(),
-            rules: cfg
-                .rules
-                .iter()
-                .map(|r| Rule {
-                    users: r.users.clone(),
-                    groups: r.groups.clone(),
-                    repositories: r.repositories.clone(),
-                    actions: Actions::from_names(&r.actions),
-                    admin: r.actions.iter().any(|a| a == "admin"),
-                })
-                .collect(),
+            rules,
+            implicit,
         }
+    }
+
+    /// The effective access policy in one line, for the start-up log.
+    pub fn describe(&self) -> String {
+        let who = if self.implicit {
+            "every authenticated user may pull, push and delete every repository (htpasswd \
+             without rules, as Distribution)"
+                .to_string()
+        } else {
+            format!(
+                "{} rules over {} groups decide what each user may do",
+                self.rules.len(),
+                self.groups.len()
+            )
+        };
+        let admins: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|r| r.admin)
+            .flat_map(|r| {
+                r.users
+                    .iter()
+                    .cloned()
+                    .chain(r.groups.iter().map(|g| format!("group {g}")))
+            })
+            .collect();
+        let admin = if admins.is_empty() {
+            "nobody (a rule with the admin action grants it)".to_string()
+        } else {
+            admins.join(", ")
+        };
+        let anonymous = if self.anonymous_pull {
+            "pull"
+        } else {
+            "nothing"
+        };
+        format!("{who}; admin: {admin}; anonymous: {anonymous}")
     }
 
     /// Whether anonymous clients may pull every repository.
@@ -268,6 +303,8 @@ mod tests {
         assert!(!glob_match("a*b*c", "aXXbYY"));
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("exact", "exact2"));
+        assert!(glob_match("team/app?", "team/app2"));
+        assert!(!glob_match("team/app?", "team/app"));
     }
 
     #[test]
@@ -329,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn anonymous_pull_grants_pull_everywhere_and_nothing_more() {
+    fn anonymous_pull_grants_anonymous_callers_pull_everywhere_and_nothing_more() {
         let cfg = AuthConfig {
             htpasswd: Some("x".into()),
             anonymous_pull: true,
@@ -337,7 +374,24 @@ mod tests {
         };
         let r = Rules::new(&cfg);
         assert_eq!(r.allowed(None, "a/b"), Actions::PULL);
-        assert_eq!(r.allowed(Some("anyone"), "a/b"), Actions::PULL);
+        // htpasswd without rules: users may do everything but administer.
+        assert_eq!(r.allowed(Some("anyone"), "a/b"), Actions::ALL);
+        assert!(!r.is_admin(Some("anyone")));
+    }
+
+    #[test]
+    fn htpasswd_without_rules_grants_users_pull_push_delete_but_not_admin() {
+        let mut cfg = AuthConfig {
+            htpasswd: Some("x".into()),
+            ..Default::default()
+        };
+        let r = Rules::new(&cfg);
+        assert_eq!(r.allowed(Some("u"), "any/repo"), Actions::ALL);
+        assert_eq!(r.allowed(None, "any/repo"), Actions::NONE);
+        assert!(!r.is_admin(Some("u")));
+        // Tokens alone (no htpasswd) get no implicit grant.
+        cfg.htpasswd = None;
+        assert_eq!(Rules::new(&cfg).allowed(Some("u"), "a"), Actions::NONE);
     }
 
     #[test]

@@ -412,6 +412,12 @@ impl AuthState {
         }
         let mut req = http.get(url.clone());
         if let Some(c) = &self.creds {
+            if !super::transport::may_carry_basic(&url) {
+                return Err(auth_err(format!(
+                    "refusing to send a password over plain HTTP to the token realm {realm}; \
+                     use HTTPS"
+                )));
+            }
             req = req.header(reqwest::header::AUTHORIZATION, c.basic_header());
         }
         let resp = req

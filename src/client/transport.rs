@@ -1,6 +1,11 @@
 //! HTTP to registries: the scheme (plain HTTP for loopback registries and those named with
 //! `--insecure`, HTTPS otherwise), TLS trusting extra CA certificates, authentication
 //! challenges answered per scope, and retries with backoff.
+//!
+//! Credentials go only to the registry's own origin (scheme, host, port): a `Location` on
+//! another host (an object store, a CDN) gets none, and neither does a redirect (reqwest drops
+//! `Authorization` when a redirect changes scheme, host or port). Basic credentials never go
+//! over plain HTTP to a host that is not loopback.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -170,8 +175,18 @@ impl Registry {
                 .build()
                 .map_err(|e| Error::http(format!("building a request to {}", self.name()), e))?;
             let context = format!("{} {}", req.method(), req.url());
-            let used = self.inner.auth.header_for(scopes);
+            let own = req.url().origin() == self.inner.base.origin();
+            let used = own.then(|| self.inner.auth.header_for(scopes)).flatten();
             if let Some(h) = &used {
+                if h.starts_with("Basic ") && !may_carry_basic(req.url()) {
+                    return Err(Error::Auth {
+                        host: self.name().to_string(),
+                        message: format!(
+                            "refusing to send a password over plain HTTP to {}; use HTTPS",
+                            self.name()
+                        ),
+                    });
+                }
                 let value = h
                     .parse()
                     .map_err(|_| Error::Invalid("credentials are not a valid header".into()))?;
@@ -183,7 +198,7 @@ impl Registry {
                 .execute(req)
                 .await
                 .map_err(|e| Error::http(context, e))?;
-            if resp.status() != reqwest::StatusCode::UNAUTHORIZED || answered {
+            if resp.status() != reqwest::StatusCode::UNAUTHORIZED || answered || !own {
                 return Ok(resp);
             }
             let Some(challenge) = resp
@@ -263,9 +278,34 @@ impl Registry {
     }
 }
 
+/// Whether Basic credentials may go to `url`: over HTTPS, or to a loopback host.
+pub fn may_carry_basic(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    url.scheme() == "https"
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_credentials_may_go_over_https_or_to_loopback_only() {
+        for (u, ok) in [
+            ("https://reg.example/v2/", true),
+            ("http://127.0.0.1:5000/v2/", true),
+            ("http://[::1]:5000/v2/", true),
+            ("http://localhost/v2/", true),
+            ("http://reg.example/v2/", false),
+            ("http://10.0.0.1:5000/v2/", false),
+        ] {
+            assert_eq!(may_carry_basic(&Url::parse(u).unwrap()), ok, "{u}");
+        }
+    }
 
     #[test]
     fn loopback_and_named_registries_use_plain_http() {

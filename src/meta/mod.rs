@@ -59,6 +59,9 @@ pub struct Meta {
     durable: AtomicU64,
     /// Held by the one thread making commits durable.
     flush: Mutex<()>,
+    /// Told the latency of every durable write (set by whoever observes the store, e.g. the
+    /// metrics of `ops`); the store itself knows nothing about metrics.
+    on_commit: std::sync::OnceLock<fn(Duration)>,
 }
 
 /// A write transaction that is committed and visible, but maybe not yet durable.
@@ -74,7 +77,9 @@ impl<T> Committed<'_, T> {
     /// Returns the transaction's result once it is durable (see `Meta::write`).
     pub fn durable(self) -> Result<T> {
         self.meta.make_durable(self.seq)?;
-        crate::ops::metrics::record_commit(self.start.elapsed());
+        if let Some(observe) = self.meta.on_commit.get() {
+            observe(self.start.elapsed());
+        }
         Ok(self.value)
     }
 }
@@ -111,6 +116,11 @@ impl Meta {
         Self::open_with(path, MIGRATIONS)
     }
 
+    /// Reports the latency of every durable write to `observe` (the first observer set stays).
+    pub fn observe_commits(&self, observe: fn(Duration)) {
+        let _ = self.on_commit.set(observe);
+    }
+
     /// Opens the store with an explicit migration list (tests use synthetic lists).
     pub fn open_with(path: &Path, steps: &[Migration]) -> Result<Meta, OpenError> {
         let p = path.display().to_string();
@@ -137,6 +147,7 @@ impl Meta {
             committed: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             flush: Mutex::new(()),
+            on_commit: std::sync::OnceLock::new(),
         })
     }
 
@@ -399,4 +410,33 @@ pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod observer_tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+
+    fn count(_: Duration) {
+        SEEN.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn every_durable_write_is_reported_to_the_observer_the_store_was_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(&dir.path().join("meta.redb")).unwrap();
+        meta.write(|t| repos::ensure(t, "before")).unwrap();
+        assert_eq!(
+            SEEN.load(Ordering::SeqCst),
+            0,
+            "no observer, nothing reported"
+        );
+        meta.observe_commits(count);
+        for name in ["a", "b", "c"] {
+            meta.write(|t| repos::ensure(t, name)).unwrap();
+        }
+        assert_eq!(SEEN.load(Ordering::SeqCst), 3);
+    }
 }

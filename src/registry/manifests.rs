@@ -9,7 +9,7 @@ use crate::error::{Code, Error, Result};
 use crate::events::Target;
 use crate::manifest::{self, Parsed};
 use crate::meta::{
-    ManifestRecord, ReadTables, WriteTables, blobs, manifests, now_secs, referrers, repos, tags,
+    ManifestRecord, WriteTables, blobs, manifests, now_secs, referrers, repos, tags,
 };
 use crate::names::{Reference, RepoName};
 
@@ -63,20 +63,18 @@ fn missing_references(
     Ok(missing)
 }
 
-fn check_references_read(t: &ReadTables, repo: &str, p: &Parsed) -> Result<()> {
+/// `MANIFEST_BLOB_UNKNOWN` unless every blob and child manifest `p` names is in `repo`; works
+/// on a read snapshot (the early check) and inside the write transaction (the decisive one).
+fn check_references(
+    repo_blobs: &impl redb::ReadableTable<(&'static str, &'static str), u64>,
+    manifest_rows: &impl redb::ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    repo: &str,
+    p: &Parsed,
+) -> Result<()> {
     let missing = missing_references(
         p,
-        |d| blobs::is_linked(&t.repo_blobs, repo, d),
-        |d| Ok(manifests::get(&t.manifests, repo, d)?.is_some()),
-    )?;
-    blob_unknown_error(missing)
-}
-
-fn check_references_write(t: &WriteTables<'_>, repo: &str, p: &Parsed) -> Result<()> {
-    let missing = missing_references(
-        p,
-        |d| blobs::is_linked(&t.repo_blobs, repo, d),
-        |d| Ok(manifests::get(&t.manifests, repo, d)?.is_some()),
+        |d| blobs::is_linked(repo_blobs, repo, d),
+        |d| Ok(manifests::get(manifest_rows, repo, d)?.is_some()),
     )?;
     blob_unknown_error(missing)
 }
@@ -119,7 +117,7 @@ impl Registry {
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
         };
         self.meta()
-            .read(|t| check_references_read(t, repo.as_str(), &parsed))?;
+            .read(|t| check_references(&t.repo_blobs, &t.manifests, repo.as_str(), &parsed))?;
         let (repo, reference, out_digest) = (repo.to_string(), reference.clone(), digest.clone());
         let subject = parsed.subject.clone();
         let (media_type, size) = (parsed.media_type.clone(), body.len() as u64);
@@ -277,7 +275,7 @@ fn record_manifest(
     parsed: &Parsed,
     size: u64,
 ) -> Result<()> {
-    check_references_write(t, repo, parsed)?;
+    check_references(&t.repo_blobs, &t.manifests, repo, parsed)?;
     let d = digest.to_string();
     repos::ensure(t, repo)?;
     if manifests::get(&t.manifests, repo, &d)?.is_none() {

@@ -34,6 +34,10 @@ pub struct Options {
     pub cut_first_blob_get_after: Option<usize>,
     /// Flip the first byte of every blob download.
     pub corrupt_blob_gets: bool,
+    /// Another server's base URL (`http://host:port`): blob downloads are answered with a 307
+    /// to it, and upload session `Location`s point to it (as a registry handing off to an
+    /// object store or a CDN would).
+    pub hand_off_to: Option<String>,
 }
 
 impl Default for Options {
@@ -44,6 +48,7 @@ impl Default for Options {
             bind: "127.0.0.1:0".into(),
             cut_first_blob_get_after: None,
             corrupt_blob_gets: false,
+            hand_off_to: None,
         }
     }
 }
@@ -374,6 +379,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, st: Arc<State>) {
         return respond(&mut s, 401, &[("WWW-Authenticate", c)], body).await;
     }
 
+    let blob_get = method == "GET" && target.contains("/blobs/") && !target.contains("/uploads/");
+    if let Some(other) = st.opts.hand_off_to.as_ref().filter(|_| blob_get) {
+        seen.status = 307;
+        st.seen.lock().unwrap().push(seen);
+        let to = format!("{other}{target}");
+        return respond(&mut s, 307, &[("Location", to)], b"").await;
+    }
+
     let Ok(mut up) = TcpStream::connect(st.upstream).await else {
         return respond(&mut s, 502, &[], b"").await;
     };
@@ -400,7 +413,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, st: Arc<State>) {
 
     // The response: head, then the body (possibly cut or corrupted).
     let mut rbuf = Vec::new();
-    let rhead_end = loop {
+    let mut rhead_end = loop {
         if let Some(p) = find(&rbuf, b"\r\n\r\n") {
             break p + 4;
         }
@@ -414,8 +427,24 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, st: Arc<State>) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let blob_get = method == "GET" && target.contains("/blobs/") && !target.contains("/uploads/");
     st.seen.lock().unwrap().push(seen.clone());
+    if let Some(other) = &st.opts.hand_off_to {
+        let head = String::from_utf8_lossy(&rbuf[..rhead_end]).into_owned();
+        let moved: Vec<String> = head
+            .split("\r\n")
+            .map(|l| match l.split_once(':') {
+                Some((k, v)) if k.eq_ignore_ascii_case("location") => {
+                    format!("Location: {}", v.trim().replace(&st.base, other))
+                }
+                _ => l.to_string(),
+            })
+            .collect();
+        let mut out = moved.join("\r\n").into_bytes();
+        out.extend_from_slice(&rbuf[rhead_end..]);
+        let delta = out.len() as i64 - rbuf.len() as i64;
+        rbuf = out;
+        rhead_end = (rhead_end as i64 + delta) as usize;
+    }
     let length = String::from_utf8_lossy(&rbuf[..rhead_end])
         .split("\r\n")
         .filter_map(|l| l.split_once(':'))
