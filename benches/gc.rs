@@ -69,6 +69,7 @@ fn populate(reg: &Registry) {
                         blobs: layers.clone(),
                         manifests: vec![],
                         created: 0,
+                        touched: 0,
                     };
                     repos::ensure(t, &repo)?;
                     blobs::put(

@@ -11,7 +11,8 @@ mod uploads;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::meta::{Meta, OpenError};
@@ -45,6 +46,8 @@ struct Inner {
     locks: locks::DigestLocks,
     gc: Mutex<()>,
     manifests: cache::ManifestCache,
+    /// The server's read-only switch, when one is followed (`follow_read_only`).
+    read_only: RwLock<Arc<AtomicBool>>,
 }
 
 /// A registry over one data directory. Cheap to clone.
@@ -71,6 +74,7 @@ impl Registry {
                 locks: locks::DigestLocks::default(),
                 gc: Mutex::new(()),
                 manifests: cache::ManifestCache::default(),
+                read_only: RwLock::default(),
             }),
         })
     }
@@ -93,6 +97,24 @@ impl Registry {
     /// Serializes garbage collection runs.
     pub fn gc_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.inner.gc.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Follows a read-only switch: while it is on, reads record no client sightings (no
+    /// durable write at all).
+    pub fn follow_read_only(&self, flag: Arc<AtomicBool>) {
+        *self
+            .inner
+            .read_only
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = flag;
+    }
+
+    fn is_read_only(&self) -> bool {
+        self.inner
+            .read_only
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .load(Ordering::Relaxed)
     }
 
     /// Upload sessions held in memory.
