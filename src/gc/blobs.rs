@@ -47,6 +47,9 @@ pub(super) fn collect(registry: &Registry, opts: &GcOptions, report: &mut GcRepo
                     _ => {}
                 }
             }
+            if let Some(hook) = &opts.in_removal {
+                hook();
+            }
             Ok(removed)
         })?;
         if let Some(hook) = &opts.after_commit {

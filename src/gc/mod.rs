@@ -46,8 +46,11 @@ pub struct GcOptions {
     /// The shortest grace this run may use: `gc.min_online_grace` for collections on a store
     /// a server is serving (pushes in flight rely on their blobs), zero offline.
     pub min_grace: Duration,
-    /// Called after each blob batch commits and before its files are unlinked (tests use it
-    /// to force interleavings).
+    /// Called inside each blob batch's removal transaction, before it commits (tests use it to
+    /// force interleavings).
+    pub in_removal: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Called after each blob batch's removal is durable and before its files are unlinked
+    /// (tests use it to force interleavings).
     pub after_commit: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
@@ -60,6 +63,7 @@ impl Default for GcOptions {
             upload_max_age: Duration::from_secs(168 * 3600),
             batch_size: 512,
             min_grace: Duration::ZERO,
+            in_removal: None,
             after_commit: None,
         }
     }
