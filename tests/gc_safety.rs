@@ -69,12 +69,23 @@ async fn online_gc_refuses_a_grace_below_the_floor() {
     assert!(s.registry.store().blob_path(&d).exists());
 }
 
+/// Kills the server it holds however the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Item 9: `kura gc` against a running server refuses `--grace 0s`; `kura serve` refuses a
 /// configured grace below the floor; the floor is a config key with its own variable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kura_gc_and_serve_refuse_a_grace_below_the_floor_online() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = spawn_kura(dir.path(), &["--gc-interval", "0s"]);
+    let (child, base) = spawn_kura(dir.path(), &["--gc-interval", "0s"]);
+    let server = Killed(child);
     let data = b"kept online".to_vec();
     let d = Digest::sha256_of(&data);
     let r = client()
@@ -92,8 +103,7 @@ async fn kura_gc_and_serve_refuse_a_grace_below_the_floor_online() {
     assert!(!ok, "{out}");
     assert!(err.contains("min_online_grace"), "{err}");
     assert!(dir.path().join("blobs/sha256").join(d.hex()).exists());
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(server);
 
     let f = dir.path().join("kura.toml");
     std::fs::write(&f, "[gc]\ngrace = \"1m\"\n").unwrap();
@@ -172,9 +182,11 @@ async fn gc_batches_hold_no_digest_lock_between_commit_and_unlink() {
             });
             // A bound, not a measure: a held stripe would keep the thread waiting until the
             // batch is unlinked, after this hook returns.
-            seen.lock()
-                .unwrap()
-                .push(rx.recv_timeout(Duration::from_secs(5)).is_ok());
+            let free = rx.recv_timeout(Duration::from_secs(5)).is_ok();
+            seen.lock().unwrap().push(free);
+            if !free {
+                break;
+            }
         }
     });
     let r = gc(
@@ -198,7 +210,11 @@ async fn an_orphan_file_is_replaced_by_a_later_upload_not_trusted() {
     let small = b"a small blob".to_vec();
     let large: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let chunked: Vec<u8> = (0..5_000u32).map(|i| (i % 13) as u8).collect();
-    for (data, how) in [(&small, "single"), (&large, "single"), (&chunked, "session")] {
+    for (data, how) in [
+        (&small, "single"),
+        (&large, "single"),
+        (&chunked, "session"),
+    ] {
         let d = Digest::sha256_of(data);
         plant(&d);
         let r = if how == "single" {
