@@ -282,6 +282,7 @@ fn populate(root: &Path, n_repos: usize, n_tags: usize) {
         blobs: vec![cd.clone()],
         manifests: vec![],
         created: 0,
+        touched: 0,
     };
     let ms = md.to_string();
     let names: Vec<String> = (0..n_repos)

@@ -77,7 +77,7 @@ fn manifests(c: &mut Criterion) {
     });
     let tag = Reference::parse("t1").unwrap();
     c.bench_function("manifest_get_by_tag", |b| {
-        b.iter(|| reg.get_manifest(&repo, &tag, true).unwrap())
+        b.iter(|| rt.block_on(reg.get_manifest(&repo, &tag, true)).unwrap())
     });
     c.bench_function("tags_list_first_100", |b| {
         b.iter(|| reg.list_tags(&repo, None, 100).unwrap())
@@ -172,7 +172,7 @@ fn metadata_at_scale(c: &mut Criterion) {
     });
     let tag = Reference::parse("t05000").unwrap();
     c.bench_function("resolve_tag_head", |b| {
-        b.iter(|| reg.get_manifest(&repo, &tag, false).unwrap())
+        b.iter(|| rt.block_on(reg.get_manifest(&repo, &tag, false)).unwrap())
     });
     c.bench_function("list_100_of_10k_tags", |b| {
         b.iter(|| reg.list_tags(&repo, Some("t05000"), 100).unwrap())

@@ -152,6 +152,30 @@ fn verify_files(
     problems.into_inner().expect("problems lock")
 }
 
+const MISSING: &str = "file is missing";
+
+/// Re-checks a blob whose file was missing against the tables as they are now: on a live store
+/// the collector may have removed it after the snapshot. Under the digest's lock a visible row
+/// always has its file (writers place the file before committing the row; the collector
+/// unlinks only after removing the row). `None` when the blob is simply gone.
+fn recheck_missing(registry: &Registry, d: &str, bar: &ProgressBar) -> Result<Option<String>> {
+    let (recorded, present) = {
+        let _lock = registry.digest_locks().lock(d);
+        let row = registry.meta().read(|t| blobs::get(&t.blobs, d))?;
+        let present = match (&row, d.parse::<Digest>()) {
+            (Some(_), Ok(digest)) => registry.store().blob_path(&digest).exists(),
+            _ => false,
+        };
+        (row, present)
+    };
+    Ok(match recorded {
+        None => None,
+        Some(_) if !present => Some(MISSING.into()),
+        // Uploaded again since: verify the file now there.
+        Some(row) => verify_one(registry, d, row.size, &mut vec![0u8; 1 << 20], bar),
+    })
+}
+
 fn verify_one(
     registry: &Registry,
     d: &str,
@@ -167,7 +191,7 @@ fn verify_one(
     let mut file = match std::fs::File::open(registry.store().blob_path(&digest)) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Some("file is missing".into());
+            return Some(MISSING.into());
         }
         Err(e) => return Some(format!("cannot open file: {e}")),
     };
@@ -194,7 +218,19 @@ fn verify_one(
 /// Checks the whole store. With `repair`, fixes counts, dangling rows and leftovers (only when
 /// this process holds the store exclusively). `progress` draws a bar on stderr.
 pub fn fsck(registry: &Registry, repair: bool, progress: bool) -> Result<FsckReport> {
+    fsck_with_hook(registry, repair, progress, &|| {})
+}
+
+/// `fsck`, calling `after_snapshot` once the tables are read and before the files are checked
+/// (tests use it to force the collector into the pass).
+pub fn fsck_with_hook(
+    registry: &Registry,
+    repair: bool,
+    progress: bool,
+    after_snapshot: &dyn Fn(),
+) -> Result<FsckReport> {
     let s = snapshot(registry)?;
+    after_snapshot();
     let mut report = FsckReport::default();
 
     // 1. Every recorded blob file, hashed.
@@ -216,6 +252,14 @@ pub fn fsck(registry: &Registry, repair: bool, progress: bool) -> Result<FsckRep
     let mut fatal = Vec::new();
     let mut fixable = Vec::new();
     for (d, problem) in verify_files(registry, &rows, workers, &bar) {
+        let problem = if problem == MISSING {
+            match recheck_missing(registry, &d, &bar)? {
+                Some(p) => p,
+                None => continue, // collected during the pass
+            }
+        } else {
+            problem
+        };
         fatal.push(format!("blob {d}: {problem}"));
     }
     bar.finish_and_clear();

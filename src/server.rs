@@ -42,7 +42,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             workers: None,
-            gc: GcOptions::default(),
+            gc: crate::config::GcConfig::default().options(),
             read_only: ReadOnly::default(),
             limits: LimitsConfig::default(),
             metrics: true,
@@ -64,6 +64,7 @@ pub fn build(
     registry
         .meta()
         .observe_commits(crate::ops::metrics::record_commit);
+    registry.follow_read_only(opts.read_only.flag());
     let data = web::Data::new(registry);
     let gc = web::Data::new(opts.gc.clone());
     let ro = web::Data::new(opts.read_only.clone());

@@ -176,6 +176,9 @@ async fn crash_consistency_kill_9_during_gc_and_pushes_leaves_fsck_clean() {
         "100ms",
         "--gc-grace",
         "1s",
+        // A 1 s grace on a live store is below the default floor: allowed for this test.
+        "--gc-min-online-grace",
+        "0s",
         "--upload-max-age",
         "2s",
     ];

@@ -306,6 +306,9 @@ async fn crash_harness_kill_9_at_random_moments_loses_no_acknowledged_write() {
         "100ms",
         "--gc-grace",
         "1s",
+        // A 1 s grace on a live store is below the default floor: allowed for this test.
+        "--gc-min-online-grace",
+        "0s",
         "--upload-max-age",
         "2s",
     ];

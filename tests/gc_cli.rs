@@ -50,7 +50,11 @@ async fn kura_gc_on_a_data_directory_lists_in_dry_run_then_collects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kura_gc_asks_the_server_holding_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = spawn_kura(dir.path(), &["--gc-interval", "0s"]);
+    // A zero grace online needs the floor lowered (tests/gc_safety.rs shows the refusal).
+    let (mut child, base) = spawn_kura(
+        dir.path(),
+        &["--gc-interval", "0s", "--gc-min-online-grace", "0s"],
+    );
     let data = b"collected online".to_vec();
     let d = Digest::sha256_of(&data);
     let r = client()

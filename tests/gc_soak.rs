@@ -1,5 +1,7 @@
-//! Soak: pushers, deleters and pullers against a live server for 30 s while the collector runs
-//! in a tight loop with a 2 s grace period.
+//! Soak: pushers, deleters, revivers and pullers against a live server for 30 s while the
+//! collector runs in a tight loop with a 2 s grace period. Revivers re-push images right after
+//! they were deleted as a client would: `HEAD` each blob and skip it when present, else mount it
+//! from the image's old repository, else upload it, then `PUT` the manifest, which must land.
 
 mod common;
 
@@ -22,6 +24,7 @@ struct Image {
     tag: String,
     manifest: Digest,
     blobs: Vec<Digest>,
+    seed: u64,
 }
 
 fn layer(seed: u64, len: usize) -> Vec<u8> {
@@ -30,12 +33,19 @@ fn layer(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The blobs of image `seed`: its config, the shared base layer and its unique layer.
+fn image_blobs(seed: u64) -> [Vec<u8>; 3] {
+    [
+        format!("{{\"seed\":{seed}}}").into_bytes(),
+        layer(42, 64 * 1024),
+        layer(seed, 16 * 1024 + (seed % 4096) as usize),
+    ]
+}
+
 /// Pushes a config, a shared base layer (skipped when HEAD finds it) and a unique layer.
 async fn push(base: &str, repo: &str, tag: &str, seed: u64) -> Result<Image, String> {
     let c = client();
-    let shared = layer(42, 64 * 1024);
-    let unique = layer(seed, 16 * 1024 + (seed % 4096) as usize);
-    let cfg = format!("{{\"seed\":{seed}}}").into_bytes();
+    let [cfg, shared, unique] = image_blobs(seed);
     let mut descs = Vec::new();
     for (data, check_first) in [(&cfg, false), (&shared, true), (&unique, false)] {
         let d = Digest::sha256_of(data);
@@ -81,6 +91,83 @@ async fn push(base: &str, repo: &str, tag: &str, seed: u64) -> Result<Image, Str
         tag: tag.into(),
         manifest: Digest::sha256_of(&body),
         blobs: descs.into_iter().map(|(d, _)| d).collect(),
+        seed,
+    })
+}
+
+/// How each blob of a revived image got there.
+#[derive(Default)]
+struct Revivals {
+    images: AtomicU64,
+    skipped: AtomicU64,
+    mounted: AtomicU64,
+    uploaded: AtomicU64,
+}
+
+/// Re-pushes deleted image `img` into `repo` as a client would: `HEAD` (skip when present),
+/// else mount from the image's repository, else upload; then `PUT` the same manifest.
+async fn revive(base: &str, repo: &str, img: &Image, n: &Revivals) -> Result<Image, String> {
+    let c = client();
+    let err = |e: reqwest::Error| e.to_string();
+    let mut descs = Vec::new();
+    for data in image_blobs(img.seed) {
+        let d = Digest::sha256_of(&data);
+        descs.push((d.clone(), data.len()));
+        let r = c
+            .head(format!("{base}/v2/{repo}/blobs/{d}"))
+            .send()
+            .await
+            .map_err(err)?;
+        if r.status() == 200 {
+            n.skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let r = c
+            .post(format!(
+                "{base}/v2/{repo}/blobs/uploads/?mount={d}&from={}",
+                img.repo
+            ))
+            .send()
+            .await
+            .map_err(err)?;
+        if r.status() == 201 {
+            n.mounted.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let r = c
+            .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"))
+            .body(data)
+            .send()
+            .await
+            .map_err(err)?;
+        if r.status() != 201 {
+            return Err(format!("blob upload {}", r.status()));
+        }
+        n.uploaded.fetch_add(1, Ordering::Relaxed);
+    }
+    let body = image_manifest(&descs[0], &descs[1..], serde_json::json!({}));
+    let tag = format!("r{}", img.seed);
+    let r = c
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(body.clone())
+        .send()
+        .await
+        .map_err(err)?;
+    if r.status() != 201 {
+        return Err(format!(
+            "revived manifest {}: {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        ));
+    }
+    n.images.fetch_add(1, Ordering::Relaxed);
+    Ok(Image {
+        repo: repo.into(),
+        tag,
+        manifest: Digest::sha256_of(&body),
+        blobs: descs.into_iter().map(|(d, _)| d).collect(),
+        seed: img.seed,
     })
 }
 
@@ -141,10 +228,18 @@ async fn gc_soak_pushes_deletes_and_pulls_never_fail_while_collecting() {
             }
         }));
     }
-    // Deleters: delete victims by digest.
+    // Deleters: delete victims by digest; every other deleted image is handed to a reviver.
+    let to_revive: Arc<Mutex<Vec<Image>>> = Arc::default();
+    let revivals = Arc::new(Revivals::default());
     for _ in 0..2 {
-        let (base, victims, deleted) = (s.base.clone(), victims.clone(), deleted.clone());
+        let (base, victims, deleted, to_revive) = (
+            s.base.clone(),
+            victims.clone(),
+            deleted.clone(),
+            to_revive.clone(),
+        );
         tasks.push(tokio::spawn(async move {
+            let mut handed = 0u64;
             while Instant::now() < deadline {
                 let next = victims.lock().unwrap().pop();
                 let Some(img) = next else {
@@ -157,7 +252,34 @@ async fn gc_soak_pushes_deletes_and_pulls_never_fail_while_collecting() {
                     .await
                     .unwrap();
                 assert_eq!(r.status(), 202);
+                handed += 1;
+                if handed.is_multiple_of(2) {
+                    to_revive.lock().unwrap().push(img.clone());
+                }
                 deleted.lock().unwrap().push(img);
+            }
+        }));
+    }
+    // Revivers: re-push just-deleted images (HEAD-then-skip, mount, upload) into one repository;
+    // each must land, and is then kept.
+    for _ in 0..2 {
+        let (base, to_revive, keepers, revivals) = (
+            s.base.clone(),
+            to_revive.clone(),
+            keepers.clone(),
+            revivals.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let next = to_revive.lock().unwrap().pop();
+                let Some(img) = next else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                let back = revive(&base, "soak/revived", &img, &revivals)
+                    .await
+                    .expect("a revived push must not fail");
+                keepers.lock().unwrap().push(back);
             }
         }));
     }
@@ -256,16 +378,21 @@ async fn gc_soak_pushes_deletes_and_pulls_never_fail_while_collecting() {
     }
     let fsck = kura::fsck::fsck(&s.registry, false, false).unwrap();
     assert!(fsck.errors.is_empty(), "{fsck}");
+    let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!(
-        "soak: {} pushes, {} pulls, {} deleted images, {} gc runs, {freed} blobs freed; final run: {report}",
-        pushes.load(Ordering::Relaxed),
-        pulls.load(Ordering::Relaxed),
+        "soak: {} pushes, {} pulls, {} deleted images, {} revived ({} blobs skipped after HEAD, {} mounted, {} uploaded), {} gc runs, {freed} blobs freed; final run: {report}",
+        r(&pushes),
+        r(&pulls),
         deleted.len(),
-        gc_runs.load(Ordering::Relaxed)
+        r(&revivals.images),
+        r(&revivals.skipped),
+        r(&revivals.mounted),
+        r(&revivals.uploaded),
+        r(&gc_runs)
     );
+    assert!(r(&pushes) > 0 && !deleted.is_empty() && r(&gc_runs) > 1);
     assert!(
-        pushes.load(Ordering::Relaxed) > 0
-            && !deleted.is_empty()
-            && gc_runs.load(Ordering::Relaxed) > 1
+        r(&revivals.images) > 0 && r(&revivals.skipped) > 0 && r(&revivals.mounted) > 0,
+        "the soak must exercise revivals with HEAD-then-skip and mounts"
     );
 }

@@ -196,7 +196,7 @@ fn environment_overrides_the_file() {
     std::fs::write(&f, "workers = 3\n[gc]\ngrace = \"2h\"\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
         .args(["config", "check", f.to_str().unwrap()])
-        .env("KURA_GC__GRACE", "5m")
+        .env("KURA_GC__GRACE", "15m")
         .env("KURA_WORKERS", "7")
         .output()
         .unwrap();
@@ -206,7 +206,7 @@ fn environment_overrides_the_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("grace = \"5m\""), "{text}");
+    assert!(text.contains("grace = \"15m\""), "{text}");
     assert!(text.contains("workers = 7"), "{text}");
 }
 

@@ -42,7 +42,7 @@ async fn fetch(
     with_body: bool,
 ) -> Result<HttpResponse> {
     let (repo, reference) = parse(&path)?;
-    let m = reg.get_manifest(&repo, &reference, with_body)?;
+    let m = reg.get_manifest(&repo, &reference, with_body).await?;
     if with_body {
         super::notify_pull(&req, || {
             target(&req, &repo, &reference, &m.digest, &m.media_type, m.size)

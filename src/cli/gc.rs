@@ -11,7 +11,8 @@ use crate::gc::{GcOptions, GcReport, collect};
 pub struct GcArgs {
     #[command(flatten)]
     pub target: StoreTarget,
-    /// Keep unreferenced items younger than this (`0s` collects everything unreferenced).
+    /// Keep unreferenced items younger than this. A running server refuses a grace below its
+    /// `gc.min_online_grace` (10m); `0s` (everything unreferenced) only with the server stopped.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub grace: Duration,
     /// Also collect untagged manifests no tagged index or live subject keeps alive.

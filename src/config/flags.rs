@@ -37,6 +37,9 @@ pub struct ServeFlags {
     /// GC grace period [default: 24h] (KURA_GC__GRACE).
     #[arg(long, value_parser = parse_duration)]
     pub gc_grace: Option<Duration>,
+    /// Shortest grace an online collection may use [default: 10m] (KURA_GC__MIN_ONLINE_GRACE).
+    #[arg(long, value_parser = parse_duration)]
+    pub gc_min_online_grace: Option<Duration>,
     /// GC also collects untagged manifests (KURA_GC__DELETE_UNTAGGED).
     #[arg(long)]
     pub gc_delete_untagged: bool,
@@ -101,6 +104,9 @@ impl ServeFlags {
         }
         if let Some(d) = self.gc_grace {
             set(&mut m, &["gc", "grace"], dur(d));
+        }
+        if let Some(d) = self.gc_min_online_grace {
+            set(&mut m, &["gc", "min_online_grace"], dur(d));
         }
         if self.gc_delete_untagged {
             set(&mut m, &["gc", "delete_untagged"], json!(true));

@@ -98,6 +98,11 @@ pub struct GcConfig {
     /// Upload sessions idle longer than this are purged.
     #[serde(with = "humantime_serde")]
     pub upload_max_age: Duration,
+    /// The shortest grace a collection on the live store may use (the background task,
+    /// `POST /admin/gc?grace=`, `kura gc` asking the server): a push in flight relies on its
+    /// blobs for that long. A shorter grace only with the server stopped (`kura gc --root`).
+    #[serde(with = "humantime_serde")]
+    pub min_online_grace: Duration,
 }
 
 impl Default for GcConfig {
@@ -107,6 +112,7 @@ impl Default for GcConfig {
             grace: Duration::from_secs(24 * 3600),
             delete_untagged: false,
             upload_max_age: Duration::from_secs(168 * 3600),
+            min_online_grace: Duration::from_secs(600),
         }
     }
 }
@@ -118,6 +124,7 @@ impl GcConfig {
             grace: self.grace,
             delete_untagged: self.delete_untagged,
             upload_max_age: self.upload_max_age,
+            min_grace: self.min_online_grace,
             ..GcOptions::default()
         }
     }
@@ -352,6 +359,13 @@ impl Config {
         }
         if self.limits.max_concurrent_uploads == 0 || self.limits.max_manifest_size == 0 {
             return bad("limits must be positive".into());
+        }
+        if self.gc.grace < self.gc.min_online_grace {
+            return bad(format!(
+                "gc.grace ({}) is below gc.min_online_grace ({}): the server's collector would delete pushes in flight",
+                humantime::format_duration(self.gc.grace),
+                humantime::format_duration(self.gc.min_online_grace)
+            ));
         }
         self.auth.validate().map_err(ConfigError::Invalid)?;
         self.tls.validate().map_err(ConfigError::Invalid)?;

@@ -33,13 +33,12 @@ pub(super) fn collect(registry: &Registry, opts: &GcOptions, report: &mut GcRepo
         return Ok(());
     }
     for batch in candidates.chunks(opts.batch_size.max(1)) {
-        let _locks = registry
-            .digest_locks()
-            .lock_many(batch.iter().map(|(d, _)| d.as_str()));
+        // 1. Remove the rows, re-checked in the transaction: a manifest, upload, mount or
+        //    sighting committed before it keeps its blob; one committed after it finds no row.
+        //    No lock is held: redb orders this transaction with every writer's.
         let removed: Vec<(String, u64)> = registry.meta().write(|t| {
             let mut removed = Vec::new();
             for (d, _) in batch {
-                // Re-check under the write lock: a manifest or upload since may have claimed it.
                 match blobs::get(&t.blobs, d)? {
                     Some(row) if row.refs == 0 && expired(row.touched, now_secs(), opts.grace) => {
                         blobs::remove(t, d)?;
@@ -48,20 +47,42 @@ pub(super) fn collect(registry: &Registry, opts: &GcOptions, report: &mut GcRepo
                     _ => {}
                 }
             }
+            if let Some(hook) = &opts.in_removal {
+                hook();
+            }
             Ok(removed)
         })?;
         if let Some(hook) = &opts.after_commit {
             hook();
         }
+        // 2. The removal is durable: unlink the files, each under its own digest lock only.
         for (d, size) in removed {
             let digest: Digest = d.parse()?;
-            registry.store().remove_blob(&digest)?;
+            unlink_unless_recorded(registry, &digest)?;
             report.blobs_removed += 1;
             report.bytes_freed += size;
             report.items.push(d);
         }
     }
     Ok(())
+}
+
+/// Unlinks the file of `digest` unless a writer has recorded the blob again since its row was
+/// removed. Writers hold the digest's lock from placing the file to committing its row, so
+/// under the lock a visible row always has its file, and a missing row means no writer is
+/// between the two: the file may go. Returns whether it was unlinked.
+fn unlink_unless_recorded(registry: &Registry, digest: &Digest) -> Result<bool> {
+    let d = digest.to_string();
+    let _lock = registry.digest_locks().lock(&d);
+    if registry
+        .meta()
+        .read(|t| blobs::get(&t.blobs, &d))?
+        .is_some()
+    {
+        return Ok(false);
+    }
+    registry.store().remove_blob(digest)?;
+    Ok(true)
 }
 
 /// Unlinks files in `blobs/` that have no row and are older than the grace period.
@@ -100,17 +121,17 @@ pub(super) fn collect_orphan_files(
         Ok(out)
     })?;
     for (digest, path) in candidates {
-        let d = digest.to_string();
-        let _lock = registry.digest_locks().lock(&d);
-        if registry
-            .meta()
-            .read(|t| blobs::get(&t.blobs, &d))?
-            .is_some()
-        {
+        let gone = if opts.dry_run {
+            let d = digest.to_string();
+            registry
+                .meta()
+                .read(|t| blobs::get(&t.blobs, &d))?
+                .is_none()
+        } else {
+            unlink_unless_recorded(registry, &digest)?
+        };
+        if !gone {
             continue;
-        }
-        if !opts.dry_run {
-            registry.store().remove_blob(&digest)?;
         }
         report.orphan_files_removed += 1;
         report.items.push(format!("orphan {}", path.display()));

@@ -48,7 +48,7 @@ fn dead(view: &RepoView, opts: &GcOptions, now: u64) -> Vec<String> {
     }
     view.manifests
         .iter()
-        .filter(|(d, r)| !live.contains(d.as_str()) && expired(r.created, now, opts.grace))
+        .filter(|(d, r)| !live.contains(d.as_str()) && expired(r.grace_start(), now, opts.grace))
         .map(|(d, _)| d.clone())
         .collect()
 }

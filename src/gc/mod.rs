@@ -11,9 +11,12 @@
 //!    files, are removed.
 //! 4. **Orphan files** (`blobs.rs`): files in `blobs/` with no row (left by a crash between a
 //!    rename and its commit) older than the grace period are unlinked.
+//! 5. **Empty repositories** (`repos.rs`): repositories with no tag, manifest or blob link
+//!    leave `_catalog`.
 
 mod blobs;
 mod manifests;
+mod repos;
 mod schedule;
 mod uploads;
 
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Code, Error, Result};
 use crate::registry::Registry;
 
 /// What a collection run does.
@@ -40,8 +43,14 @@ pub struct GcOptions {
     pub upload_max_age: Duration,
     /// Blobs removed per transaction.
     pub batch_size: usize,
-    /// Called after each blob batch commits and before its files are unlinked (tests use it
-    /// to force interleavings).
+    /// The shortest grace this run may use: `gc.min_online_grace` for collections on a store
+    /// a server is serving (pushes in flight rely on their blobs), zero offline.
+    pub min_grace: Duration,
+    /// Called inside each blob batch's removal transaction, before it commits (tests use it to
+    /// force interleavings).
+    pub in_removal: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Called after each blob batch's removal is durable and before its files are unlinked
+    /// (tests use it to force interleavings).
     pub after_commit: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
@@ -53,6 +62,8 @@ impl Default for GcOptions {
             dry_run: false,
             upload_max_age: Duration::from_secs(168 * 3600),
             batch_size: 512,
+            min_grace: Duration::ZERO,
+            in_removal: None,
             after_commit: None,
         }
     }
@@ -66,7 +77,26 @@ impl std::fmt::Debug for GcOptions {
             .field("dry_run", &self.dry_run)
             .field("upload_max_age", &self.upload_max_age)
             .field("batch_size", &self.batch_size)
+            .field("min_grace", &self.min_grace)
             .finish()
+    }
+}
+
+impl GcOptions {
+    /// Refuses a grace below the floor (400 from `POST /admin/gc`, an error from `kura gc`).
+    pub fn check(&self) -> Result<()> {
+        if self.grace >= self.min_grace {
+            return Ok(());
+        }
+        Err(Error::new(
+            Code::Unsupported,
+            format!(
+                "grace {} is below gc.min_online_grace ({}): collecting a live store with it would delete pushes in flight; stop the server and run `kura gc --root DIR` for a shorter grace",
+                humantime::format_duration(self.grace),
+                humantime::format_duration(self.min_grace)
+            ),
+        )
+        .with_status(actix_web::http::StatusCode::BAD_REQUEST))
     }
 }
 
@@ -79,9 +109,12 @@ pub struct GcReport {
     pub bytes_freed: u64,
     pub uploads_purged: u64,
     pub orphan_files_removed: u64,
+    /// Repositories that held nothing any more.
+    #[serde(default)]
+    pub repositories_removed: u64,
     pub duration_ms: u64,
     /// Every removed item as `repo@digest` (manifests), `digest` (blobs), `upload <id>`,
-    /// `orphan <path>`.
+    /// `orphan <path>`, `repository <name>`.
     pub items: Vec<String>,
 }
 
@@ -94,12 +127,13 @@ impl std::fmt::Display for GcReport {
         };
         write!(
             f,
-            "{verb} {} manifest(s), {} blob(s) ({} bytes), {} upload(s), {} orphan file(s) in {} ms",
+            "{verb} {} manifest(s), {} blob(s) ({} bytes), {} upload(s), {} orphan file(s), {} empty repositories in {} ms",
             self.manifests_removed,
             self.blobs_removed,
             self.bytes_freed,
             self.uploads_purged,
             self.orphan_files_removed,
+            self.repositories_removed,
             self.duration_ms
         )
     }
@@ -107,6 +141,7 @@ impl std::fmt::Display for GcReport {
 
 /// Runs one collection over `registry` (blocking; call from a blocking thread).
 pub fn collect(registry: &Registry, opts: &GcOptions) -> Result<GcReport> {
+    opts.check()?;
     let _running = registry.gc_lock();
     let start = Instant::now();
     let mut report = GcReport {
@@ -117,6 +152,7 @@ pub fn collect(registry: &Registry, opts: &GcOptions) -> Result<GcReport> {
     blobs::collect(registry, opts, &mut report)?;
     uploads::purge(registry, opts, &mut report)?;
     blobs::collect_orphan_files(registry, opts, &mut report)?;
+    repos::collect(registry, opts, &mut report)?;
     report.duration_ms = start.elapsed().as_millis() as u64;
     crate::ops::metrics::record_gc(&report);
     tracing::info!(
@@ -127,6 +163,7 @@ pub fn collect(registry: &Registry, opts: &GcOptions) -> Result<GcReport> {
         bytes_freed = report.bytes_freed,
         uploads = report.uploads_purged,
         orphans = report.orphan_files_removed,
+        repositories = report.repositories_removed,
         duration_ms = report.duration_ms,
         "garbage collection finished"
     );

@@ -12,9 +12,17 @@ pub struct BlobRow {
     pub size: u64,
     /// Manifest revisions referencing the blob (see ARCHITECTURE.md, "Counting rules").
     pub refs: u64,
-    /// Last upload, mount or client sighting while unreferenced (unix seconds).
+    /// Start of the grace period (unix seconds): the last upload, mount, loss of the last
+    /// reference, or client sighting while unreferenced. A sighting sets it up to
+    /// `SIGHTING_LEASE` ahead, so it may lie in the future (see `sight`).
     pub touched: u64,
 }
+
+/// How far ahead a client sighting (`HEAD`/`GET` of an unreferenced blob or of a manifest)
+/// moves the start of the grace period. Sightings while it lies ahead need no write, so a
+/// busy blob costs at most one durable write per lease, and every sighting still gets at
+/// least a full grace period from the moment the client was answered.
+pub const SIGHTING_LEASE: u64 = 60;
 
 type LinkKey = (&'static str, &'static str);
 
@@ -33,11 +41,38 @@ pub fn get(
     }))
 }
 
-/// Records a blob file of `size` bytes, or marks an existing row as touched now.
+/// Records a blob file of `size` bytes, or restarts the grace period of an existing row now
+/// (never moving it back: a sighting's lease is kept).
 pub fn touch(t: &mut WriteTables<'_>, digest: &str, size: u64) -> Result<()> {
-    let refs = get(&t.blobs, digest)?.map_or(0, |r| r.refs);
-    t.blobs.insert(digest, (size, refs, now_secs()))?;
+    let (refs, touched) = get(&t.blobs, digest)?.map_or((0, 0), |r| (r.refs, r.touched));
+    t.blobs
+        .insert(digest, (size, refs, touched.max(now_secs())))?;
     Ok(())
+}
+
+/// True when a client sighting of `row` at `now` needs no write: it is referenced (its grace
+/// period starts when its last reference goes), or its lease still covers `now`.
+pub fn sighting_covered(row: &BlobRow, now: u64) -> bool {
+    row.refs > 0 || row.touched >= now
+}
+
+/// Records a client sighting of `digest` in one transaction that re-checks the row: moves the
+/// start of its grace period `SIGHTING_LEASE` ahead. Returns the row, or `None` when the blob
+/// is gone (collected meanwhile): the client must then be told it is unknown.
+pub fn sight(t: &mut WriteTables<'_>, digest: &str) -> Result<Option<BlobRow>> {
+    let Some(row) = get(&t.blobs, digest)? else {
+        return Ok(None);
+    };
+    let now = now_secs();
+    if sighting_covered(&row, now) {
+        return Ok(Some(row));
+    }
+    let row = BlobRow {
+        touched: now + SIGHTING_LEASE,
+        ..row
+    };
+    put(t, digest, row)?;
+    Ok(Some(row))
 }
 
 /// Sets the row of `digest` (used by repairs).
@@ -62,7 +97,9 @@ pub fn remove(t: &mut WriteTables<'_>, digest: &str) -> Result<Option<BlobRow>> 
     Ok(row)
 }
 
-/// Adds `delta` (which may be negative) to the reference count of `digest`.
+/// Adds `delta` (which may be negative) to the reference count of `digest`. When the last
+/// reference goes, the grace period starts now: a client may have seen the blob a moment ago
+/// (skipping its upload) and be about to push a manifest naming it.
 pub fn add_ref(t: &mut WriteTables<'_>, digest: &str, delta: i64) -> Result<()> {
     let row = get(&t.blobs, digest)?
         .ok_or_else(|| Error::internal("reference count", format!("no blob row for {digest}")))?;
@@ -72,7 +109,12 @@ pub fn add_ref(t: &mut WriteTables<'_>, digest: &str, delta: i64) -> Result<()> 
             format!("count of {digest} would go negative"),
         )
     })?;
-    t.blobs.insert(digest, (row.size, refs, row.touched))?;
+    let touched = if refs == 0 && row.refs > 0 {
+        row.touched.max(now_secs())
+    } else {
+        row.touched
+    };
+    t.blobs.insert(digest, (row.size, refs, touched))?;
     Ok(())
 }
 

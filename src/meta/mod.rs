@@ -151,6 +151,11 @@ impl Meta {
         })
     }
 
+    /// Write transactions committed since the store was opened (tests count durable writes).
+    pub fn commit_count(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
     /// The schema version recorded in the store.
     pub fn schema_version(&self) -> Result<u64> {
         let db = self.db()?;

@@ -26,6 +26,22 @@ pub struct ManifestRecord {
     pub manifests: Vec<String>,
     /// Creation time, unix seconds.
     pub created: u64,
+    /// The last re-push or client sighting by digest (unix seconds; a sighting sets it up to
+    /// `blobs::SIGHTING_LEASE` ahead), 0 if none. Untagged revisions are collected
+    /// (`delete_untagged`) a grace period after `grace_start`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub touched: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl ManifestRecord {
+    /// When the revision's grace period started: its creation, re-push or last sighting.
+    pub fn grace_start(&self) -> u64 {
+        self.created.max(self.touched)
+    }
 }
 
 /// One open upload session.

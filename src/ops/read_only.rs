@@ -27,6 +27,11 @@ impl ReadOnly {
         self.0.load(Ordering::Relaxed)
     }
 
+    /// The flag itself, for components that follow the switch (`Registry::follow_read_only`).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+
     /// Turns read-only mode on or off.
     pub fn set(&self, on: bool) {
         self.0.store(on, Ordering::Relaxed);

@@ -35,21 +35,29 @@ impl Registry {
     }
 
     /// The size of blob `digest` as shown to a client (`HEAD`/`GET`). A client told that an
-    /// unreferenced blob exists may push a manifest naming it next, so such a blob's grace
-    /// period restarts now.
+    /// unreferenced blob exists may push a manifest naming it next, so such a sighting starts
+    /// a grace period (`blobs::sight`). Unless a lease already covers it, the sighting is
+    /// recorded in a write transaction that re-checks the row: either it commits first and the
+    /// collector's own re-check keeps the blob, or the collector's removal commits first and
+    /// the client is told the blob is unknown — never 200 for a blob being removed. Read-only
+    /// mode makes no write.
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
         let row = self.blob_row(repo, digest)?;
-        if row.refs == 0 && row.touched < now_secs() {
-            let d = digest.to_string();
-            self.blocking(move |r| {
-                r.meta().write(|t| match blobs::get(&t.blobs, &d)? {
-                    Some(row) => blobs::touch(t, &d, row.size),
-                    None => Ok(()),
+        if blobs::sighting_covered(&row, now_secs()) || self.is_read_only() {
+            return Ok(row.size);
+        }
+        let (r, d) = (repo.to_string(), digest.to_string());
+        let seen = self
+            .blocking(move |reg| {
+                reg.meta().write(|t| {
+                    if !blobs::is_linked(&t.repo_blobs, &r, &d)? {
+                        return Ok(None);
+                    }
+                    blobs::sight(t, &d)
                 })
             })
             .await?;
-        }
-        Ok(row.size)
+        seen.map(|row| row.size).ok_or_else(|| blob_unknown(digest))
     }
 
     /// Opens blob `digest` of `repo` for reading; returns the file and its size.

@@ -1,12 +1,13 @@
 //! Per-digest locks that order blob file publication against garbage collection.
 //!
 //! A writer holds the lock of a digest from the moment it puts the file in place until its
-//! metadata transaction commits; the collector holds it from its removal transaction until
-//! the file is unlinked. So a re-upload racing the collector either lands after the unlink
-//! (and re-creates file and row) or before the removal transaction (which then sees the fresh
-//! row and keeps it): never a row without its file.
+//! metadata transaction commits (visibly; the fsync wait comes after). The collector removes
+//! rows without any lock (redb orders its transaction with the writers'), waits until the
+//! removal is durable, and then takes the lock of one digest at a time only to re-check that
+//! no row came back and unlink the file. So a re-upload racing the collector either records
+//! the blob before that re-check (and keeps its file) or places its file after the unlink:
+//! never a row without its file, and no writer waits for a whole batch.
 
-use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
@@ -37,17 +38,5 @@ impl DigestLocks {
         self.stripes[stripe(digest)]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Locks the stripes of many digests, in stripe order so concurrent callers cannot deadlock.
-    pub fn lock_many<'a>(
-        &self,
-        digests: impl IntoIterator<Item = &'a str>,
-    ) -> Vec<MutexGuard<'_, ()>> {
-        let order: BTreeSet<usize> = digests.into_iter().map(stripe).collect();
-        order
-            .into_iter()
-            .map(|i| self.stripes[i].lock().unwrap_or_else(|e| e.into_inner()))
-            .collect()
     }
 }

@@ -123,7 +123,8 @@ impl Registry {
         let (media_type, size) = (parsed.media_type.clone(), body.len() as u64);
         self.blocking(move |r| {
             let lock = r.digest_locks().lock(&digest.to_string());
-            r.store().put_verified(&digest, &body)?;
+            let recorded = r.is_recorded(&digest)?;
+            r.store().put_verified(&digest, &body, recorded)?;
             let size = body.len() as u64;
             let committed = r.meta().commit(|t| {
                 record_manifest(t, &repo, &reference, &digest, &parsed, size)?;
@@ -146,8 +147,10 @@ impl Registry {
         })
     }
 
-    /// Looks up manifest `reference` of `repo`; reads its bytes when `with_body`.
-    pub fn get_manifest(
+    /// Looks up manifest `reference` of `repo`; reads its bytes when `with_body`. A pull by
+    /// digest is a sighting: a client may push an index naming the revision next, so its grace
+    /// period restarts (see `sight_manifest`).
+    pub async fn get_manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
@@ -167,6 +170,12 @@ impl Registry {
                 .ok_or_else(|| manifest_unknown(reference))?;
             Ok((digest, rec))
         })?;
+        if matches!(reference, Reference::Digest(_))
+            && rec.grace_start() < now_secs()
+            && !self.is_read_only()
+        {
+            self.sight_manifest(repo, reference, &digest).await?;
+        }
         let body = if with_body {
             match self.inner.manifests.get(&digest) {
                 Some(b) => Some(b),
@@ -181,6 +190,38 @@ impl Registry {
             size: rec.size,
             body,
         })
+    }
+
+    /// Records a client sighting of revision `digest` of `repo` in a write transaction that
+    /// re-checks it: its grace period starts `SIGHTING_LEASE` ahead (so further sightings need
+    /// no write for that long). If the collector removed it first, it is unknown.
+    async fn sight_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<()> {
+        let (r, d) = (repo.to_string(), digest.to_string());
+        let found = self
+            .blocking(move |reg| {
+                reg.meta().write(|t| {
+                    let Some(mut rec) = manifests::get(&t.manifests, &r, &d)? else {
+                        return Ok(false);
+                    };
+                    let now = now_secs();
+                    if rec.grace_start() < now {
+                        rec.touched = now + blobs::SIGHTING_LEASE;
+                        manifests::insert(t, &r, &d, &rec)?;
+                    }
+                    Ok(true)
+                })
+            })
+            .await?;
+        if found {
+            Ok(())
+        } else {
+            Err(manifest_unknown(reference))
+        }
     }
 
     /// Reads manifest `digest` from its file (and caches it).
@@ -288,6 +329,7 @@ fn record_manifest(
             blobs: parsed.blobs.iter().map(Digest::to_string).collect(),
             manifests: parsed.manifests.iter().map(Digest::to_string).collect(),
             created: now_secs(),
+            touched: 0,
         };
         blobs::touch(t, &d, size)?;
         blobs::add_ref(t, &d, 1)?;
@@ -298,6 +340,13 @@ fn record_manifest(
             referrers::add(t, repo, s, &d)?;
         }
         manifests::insert(t, repo, &d, &rec)?;
+    } else if let Some(mut rec) = manifests::get(&t.manifests, repo, &d)? {
+        // A re-push restarts the revision's grace period, as a first push starts it.
+        let now = now_secs();
+        if rec.grace_start() < now {
+            rec.touched = now;
+            manifests::insert(t, repo, &d, &rec)?;
+        }
     }
     if let Reference::Tag(tag) = reference {
         tags::set(t, repo, tag, &d)?;

@@ -12,7 +12,8 @@ mod uploads;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::error::{Error, Result};
 use crate::events::EventContext;
@@ -49,6 +50,8 @@ struct Inner {
     gc: Mutex<()>,
     manifests: cache::ManifestCache,
     outbox: OnceLock<Arc<Outbox>>,
+    /// The server's read-only switch, when one is followed (`follow_read_only`).
+    read_only: RwLock<Arc<AtomicBool>>,
 }
 
 /// A registry over one data directory. Cheap to clone. A handle made by `with_event` also
@@ -80,6 +83,7 @@ impl Registry {
                 gc: Mutex::new(()),
                 manifests: cache::ManifestCache::default(),
                 outbox: OnceLock::new(),
+                read_only: RwLock::default(),
             }),
             event: None,
         })
@@ -103,6 +107,24 @@ impl Registry {
     /// Serializes garbage collection runs.
     pub fn gc_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.inner.gc.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Follows a read-only switch: while it is on, reads record no client sightings (no
+    /// durable write at all).
+    pub fn follow_read_only(&self, flag: Arc<AtomicBool>) {
+        *self
+            .inner
+            .read_only
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = flag;
+    }
+
+    fn is_read_only(&self) -> bool {
+        self.inner
+            .read_only
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .load(Ordering::Relaxed)
     }
 
     /// Upload sessions held in memory.

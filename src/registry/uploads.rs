@@ -185,7 +185,7 @@ impl Registry {
     fn publish_small(&self, repo: &str, digest: &Digest, data: &[u8]) -> Result<()> {
         let lock = self.digest_locks().lock(&digest.to_string());
         if !self.is_recorded(digest)? {
-            self.store().put_verified(digest, data)?;
+            self.store().put_verified(digest, data, false)?;
         }
         self.record_blob(repo, None, digest, data.len() as u64, lock)
     }
@@ -234,7 +234,8 @@ impl Registry {
         }
     }
 
-    fn is_recorded(&self, digest: &Digest) -> Result<bool> {
+    /// True when `digest` has a blob row (so its file was made durable and is trusted).
+    pub(super) fn is_recorded(&self, digest: &Digest) -> Result<bool> {
         Ok(self
             .meta()
             .read(|t| blobs::get(&t.blobs, &digest.to_string()))?
@@ -286,15 +287,21 @@ impl Registry {
         .await
     }
 
-    /// Links blob `digest` from repository `from` into `repo`; false when `from` lacks it.
+    /// Links blob `digest` from repository `from` into `repo` and restarts its grace period;
+    /// false when `from` lacks it.
     pub async fn mount(&self, repo: &RepoName, from: &RepoName, digest: &Digest) -> Result<bool> {
         let (repo, from, digest) = (repo.to_string(), from.to_string(), digest.to_string());
         self.blocking(move |r| {
             let mounted = r.meta().write(|t| {
-                let row = match blobs::get(&t.blobs, &digest)? {
-                    Some(row) if blobs::is_linked(&t.repo_blobs, &from, &digest)? => row,
-                    _ => return Ok(false),
+                if !blobs::is_linked(&t.repo_blobs, &from, &digest)? {
+                    return Ok(false);
+                }
+                let Some(row) = blobs::get(&t.blobs, &digest)? else {
+                    return Ok(false);
                 };
+                // The client will push a manifest naming the blob next: its grace period
+                // restarts now, in the transaction the collector's re-check is ordered with.
+                blobs::touch(t, &digest, row.size)?;
                 blobs::link(t, &repo, &digest)?;
                 repos::ensure(t, &repo)?;
                 r.queue_event(t, "mount", |base| {

@@ -82,10 +82,12 @@ impl BlobStore {
         }
     }
 
-    /// Stores `data`, already known to have `digest`, durably (used for manifests).
-    pub fn put_verified(&self, digest: &Digest, data: &[u8]) -> io::Result<()> {
-        let target = self.blob_path(digest);
-        if target.exists() {
+    /// Stores `data`, already known to have `digest`, durably (manifests, small blobs).
+    /// `recorded` says the blob has a metadata row, so a file already in place was verified
+    /// and made durable before that row committed, and is kept. Without a row, a file in place
+    /// is an orphan (left by a crash) that nothing verified: it is replaced, atomically.
+    pub fn put_verified(&self, digest: &Digest, data: &[u8], recorded: bool) -> io::Result<()> {
+        if recorded && self.blob_path(digest).exists() {
             return Ok(());
         }
         let tmp = self.upload_path(&format!("manifest-{}", uuid::Uuid::new_v4()));
@@ -103,15 +105,6 @@ impl BlobStore {
         let target = self.blob_path(digest);
         fs::rename(tmp, &target)?;
         sync_dir(target.parent().expect("blob path has a parent"))
-    }
-
-    /// Makes the directory entry of blob `digest` durable.
-    pub fn sync_blob_dir(&self, digest: &Digest) -> io::Result<()> {
-        sync_dir(
-            self.blob_path(digest)
-                .parent()
-                .expect("blob path has a parent"),
-        )
     }
 
     /// Creates the file for a new upload session.

@@ -203,7 +203,7 @@ impl UploadFile {
     /// Verifies the content against `expected`, then fsyncs and publishes it as a blob.
     /// On a digest mismatch the file is removed and nothing becomes visible. Returns the size.
     /// Call `flush` first. `recorded` says the blob already has a metadata row, so an existing
-    /// file for it is known durable.
+    /// file for it is known verified and durable; any other existing file is replaced.
     pub fn commit(
         self,
         store: &BlobStore,
@@ -229,14 +229,13 @@ impl UploadFile {
                 actual,
             });
         }
-        if store.blob_path(expected).exists() {
-            // Identical content is already published (and was synced before its rename):
-            // drop this copy, only making sure the existing entry is durable.
+        if recorded && store.blob_path(expected).exists() {
+            // The recorded file was verified and made durable before its row committed:
+            // drop this copy.
             fs::remove_file(&self.path)?;
-            if !recorded {
-                store.sync_blob_dir(expected)?;
-            }
         } else {
+            // Without a row, a file already in place is an orphan (a crash between rename and
+            // commit) that nothing verified: this verified copy replaces it (rename is atomic).
             self.file.sync_all()?;
             store.publish(&self.path, expected)?;
         }
