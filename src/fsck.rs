@@ -358,6 +358,9 @@ pub fn fsck(registry: &Registry, repair: bool, progress: bool) -> Result<FsckRep
         registry.store().remove_blob(&name.parse()?)?;
         report.repaired.push(format!("removed orphan file {name}"));
     }
+    for id in &stale_records {
+        registry.drop_session(id);
+    }
     for id in stray_files.iter().chain(&stale_records) {
         registry.store().remove_upload(id)?;
         report.repaired.push(format!("removed upload {id}"));

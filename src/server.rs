@@ -58,6 +58,10 @@ pub fn build(
     listener: TcpListener,
     opts: &ServerOptions,
 ) -> std::io::Result<Server> {
+    registry.set_session_limits(crate::registry::SessionLimits {
+        total: opts.limits.max_upload_sessions,
+        per_client: opts.limits.max_upload_sessions_per_client,
+    });
     let data = web::Data::new(registry);
     let gc = web::Data::new(opts.gc.clone());
     let ro = web::Data::new(opts.read_only.clone());

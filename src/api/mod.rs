@@ -50,6 +50,19 @@ fn upload_slot(req: &HttpRequest) -> Result<Option<tokio::sync::OwnedSemaphorePe
         .transpose()
 }
 
+/// Who sends the request, for per-client caps: the authenticated user, else the peer's
+/// address (behind a reverse proxy every client shares the proxy's address).
+fn client_id(req: &HttpRequest) -> String {
+    use actix_web::HttpMessage;
+    if let Some(u) = req.extensions().get::<crate::ops::access_log::User>() {
+        return format!("user:{}", u.0);
+    }
+    match req.peer_addr() {
+        Some(a) => format!("ip:{}", a.ip()),
+        None => "ip:unknown".into(),
+    }
+}
+
 /// Emits a webhook event when notifications are configured; `target` is only built then.
 fn notify(req: &HttpRequest, action: &str, target: impl FnOnce() -> crate::ops::notify::Target) {
     use actix_web::HttpMessage;

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::{Registry, Session};
+use super::{Registry, Session, Slot};
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 use crate::meta::{UploadRecord, blobs, now_secs, repos, uploads};
@@ -33,20 +33,35 @@ pub fn range_header(len: u64) -> String {
 }
 
 impl Registry {
-    /// Opens an upload session for `repo`; returns its id.
-    pub async fn start_upload(&self, repo: &RepoName) -> Result<String> {
+    /// Opens an upload session for `repo` on behalf of `client` (`user:<name>` or
+    /// `ip:<address>`); returns its id. Beyond the session caps: 429 `TOOMANYREQUESTS`.
+    pub async fn start_upload(&self, repo: &RepoName, client: &str) -> Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
-        let file = self.store().create_upload(&id)?;
-        let session: Session = Arc::new(tokio::sync::Mutex::new(Some(file)));
+        self.inner.quota.admit(&id, client)?;
         let rec = UploadRecord {
             repo: repo.to_string(),
             offset: 0,
             started: now_secs(),
             updated: now_secs(),
+            client: client.to_string(),
         };
         let id2 = id.clone();
-        self.blocking(move |r| r.meta().write(|t| uploads::put(t, &id2, &rec)))
-            .await?;
+        let opened = self
+            .blocking(move |r| {
+                let file = r.store().create_upload(&id2)?;
+                r.meta().write(|t| uploads::put(t, &id2, &rec))?;
+                Ok(file)
+            })
+            .await;
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                self.inner.quota.release(&id);
+                let _ = self.store().remove_upload(&id);
+                return Err(e);
+            }
+        };
+        let session: Session = Arc::new(tokio::sync::Mutex::new(Slot::Ready(file)));
         self.inner
             .sessions
             .lock()
@@ -55,8 +70,13 @@ impl Registry {
         Ok(id)
     }
 
-    /// The session `id` of `repo`, reloaded from disk if this process has not seen it.
-    fn session(&self, repo: &RepoName, id: &str) -> Result<Session> {
+    /// Locks the session `id` of `repo`. A session this process has not seen (after a restart)
+    /// is rehashed from its file on the blocking pool, holding only its own lock.
+    async fn lock_session(
+        &self,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<tokio::sync::OwnedMutexGuard<Slot>> {
         if uuid::Uuid::parse_str(id).is_err() {
             return Err(upload_unknown(id));
         }
@@ -64,27 +84,37 @@ impl Registry {
         if rec.is_none_or(|r| r.repo != repo.as_str()) {
             return Err(upload_unknown(id));
         }
-        let mut sessions = self.inner.sessions.lock().expect("sessions lock");
-        if let Some(s) = sessions.get(id) {
-            return Ok(s.clone());
+        let session = self
+            .inner
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Slot::Unloaded)))
+            .clone();
+        let mut guard = session.lock_owned().await;
+        if matches!(*guard, Slot::Unloaded) {
+            let id2 = id.to_string();
+            let file = self
+                .blocking(move |r| Ok(r.store().resume_upload(&id2)?))
+                .await;
+            *guard = match file {
+                Ok(Some(f)) => Slot::Ready(f),
+                Ok(None) => Slot::Closed,
+                // Left unloaded: the next request tries again.
+                Err(e) => return Err(e),
+            };
         }
-        let file = self
-            .store()
-            .resume_upload(id)?
-            .ok_or_else(|| upload_unknown(id))?;
-        let s: Session = Arc::new(tokio::sync::Mutex::new(Some(file)));
-        sessions.insert(id.to_string(), s.clone());
-        Ok(s)
+        match *guard {
+            Slot::Ready(_) => Ok(guard),
+            _ => Err(upload_unknown(id)),
+        }
     }
 
     /// Bytes received so far by session `id`.
     pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<u64> {
-        let s = self.session(repo, id)?;
-        let guard = s.lock().await;
-        guard
-            .as_ref()
-            .map(UploadFile::len)
-            .ok_or_else(|| upload_unknown(id))
+        let guard = self.lock_session(repo, id).await?;
+        Ok(ready(&guard).len())
     }
 
     /// Appends `body` to session `id`. With `range` (a `Content-Range` of `start-end`), the
@@ -101,10 +131,8 @@ impl Registry {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let s = self.session(repo, id)?;
-        let mut guard = s.lock().await;
-        let file = guard.as_mut().ok_or_else(|| upload_unknown(id))?;
-        let len = append_to(file, id, range, body).await?;
+        let mut guard = self.lock_session(repo, id).await?;
+        let len = append_to(ready_mut(&mut guard), id, range, body).await?;
         drop(guard);
         let id = id.to_string();
         self.blocking(move |r| {
@@ -132,11 +160,11 @@ impl Registry {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let s = self.session(repo, id)?;
-        let mut guard = s.lock().await;
-        let file = guard.as_mut().ok_or_else(|| upload_unknown(id))?;
-        append_to(file, id, range, body).await?;
-        let file = guard.take().expect("checked above");
+        let mut guard = self.lock_session(repo, id).await?;
+        append_to(ready_mut(&mut guard), id, range, body).await?;
+        let Slot::Ready(file) = std::mem::replace(&mut *guard, Slot::Closed) else {
+            unreachable!("lock_session returns ready sessions")
+        };
         drop(guard);
         self.commit(repo, Some(id), file, digest).await
     }
@@ -203,7 +231,7 @@ impl Registry {
             // Forget the (now empty) in-memory session only after the record is gone, so a
             // concurrent request sees either the record and the empty session, or neither.
             if let Some(id) = &id {
-                r.drop_session(id);
+                r.settle_session(id);
             }
             out
         })
@@ -218,19 +246,23 @@ impl Registry {
         file: UploadFile,
         digest: &Digest,
     ) -> Result<()> {
-        let lock = self.digest_locks().lock(&digest.to_string());
-        // A recorded blob's file was made durable before its row was committed.
-        let recorded = self.is_recorded(digest)?;
-        match file.commit(self.store(), digest, recorded) {
-            Ok(size) => self.record_blob(repo, id, digest, size, lock),
+        // Hashing and the file's fsync happen before the digest's lock is taken; under it
+        // only the rename and the metadata commit.
+        let verified = match file.verify(self.store(), digest) {
+            Ok(v) => v,
             Err(CommitError::DigestMismatch { .. }) => {
                 if let Some(id) = id {
                     self.meta().write(|t| uploads::remove(t, id))?;
                 }
-                Err(digest_mismatch(digest))
+                return Err(digest_mismatch(digest));
             }
-            Err(CommitError::Io(e)) => Err(e.into()),
-        }
+            Err(CommitError::Io(e)) => return Err(e.into()),
+        };
+        let lock = self.digest_locks().lock(&digest.to_string());
+        // A recorded blob's file was made durable before its row was committed.
+        let recorded = self.is_recorded(digest)?;
+        let size = verified.publish(self.store(), recorded)?;
+        self.record_blob(repo, id, digest, size, lock)
     }
 
     fn is_recorded(&self, digest: &Digest) -> Result<bool> {
@@ -266,9 +298,8 @@ impl Registry {
 
     /// Cancels session `id`, removing its bytes.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
-        let s = self.session(repo, id)?;
-        let mut guard = s.lock().await;
-        guard.take().ok_or_else(|| upload_unknown(id))?;
+        let mut guard = self.lock_session(repo, id).await?;
+        *guard = Slot::Closed;
         drop(guard);
         let id = id.to_string();
         self.blocking(move |r| {
@@ -276,7 +307,7 @@ impl Registry {
                 .meta()
                 .write(|t| uploads::remove(t, &id))
                 .and_then(|_| Ok(r.store().remove_upload(&id)?));
-            r.drop_session(&id);
+            r.settle_session(&id);
             out
         })
         .await
@@ -298,6 +329,20 @@ impl Registry {
             })
         })
         .await
+    }
+}
+
+fn ready(slot: &Slot) -> &UploadFile {
+    match slot {
+        Slot::Ready(f) => f,
+        _ => unreachable!("lock_session returns ready sessions"),
+    }
+}
+
+fn ready_mut(slot: &mut Slot) -> &mut UploadFile {
+    match slot {
+        Slot::Ready(f) => f,
+        _ => unreachable!("lock_session returns ready sessions"),
     }
 }
 

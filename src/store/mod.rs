@@ -6,8 +6,9 @@
 //! └── uploads/<uuid>            bytes of an upload session in progress
 //! ```
 //!
-//! An upload streams into `uploads/<uuid>` while it is hashed; `UploadFile::commit` verifies the
-//! digest, fsyncs the file, renames it to `blobs/<algorithm>/<hex>` and fsyncs the directory.
+//! An upload streams into `uploads/<uuid>` while it is hashed; `UploadFile::verify` checks the
+//! digest and fsyncs the file (outside any lock), `Verified::publish` renames it to
+//! `blobs/<algorithm>/<hex>` and fsyncs the directory.
 
 mod upload;
 
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::{Algorithm, Digest};
 
-pub use upload::{Checkpoint, CommitError, UploadFile};
+pub use upload::{Checkpoint, CommitError, UploadFile, Verified};
 
 /// The blob file store under a root directory.
 #[derive(Debug, Clone)]
