@@ -67,6 +67,7 @@ pub fn build(
     let ro = web::Data::new(opts.read_only.clone());
     let limits = web::Data::new(opts.limits.clone());
     let slots = web::Data::new(UploadSlots::new(opts.limits.max_concurrent_uploads));
+    let readiness = web::Data::new(health::Readiness::default());
     let with_metrics = opts.metrics;
     let notifier = opts.notifier.clone().map(web::Data::new);
     let auth = opts.auth.clone().map(web::Data::from);
@@ -77,6 +78,7 @@ pub fn build(
             .app_data(ro.clone())
             .app_data(limits.clone())
             .app_data(slots.clone())
+            .app_data(readiness.clone())
             .wrap(from_fn(read_only::middleware))
             // A no-op unless the app has `Data<Auth>` (added below when auth is configured).
             .wrap(from_fn(crate::auth::middleware::middleware))
