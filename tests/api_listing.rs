@@ -238,3 +238,78 @@ async fn referrers_are_paginated_with_link() {
     assert_eq!(v["manifests"].as_array().unwrap().len(), 7);
     assert!(!h.contains_key("link"));
 }
+
+/// The catalog of a caller with few grants reads only the rows under the literal prefixes of
+/// those grants (the visibility check runs once per row read), and pages through them exactly
+/// as a filter over the whole table would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_catalog_reads_only_the_granted_prefixes_and_paginates_like_a_full_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = kura::registry::Registry::open(dir.path()).unwrap();
+    let mut names: Vec<String> = (0..3000).map(|i| format!("other/r{i:05}")).collect();
+    names.extend(
+        [
+            "team/a", "team/b", "team/c/d", "teamx/z", "solo", "solo2", "a", "zz",
+        ]
+        .map(String::from),
+    );
+    reg.meta()
+        .write(|t| {
+            for n in &names {
+                kura::meta::repos::ensure(t, n)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let prefixes = vec!["solo".to_string(), "team/".to_string()];
+    let allows = |n: &str| n == "solo" || n.starts_with("team/");
+    let reads = std::sync::atomic::AtomicUsize::new(0);
+    let page = reg
+        .catalog_within(&prefixes, None, 100, |n| {
+            reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            allows(n)
+        })
+        .unwrap();
+    assert_eq!(
+        page.items,
+        ["solo", "solo2", "team/a", "team/b", "team/c/d"]
+            .map(String::from)
+            .iter()
+            .filter(|n| allows(n))
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    assert!(!page.more);
+    let reads = reads.into_inner();
+    assert!(
+        reads <= 5,
+        "{reads} rows checked for 4 visible repositories"
+    );
+
+    let mut visible: Vec<String> = names.iter().filter(|n| allows(n)).cloned().collect();
+    visible.sort();
+    let lasts = [
+        None,
+        Some(""),
+        Some("a"),
+        Some("solo"),
+        Some("solo1"),
+        Some("team/"),
+        Some("team/a"),
+        Some("team/c/d"),
+        Some("zzz"),
+    ];
+    for last in lasts {
+        for n in 0..6 {
+            let page = reg.catalog_within(&prefixes, last, n, allows).unwrap();
+            let rest: Vec<String> = visible
+                .iter()
+                .filter(|v| last.is_none_or(|l| v.as_str() > l))
+                .cloned()
+                .collect();
+            let want: Vec<String> = rest.iter().take(n).cloned().collect();
+            assert_eq!(page.items, want, "last={last:?} n={n}");
+            assert_eq!(page.more, rest.len() > n, "last={last:?} n={n}");
+        }
+    }
+}

@@ -54,6 +54,41 @@ impl Registry {
         })
     }
 
+    /// Up to `n` repository names after `last` that `allows` admits, reading only the names
+    /// under `prefixes` (sorted, none a prefix of another; see `Rules::pull_prefixes`).
+    pub fn catalog_within(
+        &self,
+        prefixes: &[String],
+        last: Option<&str>,
+        n: usize,
+        allows: impl Fn(&str) -> bool,
+    ) -> Result<Page> {
+        self.meta().read(|t| {
+            let mut items = Vec::new();
+            let mut more = false;
+            for p in prefixes {
+                if last.is_some_and(|l| l > p.as_str() && !l.starts_with(p.as_str())) {
+                    continue; // wholly before `last`
+                }
+                repos::scan_prefix(&t.repos, p, last, |name| {
+                    if !allows(name) {
+                        return true;
+                    }
+                    if items.len() == n {
+                        more = true;
+                        return false;
+                    }
+                    items.push(name.to_string());
+                    true
+                })?;
+                if more {
+                    break;
+                }
+            }
+            Ok(Page { items, more })
+        })
+    }
+
     /// Up to `n` of the manifests of `repo` whose subject is `subject` (optionally of one
     /// artifact type), in digest order after `last`, and whether more follow.
     pub fn referrers(
