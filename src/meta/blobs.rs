@@ -3,7 +3,7 @@
 
 use redb::ReadableTable;
 
-use super::{WriteTables, now_secs};
+use super::{WriteTables, now_secs, stats};
 use crate::error::{Error, Result};
 
 /// A row of the `blobs` table.
@@ -33,17 +33,33 @@ pub fn get(
     }))
 }
 
+/// Writes the row of `digest`, keeping `stats.blob_bytes` in step. Every change to the
+/// `blobs` table goes through here or `remove`.
+fn insert(t: &mut WriteTables<'_>, digest: &str, row: BlobRow) -> Result<()> {
+    let old = t
+        .blobs
+        .insert(digest, (row.size, row.refs, row.touched))?
+        .map_or(0, |v| v.value().0);
+    stats::add(t, stats::BLOB_BYTES, row.size as i64 - old as i64)
+}
+
 /// Records a blob file of `size` bytes, or marks an existing row as touched now.
 pub fn touch(t: &mut WriteTables<'_>, digest: &str, size: u64) -> Result<()> {
     let refs = get(&t.blobs, digest)?.map_or(0, |r| r.refs);
-    t.blobs.insert(digest, (size, refs, now_secs()))?;
-    Ok(())
+    insert(
+        t,
+        digest,
+        BlobRow {
+            size,
+            refs,
+            touched: now_secs(),
+        },
+    )
 }
 
 /// Sets the row of `digest` (used by repairs).
 pub fn put(t: &mut WriteTables<'_>, digest: &str, row: BlobRow) -> Result<()> {
-    t.blobs.insert(digest, (row.size, row.refs, row.touched))?;
-    Ok(())
+    insert(t, digest, row)
 }
 
 /// Removes the row of `digest` and every repository link to it; returns the removed row.
@@ -56,6 +72,9 @@ pub fn remove(t: &mut WriteTables<'_>, digest: &str) -> Result<Option<BlobRow>> 
             touched,
         }
     });
+    if let Some(r) = row {
+        stats::add(t, stats::BLOB_BYTES, -(r.size as i64))?;
+    }
     for repo in links_of(&t.blob_links, digest)? {
         unlink(t, &repo, digest)?;
     }
