@@ -123,8 +123,11 @@ impl Registry {
         let subject = parsed.subject.clone();
         let (media_type, size) = (parsed.media_type.clone(), body.len() as u64);
         self.blocking(move |r| {
+            // The file is written and synced before the digest's lock; under it only the
+            // rename and the metadata commit.
+            let staged = r.store().stage_verified(&digest, &body)?;
             let lock = r.digest_locks().lock(&digest.to_string());
-            r.store().put_verified(&digest, &body)?;
+            r.store().publish_staged(&digest, staged, &body)?;
             let committed = r.meta().commit(|t| {
                 record_manifest(t, &repo, &reference, &digest, &parsed, body.len() as u64)
             })?;

@@ -210,9 +210,15 @@ impl Registry {
 
     /// Blocking part of `put_blob` for a small, verified blob.
     fn publish_small(&self, repo: &str, digest: &Digest, data: &[u8]) -> Result<()> {
+        // Written and synced before the digest's lock; under it only the rename and commit.
+        let staged = if self.is_recorded(digest)? {
+            None
+        } else {
+            self.store().stage_verified(digest, data)?
+        };
         let lock = self.digest_locks().lock(&digest.to_string());
-        if !self.is_recorded(digest)? {
-            self.store().put_verified(digest, data)?;
+        if staged.is_some() || !self.is_recorded(digest)? {
+            self.store().publish_staged(digest, staged, data)?;
         }
         self.record_blob(repo, None, digest, data.len() as u64, lock)
     }

@@ -85,9 +85,15 @@ impl BlobStore {
 
     /// Stores `data`, already known to have `digest`, durably (used for manifests).
     pub fn put_verified(&self, digest: &Digest, data: &[u8]) -> io::Result<()> {
-        let target = self.blob_path(digest);
-        if target.exists() {
-            return Ok(());
+        let staged = self.stage_verified(digest, data)?;
+        self.publish_staged(digest, staged, data)
+    }
+
+    /// First half of `put_verified`, taking no lock: writes `data` to a temp file and syncs
+    /// it, unless blob `digest` is already published (`None`).
+    pub fn stage_verified(&self, digest: &Digest, data: &[u8]) -> io::Result<Option<PathBuf>> {
+        if self.blob_path(digest).exists() {
+            return Ok(None);
         }
         let tmp = self.upload_path(&format!("manifest-{}", uuid::Uuid::new_v4()));
         let mut f = File::create(&tmp)?;
@@ -96,6 +102,31 @@ impl BlobStore {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
+        Ok(Some(tmp))
+    }
+
+    /// Second half of `put_verified`, under the digest's lock: renames the staged file into
+    /// place unless the blob is published (then the staged copy is dropped). A blob that was
+    /// published at staging but has vanished since (collected) is written again.
+    pub fn publish_staged(
+        &self,
+        digest: &Digest,
+        staged: Option<PathBuf>,
+        data: &[u8],
+    ) -> io::Result<()> {
+        if self.blob_path(digest).exists() {
+            if let Some(tmp) = staged {
+                fs::remove_file(tmp)?;
+            }
+            return Ok(());
+        }
+        let tmp = match staged {
+            Some(tmp) => tmp,
+            None => match self.stage_verified(digest, data)? {
+                Some(tmp) => tmp,
+                None => return Ok(()),
+            },
+        };
         self.publish(&tmp, digest)
     }
 
@@ -145,4 +176,43 @@ impl BlobStore {
 /// Makes a rename or creation in `dir` durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uploads_empty(store: &BlobStore) -> bool {
+        fs::read_dir(store.root().join("uploads"))
+            .unwrap()
+            .next()
+            .is_none()
+    }
+
+    #[test]
+    fn a_staged_copy_of_a_blob_published_meanwhile_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let d = Digest::sha256_of(b"manifest");
+        let staged = store.stage_verified(&d, b"manifest").unwrap();
+        assert!(staged.is_some());
+        store.put_verified(&d, b"manifest").unwrap();
+        store.publish_staged(&d, staged, b"manifest").unwrap();
+        assert_eq!(store.read_blob(&d).unwrap().unwrap(), b"manifest");
+        assert!(uploads_empty(&store));
+    }
+
+    #[test]
+    fn a_blob_that_vanished_after_staging_found_it_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let d = Digest::sha256_of(b"manifest");
+        store.put_verified(&d, b"manifest").unwrap();
+        let staged = store.stage_verified(&d, b"manifest").unwrap();
+        assert!(staged.is_none(), "already published: nothing written");
+        store.remove_blob(&d).unwrap();
+        store.publish_staged(&d, staged, b"manifest").unwrap();
+        assert_eq!(store.read_blob(&d).unwrap().unwrap(), b"manifest");
+        assert!(uploads_empty(&store));
+    }
 }
