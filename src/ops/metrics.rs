@@ -93,7 +93,7 @@ fn build() -> Metrics {
     );
     r.register(
         "uploads_in_progress",
-        "Upload sessions held in memory",
+        "Open upload sessions (started, not finished, cancelled or purged)",
         m.uploads_in_progress.clone(),
     );
     r.register(

@@ -62,11 +62,13 @@ impl Registry {
             }
         };
         let session: Session = Arc::new(tokio::sync::Mutex::new(Slot::Ready(file)));
+        // A request that guessed the id may have loaded the session from its record already.
         self.inner
             .sessions
             .lock()
             .expect("sessions lock")
-            .insert(id.clone(), session);
+            .entry(id.clone())
+            .or_insert(session);
         Ok(id)
     }
 
