@@ -5,6 +5,7 @@
 mod v1_initial;
 mod v2_blob_links;
 mod v3_notifications;
+mod v4_stats;
 
 /// One schema upgrade step.
 #[derive(Clone, Copy)]
@@ -22,6 +23,7 @@ pub const MIGRATIONS: &[Migration] = &[
     v1_initial::STEP,
     v2_blob_links::STEP,
     v3_notifications::STEP,
+    v4_stats::STEP,
 ];
 
 /// The schema version this build of kura writes.

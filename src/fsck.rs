@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::Result;
-use crate::meta::{ManifestRecord, blobs, referrers, tags, uploads};
+use crate::meta::{ManifestRecord, blobs, referrers, stats, tags, uploads};
 use crate::registry::Registry;
 
 /// What `fsck` found.
@@ -68,6 +68,8 @@ struct Snapshot {
     tags: Vec<(String, String, String)>,
     referrers: Vec<(String, String, String)>,
     uploads: BTreeSet<String>,
+    /// `stats.blob_bytes` as recorded.
+    blob_bytes: u64,
 }
 
 fn snapshot(registry: &Registry) -> Result<Snapshot> {
@@ -119,6 +121,7 @@ fn snapshot(registry: &Registry) -> Result<Snapshot> {
         for e in t.uploads.iter()? {
             s.uploads.insert(e?.0.value().to_string());
         }
+        s.blob_bytes = stats::get(&t.stats, stats::BLOB_BYTES)?;
         Ok(s)
     })
 }
@@ -310,6 +313,15 @@ pub fn fsck_with_hook(
             count_fixes.push((d.clone(), blobs::BlobRow { refs: want, ..*row }));
         }
     }
+    // The store totals kept as counters.
+    let blob_bytes: u64 = s.blobs.values().map(|r| r.size).sum();
+    let fix_bytes = blob_bytes != s.blob_bytes;
+    if fix_bytes {
+        fixable.push(format!(
+            "stats: blob_bytes is {} but the blob rows sum to {blob_bytes}",
+            s.blob_bytes
+        ));
+    }
 
     // 4. Links, tags, referrers and uploads pointing at nothing.
     let dangling_links: Vec<_> = s
@@ -394,6 +406,14 @@ pub fn fsck_with_hook(
         for id in &stale_records {
             uploads::remove(t, id)?;
         }
+        if fix_bytes {
+            // Recomputed in this transaction: rows may have changed since the snapshot.
+            let mut sum = 0u64;
+            for e in t.blobs.iter()? {
+                sum += e?.1.value().0;
+            }
+            stats::set(t, stats::BLOB_BYTES, sum)?;
+        }
         Ok(())
     })?;
     report.repaired = fixable;
@@ -401,6 +421,9 @@ pub fn fsck_with_hook(
     for name in &orphans {
         registry.store().remove_blob(&name.parse()?)?;
         report.repaired.push(format!("removed orphan file {name}"));
+    }
+    for id in &stale_records {
+        registry.drop_session(id);
     }
     for id in stray_files.iter().chain(&stale_records) {
         registry.store().remove_upload(id)?;

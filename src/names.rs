@@ -98,6 +98,20 @@ impl Reference {
             Err(Error::new(Code::TagInvalid, format!("invalid tag {s:?}")))
         }
     }
+
+    /// Parses a reference to look up (GET, HEAD, DELETE): a malformed digest is still 400
+    /// `DIGEST_INVALID`, but a would-be tag outside the tag grammar can name no manifest, so
+    /// it is 404 `MANIFEST_UNKNOWN` (the conformance suite asks for `.INVALID_MANIFEST_NAME`).
+    /// Storing under such a tag stays 400 `TAG_INVALID` (`parse`).
+    pub fn parse_lookup(s: &str) -> Result<Self, Error> {
+        Reference::parse(s).map_err(|e| match e.code {
+            Code::TagInvalid => Error::new(
+                Code::ManifestUnknown,
+                format!("manifest {s:?} is unknown (not a valid tag or digest)"),
+            ),
+            _ => e,
+        })
+    }
 }
 
 impl fmt::Display for Reference {
@@ -155,5 +169,22 @@ mod tests {
             Code::DigestInvalid
         );
         assert_eq!(Reference::parse("-bad").unwrap_err().code, Code::TagInvalid);
+    }
+
+    #[test]
+    fn lookup_of_an_invalid_tag_is_manifest_unknown_and_of_a_bad_digest_digest_invalid() {
+        for bad in [".INVALID_MANIFEST_NAME", "-bad", "../meta.redb", ""] {
+            let e = Reference::parse_lookup(bad).unwrap_err();
+            assert_eq!(e.code, Code::ManifestUnknown, "{bad:?}");
+            assert_eq!(e.status, actix_web::http::StatusCode::NOT_FOUND);
+        }
+        assert_eq!(
+            Reference::parse_lookup("sha256:zz").unwrap_err().code,
+            Code::DigestInvalid
+        );
+        assert_eq!(
+            Reference::parse_lookup("v1").unwrap(),
+            Reference::Tag("v1".into())
+        );
     }
 }

@@ -65,11 +65,16 @@ pub fn build(
         .meta()
         .observe_commits(crate::ops::metrics::record_commit);
     registry.follow_read_only(opts.read_only.flag());
+    registry.set_session_limits(crate::registry::SessionLimits {
+        total: opts.limits.max_upload_sessions,
+        per_client: opts.limits.max_upload_sessions_per_client,
+    });
     let data = web::Data::new(registry);
     let gc = web::Data::new(opts.gc.clone());
     let ro = web::Data::new(opts.read_only.clone());
     let limits = web::Data::new(opts.limits.clone());
     let slots = web::Data::new(UploadSlots::new(opts.limits.max_concurrent_uploads));
+    let readiness = web::Data::new(health::Readiness::default());
     let with_metrics = opts.metrics;
     let notifier = opts.notifier.clone().map(web::Data::new);
     let auth = opts.auth.clone().map(web::Data::from);
@@ -82,6 +87,7 @@ pub fn build(
             .app_data(limits.clone())
             .app_data(slots.clone())
             .app_data(deletes.clone())
+            .app_data(readiness.clone())
             .wrap(from_fn(read_only::middleware))
             // A no-op unless the app has `Data<Auth>` (added below when auth is configured).
             .wrap(from_fn(crate::auth::middleware::middleware))

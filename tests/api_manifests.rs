@@ -161,6 +161,36 @@ async fn invalid_tag_and_name_are_rejected() {
     assert_eq!(error_code(r).await, "NAME_INVALID");
 }
 
+/// GET/HEAD/DELETE by a reference that is neither a valid tag nor a digest name no manifest:
+/// 404 `MANIFEST_UNKNOWN`, as the conformance suite v1.1.1 expects for
+/// `.INVALID_MANIFEST_NAME`; a malformed digest stays 400 `DIGEST_INVALID`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_by_an_invalid_tag_is_manifest_unknown() {
+    let s = TestServer::start().await;
+    push_image(&s, "repo", "v1", &[b"layer"]).await;
+    let c = client();
+    for reference in [".INVALID_MANIFEST_NAME", "-bad-tag", "a%2Fb"] {
+        let url = s.url(&format!("/v2/repo/manifests/{reference}"));
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 404, "GET {reference}");
+        assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
+        let r = c.head(&url).send().await.unwrap();
+        assert_eq!(r.status(), 404, "HEAD {reference}");
+        let r = c.delete(&url).send().await.unwrap();
+        assert_eq!(r.status(), 404, "DELETE {reference}");
+        assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
+    }
+    let r = c
+        .get(s.url("/v2/repo/manifests/sha256:zz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "DIGEST_INVALID");
+    let r = c.get(s.url("/v2/repo/manifests/v1")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_requires_its_children_and_docker_list_is_accepted() {
     let s = TestServer::start().await;

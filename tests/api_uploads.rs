@@ -329,7 +329,7 @@ async fn upload_session_survives_a_server_restart() {
     let id = {
         let reg = kura::registry::Registry::open(dir.path()).unwrap();
         let repo = kura::names::RepoName::parse("resume").unwrap();
-        let id = reg.start_upload(&repo).await.unwrap();
+        let id = reg.start_upload(&repo, "ip:127.0.0.1").await.unwrap();
         let chunk = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(
             data[..3000].to_vec(),
         ))]);

@@ -26,7 +26,7 @@ fn foreign_kura_variables_are_ignored_with_one_warning_and_the_server_starts() {
         .args(["serve", "--addr", "127.0.0.1:0", "--workers", "1", "--root"])
         .arg(dir.path())
         .envs(FOREIGN.iter().copied())
-        .env("KURA_GC__GRACE", "5m")
+        .env("KURA_GC__GRACE", "15m")
         .env("KURA_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -69,7 +69,7 @@ fn variables_that_map_to_config_keys_are_applied_beside_foreign_ones() {
     let out = Command::new(env!("CARGO_BIN_EXE_kura"))
         .args(["config", "check", f.to_str().unwrap()])
         .envs(FOREIGN.iter().copied())
-        .env("KURA_GC__GRACE", "5m")
+        .env("KURA_GC__GRACE", "15m")
         .env("KURA_LIMITS__MAX_CONCURRENT_UPLOADS", "9")
         .env("KURA_METRICS__ENABLED", "false")
         .output()
@@ -77,7 +77,7 @@ fn variables_that_map_to_config_keys_are_applied_beside_foreign_ones() {
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(text.contains("grace = \"5m\""), "{text}");
+    assert!(text.contains("grace = \"15m\""), "{text}");
     assert!(text.contains("max_concurrent_uploads = 9"), "{text}");
     assert!(text.contains("enabled = false"), "{text}");
     assert!(

@@ -475,8 +475,8 @@ async fn traversal_nul_and_overlong_names_digests_and_ids_get_spec_errors_and_ch
             "dotdot tag delete".into(),
             "DELETE",
             "/v2/app/manifests/..%2Fmeta.redb".into(),
-            400,
-            Some("TAG_INVALID"),
+            404,
+            Some("MANIFEST_UNKNOWN"),
         ),
         (
             "dotdot referrers".into(),

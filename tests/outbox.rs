@@ -79,7 +79,7 @@ async fn every_acknowledged_write_has_its_event_queued_when_it_returns() {
     let (cd, ld) = (Digest::sha256_of(&config), Digest::sha256_of(&layer));
     // A small blob in one request, a large one through a session.
     w.put_blob(&app, &cd, body(&config)).await.unwrap();
-    let id = w.start_upload(&app).await.unwrap();
+    let id = w.start_upload(&app, "ip:127.0.0.1").await.unwrap();
     w.finish_upload(&app, &id, &ld, None, body(&layer))
         .await
         .unwrap();

@@ -180,8 +180,21 @@ async fn referrers_do_not_keep_their_subject_alive() {
     );
     assert_eq!(f.refs(&sig), 1);
     let repo = RepoName::parse("app").unwrap();
-    assert_eq!(f.reg.referrers(&repo, &subject, None).unwrap().len(), 1);
+    assert_eq!(
+        f.reg
+            .referrers(&repo, &subject, None, None, 100)
+            .unwrap()
+            .0
+            .len(),
+        1
+    );
     f.delete("app", &sig.to_string()).await;
-    assert!(f.reg.referrers(&repo, &subject, None).unwrap().is_empty());
+    assert!(
+        f.reg
+            .referrers(&repo, &subject, None, None, 100)
+            .unwrap()
+            .0
+            .is_empty()
+    );
     assert_eq!(f.refs(&d(b"{}")), 0);
 }

@@ -76,6 +76,30 @@ fn backward_compatibility_v1_store_is_upgraded_with_its_links_indexed() {
     .unwrap();
 }
 
+/// Version 4 computes the `stats` counters once from the existing tables.
+#[test]
+fn backward_compatibility_v3_store_gets_its_blob_bytes_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.redb");
+    drop(Meta::open_with(&path, &MIGRATIONS[..3]).unwrap());
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(kura::meta::tables::BLOBS).unwrap();
+            t.insert(D1, (1000, 1, 5)).unwrap();
+            t.insert(D2, (234, 0, 5)).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let meta = Meta::open(&path).unwrap();
+    assert_eq!(meta.schema_version().unwrap(), LATEST);
+    let bytes = meta
+        .read(|t| kura::meta::stats::get(&t.stats, kura::meta::stats::BLOB_BYTES))
+        .unwrap();
+    assert_eq!(bytes, 1234);
+}
+
 #[test]
 fn pending_steps_run_in_order_when_an_older_store_opens() {
     let dir = tempfile::tempdir().unwrap();

@@ -28,13 +28,18 @@ pub async fn get(req: HttpRequest, reg: web::Data<Registry>) -> Result<HttpRespo
     Ok(res.json(json!({ "repositories": page.items })))
 }
 
-/// A page of the repositories `filter` lets the caller see (authentication on).
+/// A page of the repositories `filter` lets the caller see (authentication on): only the
+/// names under the literal prefixes of the caller's pull grants are read; a caller whose
+/// grants no prefix narrows (`*` patterns, anonymous pull) walks the whole table.
 fn filtered(
     reg: &Registry,
     mut last: Option<String>,
     n: usize,
     filter: &CatalogFilter,
 ) -> Result<Page> {
+    if let Some(prefixes) = filter.prefixes() {
+        return reg.catalog_within(&prefixes, last.as_deref(), n, |name| filter.allows(name));
+    }
     let mut items = Vec::new();
     loop {
         let page = reg.catalog(last.as_deref(), MAX_PAGE)?;

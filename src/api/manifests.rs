@@ -8,8 +8,15 @@ use crate::error::{Code, Error, Result};
 use crate::names::{Reference, RepoName};
 use crate::registry::Registry;
 
+/// The repository and reference of a manifest to store.
 fn parse(path: &(String, String)) -> Result<(RepoName, Reference)> {
     Ok((super::repo(&path.0)?, Reference::parse(&path.1)?))
+}
+
+/// The repository and reference of a manifest to look up or delete (see
+/// `Reference::parse_lookup`: an invalid tag names nothing, so 404).
+fn parse_lookup(path: &(String, String)) -> Result<(RepoName, Reference)> {
+    Ok((super::repo(&path.0)?, Reference::parse_lookup(&path.1)?))
 }
 
 /// The event target of manifest `digest` of `repo`.
@@ -41,7 +48,7 @@ async fn fetch(
     reg: web::Data<Registry>,
     with_body: bool,
 ) -> Result<HttpResponse> {
-    let (repo, reference) = parse(&path)?;
+    let (repo, reference) = parse_lookup(&path)?;
     let m = reg.get_manifest(&repo, &reference, with_body).await?;
     if with_body {
         super::notify_pull(&req, || {
@@ -136,7 +143,7 @@ pub async fn delete(
     reg: web::Data<Registry>,
 ) -> Result<HttpResponse> {
     super::deletes_allowed(&req)?;
-    let (repo, reference) = parse(&path)?;
+    let (repo, reference) = parse_lookup(&path)?;
     super::writer(&req, &reg)
         .delete_manifest(&repo, &reference)
         .await?;

@@ -67,6 +67,19 @@ fn upload_slot(req: &HttpRequest) -> Result<Option<tokio::sync::OwnedSemaphorePe
         .transpose()
 }
 
+/// Who sends the request, for per-client caps: the authenticated user, else the peer's
+/// address (behind a reverse proxy every client shares the proxy's address).
+fn client_id(req: &HttpRequest) -> String {
+    use actix_web::HttpMessage;
+    if let Some(u) = req.extensions().get::<crate::ops::access_log::User>() {
+        return format!("user:{}", u.0);
+    }
+    match req.peer_addr() {
+        Some(a) => format!("ip:{}", a.ip()),
+        None => "ip:unknown".into(),
+    }
+}
+
 /// The request context of a write's webhook event, when notifications are configured: the
 /// registry queues the event in the write's own transaction (`Registry::with_event`).
 fn event_context(req: &HttpRequest) -> Option<crate::events::EventContext> {

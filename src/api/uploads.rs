@@ -74,7 +74,7 @@ pub async fn start(
             .await?;
         return Ok(created_reply(&req, &repo, &digest));
     }
-    let id = reg.start_upload(&repo).await?;
+    let id = reg.start_upload(&repo, &super::client_id(&req)).await?;
     Ok(session_reply(&req, StatusCode::ACCEPTED, &repo, &id, 0))
 }
 

@@ -405,6 +405,15 @@ impl CatalogFilter {
         CatalogFilter { auth, user }
     }
 
+    /// Literal prefixes covering every repository the caller may see (`Rules::pull_prefixes`);
+    /// `None` when they do not narrow the catalog.
+    pub fn prefixes(&self) -> Option<Vec<String>> {
+        match &self.user {
+            None => None,
+            Some(u) => self.auth.rules.pull_prefixes(u.as_deref()),
+        }
+    }
+
     /// Whether the caller may pull (and so see) `repo`.
     pub fn allows(&self, repo: &str) -> bool {
         match &self.user {

@@ -205,6 +205,41 @@ impl Rules {
         out
     }
 
+    /// The literal prefixes of every repository `user` may pull: each pulling rule pattern up
+    /// to its first wildcard, without prefixes another one covers, sorted. `None` when no prefix
+    /// narrows it (anonymous pull, or a pattern starting with `*`). Every repository
+    /// `allowed` grants pull on starts with one of them; keep the two in step.
+    pub fn pull_prefixes(&self, user: Option<&str>) -> Option<Vec<String>> {
+        if self.anonymous_pull {
+            return None;
+        }
+        let Some(user) = user.filter(|u| !u.is_empty()) else {
+            return Some(Vec::new());
+        };
+        let mut prefixes: Vec<String> = Vec::new();
+        for r in &self.rules {
+            if !self.applies(r, user) || !r.actions.contains(Actions::PULL) {
+                continue;
+            }
+            for p in &r.repositories {
+                // Up to the first wildcard (`*` any characters, `?` one character).
+                let literal = p.split(['*', '?']).next().unwrap_or("");
+                if literal.is_empty() {
+                    return None;
+                }
+                prefixes.push(literal.to_string());
+            }
+        }
+        prefixes.sort();
+        let mut out: Vec<String> = Vec::new();
+        for p in prefixes {
+            if !out.last().is_some_and(|q| p.starts_with(q.as_str())) {
+                out.push(p);
+            }
+        }
+        Some(out)
+    }
+
     /// Whether `user` may use the `/admin/` endpoints.
     pub fn is_admin(&self, user: Option<&str>) -> bool {
         user.filter(|u| !u.is_empty())
@@ -363,6 +398,80 @@ mod tests {
         assert!(r.is_admin(Some("alice")));
         assert!(!r.is_admin(Some("bob")));
         assert!(!r.is_admin(None));
+    }
+
+    #[test]
+    fn pull_prefixes_cover_every_repository_a_user_may_pull() {
+        let cfg = AuthConfig {
+            htpasswd: Some("x".into()),
+            groups: [("devs".to_string(), vec!["bob".to_string()])].into(),
+            rules: vec![
+                RuleConfig {
+                    users: vec!["alice".into()],
+                    repositories: vec!["*".into()],
+                    actions: vec!["pull".into()],
+                    ..Default::default()
+                },
+                RuleConfig {
+                    groups: vec!["devs".into()],
+                    repositories: vec![
+                        "team/*".into(),
+                        "team/a*/x".into(),
+                        "solo".into(),
+                        "q?/x".into(),
+                    ],
+                    actions: vec!["pull".into()],
+                    ..Default::default()
+                },
+                RuleConfig {
+                    users: vec!["bob".into()],
+                    repositories: vec!["push-only/*".into()],
+                    actions: vec!["push".into()],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        cfg.validate().unwrap();
+        let r = Rules::new(&cfg);
+        assert_eq!(r.pull_prefixes(Some("alice")), None);
+        assert_eq!(
+            r.pull_prefixes(Some("bob")),
+            Some(vec![
+                "q".to_string(),
+                "solo".to_string(),
+                "team/".to_string()
+            ])
+        );
+        assert_eq!(r.pull_prefixes(Some("carol")), Some(vec![]));
+        assert_eq!(r.pull_prefixes(None), Some(vec![]));
+        let names = [
+            "solo",
+            "solo2",
+            "soloist/x",
+            "team",
+            "team/a",
+            "team/ab/x",
+            "teams",
+            "push-only/a",
+            "other",
+            "",
+            "t",
+            "qa/x",
+        ];
+        for user in ["alice", "bob", "carol"] {
+            let Some(prefixes) = r.pull_prefixes(Some(user)) else {
+                continue;
+            };
+            for n in names {
+                if r.allowed(Some(user), n).contains(Actions::PULL) {
+                    assert!(
+                        prefixes.iter().any(|p| n.starts_with(p.as_str())),
+                        "{user} may pull {n:?} outside {prefixes:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -188,6 +188,11 @@ impl Repo {
             .registry
             .expect(&format!("GET {url}"), resp, &[200])
             .await?;
+        // A large answer is paginated (distribution spec v1.1.1): follow `Link: rel="next"`.
+        let next = header(&resp, LINK)
+            .and_then(link_next)
+            .map(|l| self.registry.resolve(l))
+            .transpose()?;
         let body = read_limited(resp, MAX_MANIFEST).await?;
         #[derive(serde::Deserialize)]
         struct Index {
@@ -196,7 +201,15 @@ impl Repo {
         }
         let idx: Index = serde_json::from_slice(&body)
             .map_err(|e| Error::Invalid(format!("GET {url}: not an image index: {e}")))?;
-        Ok(idx.manifests)
+        let mut out = idx.manifests;
+        if let Some(next) = next.filter(|n| *n != url) {
+            for page in paginate(&self.registry, &self.scope("pull"), next).await? {
+                let idx: Index = serde_json::from_value(page)
+                    .map_err(|e| Error::Invalid(format!("GET {url}: not an image index: {e}")))?;
+                out.extend(idx.manifests);
+            }
+        }
+        Ok(out)
     }
 
     /// The size of blob `digest` if the repository has it (`HEAD`).

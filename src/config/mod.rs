@@ -144,6 +144,11 @@ pub struct LimitsConfig {
     pub body_idle_timeout: Duration,
     /// Blob uploads streaming at once; more get 429 `TOOMANYREQUESTS`.
     pub max_concurrent_uploads: usize,
+    /// Upload sessions open at once (started, not yet finished, cancelled or purged); more
+    /// get 429 `TOOMANYREQUESTS`.
+    pub max_upload_sessions: usize,
+    /// Upload sessions one client (authenticated user, else peer IP address) may hold open.
+    pub max_upload_sessions_per_client: usize,
     /// How long shutdown waits for requests in flight.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -156,6 +161,8 @@ impl Default for LimitsConfig {
             request_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(60),
             max_concurrent_uploads: 256,
+            max_upload_sessions: 10_000,
+            max_upload_sessions_per_client: 1_000,
             shutdown_timeout: Duration::from_secs(30),
         }
     }
@@ -357,7 +364,11 @@ impl Config {
         if self.workers == Some(0) {
             return bad("workers must be at least 1".into());
         }
-        if self.limits.max_concurrent_uploads == 0 || self.limits.max_manifest_size == 0 {
+        if self.limits.max_concurrent_uploads == 0
+            || self.limits.max_manifest_size == 0
+            || self.limits.max_upload_sessions == 0
+            || self.limits.max_upload_sessions_per_client == 0
+        {
             return bad("limits must be positive".into());
         }
         if self.gc.grace < self.gc.min_online_grace {

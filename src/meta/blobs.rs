@@ -3,7 +3,7 @@
 
 use redb::ReadableTable;
 
-use super::{WriteTables, now_secs};
+use super::{WriteTables, now_secs, stats};
 use crate::error::{Error, Result};
 
 /// A row of the `blobs` table.
@@ -41,13 +41,29 @@ pub fn get(
     }))
 }
 
+/// Writes the row of `digest`, keeping `stats.blob_bytes` in step. Every change to the
+/// `blobs` table goes through here or `remove`.
+fn insert(t: &mut WriteTables<'_>, digest: &str, row: BlobRow) -> Result<()> {
+    let old = t
+        .blobs
+        .insert(digest, (row.size, row.refs, row.touched))?
+        .map_or(0, |v| v.value().0);
+    stats::add(t, stats::BLOB_BYTES, row.size as i64 - old as i64)
+}
+
 /// Records a blob file of `size` bytes, or restarts the grace period of an existing row now
 /// (never moving it back: a sighting's lease is kept).
 pub fn touch(t: &mut WriteTables<'_>, digest: &str, size: u64) -> Result<()> {
     let (refs, touched) = get(&t.blobs, digest)?.map_or((0, 0), |r| (r.refs, r.touched));
-    t.blobs
-        .insert(digest, (size, refs, touched.max(now_secs())))?;
-    Ok(())
+    insert(
+        t,
+        digest,
+        BlobRow {
+            size,
+            refs,
+            touched: touched.max(now_secs()),
+        },
+    )
 }
 
 /// True when a client sighting of `row` at `now` needs no write: it is referenced (its grace
@@ -77,8 +93,7 @@ pub fn sight(t: &mut WriteTables<'_>, digest: &str) -> Result<Option<BlobRow>> {
 
 /// Sets the row of `digest` (used by repairs).
 pub fn put(t: &mut WriteTables<'_>, digest: &str, row: BlobRow) -> Result<()> {
-    t.blobs.insert(digest, (row.size, row.refs, row.touched))?;
-    Ok(())
+    insert(t, digest, row)
 }
 
 /// Removes the row of `digest` and every repository link to it; returns the removed row.
@@ -91,6 +106,9 @@ pub fn remove(t: &mut WriteTables<'_>, digest: &str) -> Result<Option<BlobRow>> 
             touched,
         }
     });
+    if let Some(r) = row {
+        stats::add(t, stats::BLOB_BYTES, -(r.size as i64))?;
+    }
     for repo in links_of(&t.blob_links, digest)? {
         unlink(t, &repo, digest)?;
     }
@@ -114,8 +132,15 @@ pub fn add_ref(t: &mut WriteTables<'_>, digest: &str, delta: i64) -> Result<()> 
     } else {
         row.touched
     };
-    t.blobs.insert(digest, (row.size, refs, touched))?;
-    Ok(())
+    insert(
+        t,
+        digest,
+        BlobRow {
+            size: row.size,
+            refs,
+            touched,
+        },
+    )
 }
 
 /// True when `repo` may serve `digest`.

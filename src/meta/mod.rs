@@ -8,6 +8,7 @@ pub mod notifications;
 pub mod records;
 pub mod referrers;
 pub mod repos;
+pub mod stats;
 pub mod tables;
 pub mod tags;
 pub mod uploads;
@@ -95,6 +96,7 @@ pub struct WriteTables<'txn> {
     pub referrers: Table<'txn, (&'static str, &'static str, &'static str), ()>,
     pub uploads: Table<'txn, &'static str, &'static [u8]>,
     pub notifications: Table<'txn, (&'static str, u64), &'static [u8]>,
+    pub stats: Table<'txn, &'static str, u64>,
 }
 
 /// Every table, opened in one read snapshot.
@@ -108,6 +110,7 @@ pub struct ReadTables {
     pub referrers: ReadOnlyTable<(&'static str, &'static str, &'static str), ()>,
     pub uploads: ReadOnlyTable<&'static str, &'static [u8]>,
     pub notifications: ReadOnlyTable<(&'static str, u64), &'static [u8]>,
+    pub stats: ReadOnlyTable<&'static str, u64>,
 }
 
 impl Meta {
@@ -339,6 +342,7 @@ impl Meta {
             referrers: txn.open_table(REFERRERS)?,
             uploads: txn.open_table(UPLOADS)?,
             notifications: txn.open_table(NOTIFICATIONS)?,
+            stats: txn.open_table(STATS)?,
         };
         f(&t)
     }
@@ -356,6 +360,7 @@ impl<'txn> WriteTables<'txn> {
             referrers: txn.open_table(REFERRERS)?,
             uploads: txn.open_table(UPLOADS)?,
             notifications: txn.open_table(NOTIFICATIONS)?,
+            stats: txn.open_table(STATS)?,
         })
     }
 }

@@ -55,4 +55,8 @@ pub struct UploadRecord {
     pub started: u64,
     /// Time of the last change, unix seconds.
     pub updated: u64,
+    /// Who opened it (`user:<name>` or `ip:<address>`), for the per-client session cap;
+    /// empty in records written before the cap existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client: String,
 }

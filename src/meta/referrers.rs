@@ -1,5 +1,7 @@
 //! The `referrers` table: (repository, subject, referrer) → ().
 
+use std::ops::Bound;
+
 use redb::ReadableTable;
 
 use super::WriteTables;
@@ -31,4 +33,27 @@ pub fn list(t: &impl ReadableTable<Key, ()>, repo: &str, subject: &str) -> Resul
         out.push(referrer.to_string());
     }
     Ok(out)
+}
+
+/// Calls `f` with the digests of the manifests in `repo` whose subject is `subject`, in order,
+/// starting after `last`, until `f` returns false.
+pub fn scan(
+    t: &impl ReadableTable<Key, ()>,
+    repo: &str,
+    subject: &str,
+    last: Option<&str>,
+    mut f: impl FnMut(&str) -> Result<bool>,
+) -> Result<()> {
+    let start = match last {
+        Some(l) => Bound::Excluded((repo, subject, l)),
+        None => Bound::Included((repo, subject, "")),
+    };
+    for item in t.range::<(&str, &str, &str)>((start, Bound::Unbounded))? {
+        let (k, _) = item?;
+        let (r, s, referrer) = k.value();
+        if r != repo || s != subject || !f(referrer)? {
+            break;
+        }
+    }
+    Ok(())
 }

@@ -38,3 +38,26 @@ pub fn list(
     }
     Ok((out, false))
 }
+
+/// Calls `f` with the repository names starting with `prefix`, in order, after `last`, until
+/// `f` returns false. Only rows with the prefix are read.
+pub fn scan_prefix(
+    t: &impl ReadableTable<&'static str, u64>,
+    prefix: &str,
+    last: Option<&str>,
+    mut f: impl FnMut(&str) -> bool,
+) -> Result<()> {
+    use std::ops::Bound;
+    let start = match last {
+        Some(l) if l >= prefix => Bound::Excluded(l),
+        _ => Bound::Included(prefix),
+    };
+    for item in t.range::<&str>((start, Bound::Unbounded))? {
+        let (k, _) = item?;
+        let name = k.value();
+        if !name.starts_with(prefix) || !f(name) {
+            break;
+        }
+    }
+    Ok(())
+}

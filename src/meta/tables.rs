@@ -27,3 +27,7 @@ pub const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads"
 /// (endpoint name, sequence) → JSON event: webhook notifications not yet delivered (v3).
 pub const NOTIFICATIONS: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("notifications");
+/// counter name → value: store totals kept in the transactions that change them (v4), so
+/// `/metrics` reads them instead of scanning. `"blob_bytes"`: the sum of `blobs` sizes. (Row
+/// counts need no counter: redb keeps each table's length in its header.)
+pub const STATS: TableDefinition<&str, u64> = TableDefinition::new("stats");

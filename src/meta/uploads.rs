@@ -27,3 +27,15 @@ pub fn put(t: &mut WriteTables<'_>, id: &str, rec: &UploadRecord) -> Result<()> 
 pub fn remove(t: &mut WriteTables<'_>, id: &str) -> Result<bool> {
     Ok(t.uploads.remove(id)?.is_some())
 }
+
+/// Every open session (bounded by the session caps).
+pub fn all(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<(String, UploadRecord)>> {
+    let mut out = Vec::new();
+    for item in t.iter()? {
+        let (k, v) = item?;
+        out.push((k.value().to_string(), serde_json::from_slice(v.value())?));
+    }
+    Ok(out)
+}

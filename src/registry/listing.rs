@@ -54,31 +54,76 @@ impl Registry {
         })
     }
 
-    /// The manifests of `repo` whose subject is `subject`, optionally of one artifact type.
+    /// Up to `n` repository names after `last` that `allows` admits, reading only the names
+    /// under `prefixes` (sorted, none a prefix of another; see `Rules::pull_prefixes`).
+    pub fn catalog_within(
+        &self,
+        prefixes: &[String],
+        last: Option<&str>,
+        n: usize,
+        allows: impl Fn(&str) -> bool,
+    ) -> Result<Page> {
+        self.meta().read(|t| {
+            let mut items = Vec::new();
+            let mut more = false;
+            for p in prefixes {
+                if last.is_some_and(|l| l > p.as_str() && !l.starts_with(p.as_str())) {
+                    continue; // wholly before `last`
+                }
+                repos::scan_prefix(&t.repos, p, last, |name| {
+                    if !allows(name) {
+                        return true;
+                    }
+                    if items.len() == n {
+                        more = true;
+                        return false;
+                    }
+                    items.push(name.to_string());
+                    true
+                })?;
+                if more {
+                    break;
+                }
+            }
+            Ok(Page { items, more })
+        })
+    }
+
+    /// Up to `n` of the manifests of `repo` whose subject is `subject` (optionally of one
+    /// artifact type), in digest order after `last`, and whether more follow.
     pub fn referrers(
         &self,
         repo: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
-    ) -> Result<Vec<Referrer>> {
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<(Vec<Referrer>, bool)> {
         self.meta().read(|t| {
             let mut out = Vec::new();
-            for d in referrers::list(&t.referrers, repo.as_str(), &subject.to_string())? {
-                let Some(rec) = manifests::get(&t.manifests, repo.as_str(), &d)? else {
-                    continue;
+            let mut more = false;
+            let subject = subject.to_string();
+            referrers::scan(&t.referrers, repo.as_str(), &subject, last, |d| {
+                let Some(rec) = manifests::get(&t.manifests, repo.as_str(), d)? else {
+                    return Ok(true);
                 };
                 if artifact_type.is_some_and(|a| rec.artifact_type.as_deref() != Some(a)) {
-                    continue;
+                    return Ok(true);
+                }
+                if out.len() == n {
+                    more = true;
+                    return Ok(false);
                 }
                 out.push(Referrer {
                     media_type: rec.media_type,
-                    digest: d,
+                    digest: d.to_string(),
                     size: rec.size,
                     artifact_type: rec.artifact_type,
                     annotations: rec.annotations,
                 });
-            }
-            Ok(out)
+                Ok(true)
+            })?;
+            Ok((out, more))
         })
     }
 }

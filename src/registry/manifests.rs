@@ -122,9 +122,12 @@ impl Registry {
         let subject = parsed.subject.clone();
         let (media_type, size) = (parsed.media_type.clone(), body.len() as u64);
         self.blocking(move |r| {
+            // The file is written and synced before the digest's lock; under it only the
+            // rename and the metadata commit.
+            let staged = r.store().stage_verified(&digest, &body)?;
             let lock = r.digest_locks().lock(&digest.to_string());
             let recorded = r.is_recorded(&digest)?;
-            r.store().put_verified(&digest, &body, recorded)?;
+            r.store().publish_staged(&digest, staged, &body, recorded)?;
             let size = body.len() as u64;
             let committed = r.meta().commit(|t| {
                 record_manifest(t, &repo, &reference, &digest, &parsed, size)?;

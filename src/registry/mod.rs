@@ -8,6 +8,7 @@ mod listing;
 mod locks;
 mod manifests;
 mod outbox;
+mod quota;
 mod uploads;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ pub use locks::DigestLocks;
 pub(crate) use manifests::remove_revision;
 pub use manifests::{ManifestContent, PutManifest};
 pub use outbox::Outbox;
+pub use quota::SessionLimits;
 pub use uploads::range_header;
 
 /// Why a registry could not be opened.
@@ -37,15 +39,29 @@ pub enum RegistryOpenError {
     },
     #[error(transparent)]
     Meta(#[from] OpenError),
+    #[error("cannot read the open upload sessions: {0}")]
+    Sessions(Error),
 }
 
-/// An upload session held in memory: its file and running hash. `None` once finished.
-type Session = Arc<tokio::sync::Mutex<Option<UploadFile>>>;
+/// An upload session held in memory: its file's path, length and running hash.
+type Session = Arc<tokio::sync::Mutex<Slot>>;
+
+/// The state of an upload session in memory.
+// One slot per session, behind its own mutex: boxing the file would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Slot {
+    /// Known from its record only (after a restart): its file is rehashed on first use.
+    Unloaded,
+    Ready(UploadFile),
+    /// Finished, cancelled, or its file is gone.
+    Closed,
+}
 
 struct Inner {
     store: BlobStore,
     meta: Meta,
     sessions: Mutex<HashMap<String, Session>>,
+    quota: quota::SessionQuota,
     locks: locks::DigestLocks,
     gc: Mutex<()>,
     manifests: cache::ManifestCache,
@@ -74,11 +90,20 @@ impl Registry {
         let meta = Meta::open(&root.join("meta.redb"))?;
         // redb syncs the file, not the directory entry that names it.
         crate::store::sync_dir(root).map_err(io_err)?;
+        // Sessions that survived a restart keep their slots.
+        let quota = quota::SessionQuota::default();
+        let open = meta
+            .read(|t| crate::meta::uploads::all(&t.uploads))
+            .map_err(RegistryOpenError::Sessions)?;
+        for (id, rec) in open {
+            quota.restore(&id, &rec.client);
+        }
         Ok(Registry {
             inner: Arc::new(Inner {
                 store,
                 meta,
                 sessions: Mutex::new(HashMap::new()),
+                quota,
                 locks: locks::DigestLocks::default(),
                 gc: Mutex::new(()),
                 manifests: cache::ManifestCache::default(),
@@ -127,18 +152,42 @@ impl Registry {
             .load(Ordering::Relaxed)
     }
 
-    /// Upload sessions held in memory.
+    /// Open upload sessions (records in the `uploads` table).
     pub fn session_count(&self) -> usize {
-        self.inner.sessions.lock().expect("sessions lock").len()
+        self.inner.quota.open_sessions()
     }
 
-    /// Forgets the in-memory state of upload session `id` (after it was purged).
+    /// Sets the caps on open upload sessions (`[limits]`); unlimited until set.
+    pub fn set_session_limits(&self, limits: SessionLimits) {
+        self.inner.quota.set_limits(limits);
+    }
+
+    /// Forgets upload session `id` (after its record was removed) and frees its slot.
     pub fn drop_session(&self, id: &str) {
         self.inner
             .sessions
             .lock()
             .expect("sessions lock")
             .remove(id);
+        self.inner.quota.release(id);
+    }
+
+    /// After a request that may have closed session `id`: forgets its in-memory state, and
+    /// frees its slot if its record is gone (a failed close keeps both record and slot).
+    fn settle_session(&self, id: &str) {
+        let gone = self
+            .meta()
+            .read(|t| crate::meta::uploads::get(&t.uploads, id))
+            .is_ok_and(|r| r.is_none());
+        if gone {
+            self.drop_session(id);
+        } else {
+            self.inner
+                .sessions
+                .lock()
+                .expect("sessions lock")
+                .remove(id);
+        }
     }
 
     /// Runs blocking work (file syncs, metadata commits) off the async workers.

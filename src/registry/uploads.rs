@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use super::outbox::blob_target;
-use super::{Registry, Session};
+use super::{Registry, Session, Slot};
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 use crate::meta::{UploadRecord, blobs, now_secs, repos, uploads};
@@ -34,30 +34,52 @@ pub fn range_header(len: u64) -> String {
 }
 
 impl Registry {
-    /// Opens an upload session for `repo`; returns its id.
-    pub async fn start_upload(&self, repo: &RepoName) -> Result<String> {
+    /// Opens an upload session for `repo` on behalf of `client` (`user:<name>` or
+    /// `ip:<address>`); returns its id. Beyond the session caps: 429 `TOOMANYREQUESTS`.
+    pub async fn start_upload(&self, repo: &RepoName, client: &str) -> Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
-        let file = self.store().create_upload(&id)?;
-        let session: Session = Arc::new(tokio::sync::Mutex::new(Some(file)));
+        self.inner.quota.admit(&id, client)?;
         let rec = UploadRecord {
             repo: repo.to_string(),
             offset: 0,
             started: now_secs(),
             updated: now_secs(),
+            client: client.to_string(),
         };
         let id2 = id.clone();
-        self.blocking(move |r| r.meta().write(|t| uploads::put(t, &id2, &rec)))
-            .await?;
+        let opened = self
+            .blocking(move |r| {
+                let file = r.store().create_upload(&id2)?;
+                r.meta().write(|t| uploads::put(t, &id2, &rec))?;
+                Ok(file)
+            })
+            .await;
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                self.inner.quota.release(&id);
+                let _ = self.store().remove_upload(&id);
+                return Err(e);
+            }
+        };
+        let session: Session = Arc::new(tokio::sync::Mutex::new(Slot::Ready(file)));
+        // A request that guessed the id may have loaded the session from its record already.
         self.inner
             .sessions
             .lock()
             .expect("sessions lock")
-            .insert(id.clone(), session);
+            .entry(id.clone())
+            .or_insert(session);
         Ok(id)
     }
 
-    /// The session `id` of `repo`, reloaded from disk if this process has not seen it.
-    fn session(&self, repo: &RepoName, id: &str) -> Result<Session> {
+    /// Locks the session `id` of `repo`. A session this process has not seen (after a restart)
+    /// is rehashed from its file on the blocking pool, holding only its own lock.
+    async fn lock_session(
+        &self,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<tokio::sync::OwnedMutexGuard<Slot>> {
         if uuid::Uuid::parse_str(id).is_err() {
             return Err(upload_unknown(id));
         }
@@ -65,27 +87,37 @@ impl Registry {
         if rec.is_none_or(|r| r.repo != repo.as_str()) {
             return Err(upload_unknown(id));
         }
-        let mut sessions = self.inner.sessions.lock().expect("sessions lock");
-        if let Some(s) = sessions.get(id) {
-            return Ok(s.clone());
+        let session = self
+            .inner
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Slot::Unloaded)))
+            .clone();
+        let mut guard = session.lock_owned().await;
+        if matches!(*guard, Slot::Unloaded) {
+            let id2 = id.to_string();
+            let file = self
+                .blocking(move |r| Ok(r.store().resume_upload(&id2)?))
+                .await;
+            *guard = match file {
+                Ok(Some(f)) => Slot::Ready(f),
+                Ok(None) => Slot::Closed,
+                // Left unloaded: the next request tries again.
+                Err(e) => return Err(e),
+            };
         }
-        let file = self
-            .store()
-            .resume_upload(id)?
-            .ok_or_else(|| upload_unknown(id))?;
-        let s: Session = Arc::new(tokio::sync::Mutex::new(Some(file)));
-        sessions.insert(id.to_string(), s.clone());
-        Ok(s)
+        match *guard {
+            Slot::Ready(_) => Ok(guard),
+            _ => Err(upload_unknown(id)),
+        }
     }
 
     /// Bytes received so far by session `id`.
     pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<u64> {
-        let s = self.session(repo, id)?;
-        let guard = s.lock().await;
-        guard
-            .as_ref()
-            .map(UploadFile::len)
-            .ok_or_else(|| upload_unknown(id))
+        let guard = self.lock_session(repo, id).await?;
+        Ok(ready(&guard).len())
     }
 
     /// Appends `body` to session `id`. With `range` (a `Content-Range` of `start-end`), the
@@ -102,10 +134,8 @@ impl Registry {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let s = self.session(repo, id)?;
-        let mut guard = s.lock().await;
-        let file = guard.as_mut().ok_or_else(|| upload_unknown(id))?;
-        let len = append_to(file, id, range, body).await?;
+        let mut guard = self.lock_session(repo, id).await?;
+        let len = append_to(ready_mut(&mut guard), id, range, body).await?;
         drop(guard);
         let id = id.to_string();
         self.blocking(move |r| {
@@ -133,11 +163,11 @@ impl Registry {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let s = self.session(repo, id)?;
-        let mut guard = s.lock().await;
-        let file = guard.as_mut().ok_or_else(|| upload_unknown(id))?;
-        append_to(file, id, range, body).await?;
-        let file = guard.take().expect("checked above");
+        let mut guard = self.lock_session(repo, id).await?;
+        append_to(ready_mut(&mut guard), id, range, body).await?;
+        let Slot::Ready(file) = std::mem::replace(&mut *guard, Slot::Closed) else {
+            unreachable!("lock_session returns ready sessions")
+        };
         drop(guard);
         self.commit(repo, Some(id), file, digest).await
     }
@@ -183,9 +213,17 @@ impl Registry {
 
     /// Blocking part of `put_blob` for a small, verified blob.
     fn publish_small(&self, repo: &str, digest: &Digest, data: &[u8]) -> Result<()> {
+        // Written and synced before the digest's lock; under it only the rename and commit.
+        let staged = if self.is_recorded(digest)? {
+            None
+        } else {
+            self.store().stage_verified(digest, data)?
+        };
         let lock = self.digest_locks().lock(&digest.to_string());
-        if !self.is_recorded(digest)? {
-            self.store().put_verified(digest, data, false)?;
+        let recorded = self.is_recorded(digest)?;
+        if staged.is_some() || !recorded {
+            self.store()
+                .publish_staged(digest, staged, data, recorded)?;
         }
         self.record_blob(repo, None, digest, data.len() as u64, lock)
     }
@@ -204,7 +242,7 @@ impl Registry {
             // Forget the (now empty) in-memory session only after the record is gone, so a
             // concurrent request sees either the record and the empty session, or neither.
             if let Some(id) = &id {
-                r.drop_session(id);
+                r.settle_session(id);
             }
             out
         })
@@ -219,19 +257,23 @@ impl Registry {
         file: UploadFile,
         digest: &Digest,
     ) -> Result<()> {
-        let lock = self.digest_locks().lock(&digest.to_string());
-        // A recorded blob's file was made durable before its row was committed.
-        let recorded = self.is_recorded(digest)?;
-        match file.commit(self.store(), digest, recorded) {
-            Ok(size) => self.record_blob(repo, id, digest, size, lock),
+        // Hashing and the file's fsync happen before the digest's lock is taken; under it
+        // only the rename and the metadata commit.
+        let verified = match file.verify(self.store(), digest) {
+            Ok(v) => v,
             Err(CommitError::DigestMismatch { .. }) => {
                 if let Some(id) = id {
                     self.meta().write(|t| uploads::remove(t, id))?;
                 }
-                Err(digest_mismatch(digest))
+                return Err(digest_mismatch(digest));
             }
-            Err(CommitError::Io(e)) => Err(e.into()),
-        }
+            Err(CommitError::Io(e)) => return Err(e.into()),
+        };
+        let lock = self.digest_locks().lock(&digest.to_string());
+        // A recorded blob's file was made durable before its row was committed.
+        let recorded = self.is_recorded(digest)?;
+        let size = verified.publish(self.store(), recorded)?;
+        self.record_blob(repo, id, digest, size, lock)
     }
 
     /// True when `digest` has a blob row (so its file was made durable and is trusted).
@@ -271,9 +313,8 @@ impl Registry {
 
     /// Cancels session `id`, removing its bytes.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
-        let s = self.session(repo, id)?;
-        let mut guard = s.lock().await;
-        guard.take().ok_or_else(|| upload_unknown(id))?;
+        let mut guard = self.lock_session(repo, id).await?;
+        *guard = Slot::Closed;
         drop(guard);
         let id = id.to_string();
         self.blocking(move |r| {
@@ -281,7 +322,7 @@ impl Registry {
                 .meta()
                 .write(|t| uploads::remove(t, &id))
                 .and_then(|_| Ok(r.store().remove_upload(&id)?));
-            r.drop_session(&id);
+            r.settle_session(&id);
             out
         })
         .await
@@ -313,6 +354,20 @@ impl Registry {
             Ok(mounted)
         })
         .await
+    }
+}
+
+fn ready(slot: &Slot) -> &UploadFile {
+    match slot {
+        Slot::Ready(f) => f,
+        _ => unreachable!("lock_session returns ready sessions"),
+    }
+}
+
+fn ready_mut(slot: &mut Slot) -> &mut UploadFile {
+    match slot {
+        Slot::Ready(f) => f,
+        _ => unreachable!("lock_session returns ready sessions"),
     }
 }
 

@@ -6,8 +6,9 @@
 //! └── uploads/<uuid>            bytes of an upload session in progress
 //! ```
 //!
-//! An upload streams into `uploads/<uuid>` while it is hashed; `UploadFile::commit` verifies the
-//! digest, fsyncs the file, renames it to `blobs/<algorithm>/<hex>` and fsyncs the directory.
+//! An upload streams into `uploads/<uuid>` while it is hashed; `UploadFile::verify` checks the
+//! digest and fsyncs the file (outside any lock), `Verified::publish` renames it to
+//! `blobs/<algorithm>/<hex>` and fsyncs the directory.
 
 mod upload;
 
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::{Algorithm, Digest};
 
-pub use upload::{Checkpoint, CommitError, UploadFile};
+pub use upload::{Checkpoint, CommitError, UploadFile, Verified};
 
 /// The blob file store under a root directory.
 #[derive(Debug, Clone)]
@@ -83,13 +84,24 @@ impl BlobStore {
     }
 
     /// Stores `data`, already known to have `digest`, durably (manifests, small blobs).
-    /// `recorded` says the blob has a metadata row, so a file already in place was verified
-    /// and made durable before that row committed, and is kept. Without a row, a file in place
-    /// is an orphan (left by a crash) that nothing verified: it is replaced, atomically.
+    /// `recorded` as in `publish_staged`.
     pub fn put_verified(&self, digest: &Digest, data: &[u8], recorded: bool) -> io::Result<()> {
-        if recorded && self.blob_path(digest).exists() {
-            return Ok(());
+        let staged = self.stage_verified(digest, data)?;
+        self.publish_staged(digest, staged, data, recorded)
+    }
+
+    /// First half of `put_verified`, taking no lock: writes `data` to a temp file and syncs
+    /// it, unless a file for blob `digest` is already in place (`None`; whether that file can
+    /// be trusted is decided under the lock, by `publish_staged`).
+    pub fn stage_verified(&self, digest: &Digest, data: &[u8]) -> io::Result<Option<PathBuf>> {
+        if self.blob_path(digest).exists() {
+            return Ok(None);
         }
+        self.write_temp(data).map(Some)
+    }
+
+    /// Writes `data` to a new temp file under `uploads/` and syncs it.
+    fn write_temp(&self, data: &[u8]) -> io::Result<PathBuf> {
         let tmp = self.upload_path(&format!("manifest-{}", uuid::Uuid::new_v4()));
         let mut f = File::create(&tmp)?;
         let res = f.write_all(data).and_then(|_| f.sync_all());
@@ -97,6 +109,31 @@ impl BlobStore {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
+        Ok(tmp)
+    }
+
+    /// Second half of `put_verified`, under the digest's lock. `recorded` says the blob has a
+    /// metadata row, so a file in place was verified and made durable before that row
+    /// committed: it is kept and the staged copy dropped. Without a row, a file in place is an
+    /// orphan (left by a crash) that nothing verified: the verified copy replaces it
+    /// atomically (written now if staging found the orphan, or if the blob vanished since).
+    pub fn publish_staged(
+        &self,
+        digest: &Digest,
+        staged: Option<PathBuf>,
+        data: &[u8],
+        recorded: bool,
+    ) -> io::Result<()> {
+        if recorded && self.blob_path(digest).exists() {
+            if let Some(tmp) = staged {
+                fs::remove_file(tmp)?;
+            }
+            return Ok(());
+        }
+        let tmp = match staged {
+            Some(tmp) => tmp,
+            None => self.write_temp(data)?,
+        };
         self.publish(&tmp, digest)
     }
 
@@ -157,4 +194,62 @@ pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new(".")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uploads_empty(store: &BlobStore) -> bool {
+        fs::read_dir(store.root().join("uploads"))
+            .unwrap()
+            .next()
+            .is_none()
+    }
+
+    #[test]
+    fn a_staged_copy_of_a_blob_published_meanwhile_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let d = Digest::sha256_of(b"manifest");
+        let staged = store.stage_verified(&d, b"manifest").unwrap();
+        assert!(staged.is_some());
+        store.put_verified(&d, b"manifest", false).unwrap();
+        // The other writer committed its row: the file in place is trusted.
+        store.publish_staged(&d, staged, b"manifest", true).unwrap();
+        assert_eq!(store.read_blob(&d).unwrap().unwrap(), b"manifest");
+        assert!(uploads_empty(&store));
+    }
+
+    #[test]
+    fn an_unrecorded_file_in_place_is_replaced_by_the_verified_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let d = Digest::sha256_of(b"manifest");
+        // An orphan left by a crash, with the wrong bytes under the digest's name.
+        std::fs::write(store.blob_path(&d), b"garbage").unwrap();
+        let staged = store.stage_verified(&d, b"manifest").unwrap();
+        assert!(staged.is_none(), "a file is in place");
+        store
+            .publish_staged(&d, staged, b"manifest", false)
+            .unwrap();
+        assert_eq!(store.read_blob(&d).unwrap().unwrap(), b"manifest");
+        assert!(uploads_empty(&store));
+    }
+
+    #[test]
+    fn a_blob_that_vanished_after_staging_found_it_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let d = Digest::sha256_of(b"manifest");
+        store.put_verified(&d, b"manifest", false).unwrap();
+        let staged = store.stage_verified(&d, b"manifest").unwrap();
+        assert!(staged.is_none(), "already published: nothing written");
+        store.remove_blob(&d).unwrap();
+        store
+            .publish_staged(&d, staged, b"manifest", false)
+            .unwrap();
+        assert_eq!(store.read_blob(&d).unwrap().unwrap(), b"manifest");
+        assert!(uploads_empty(&store));
+    }
 }

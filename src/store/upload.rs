@@ -20,10 +20,13 @@ use crate::digest::{Algorithm, Digest, Hasher};
 /// (one filling, one being written) while a request streams into it, and none between requests.
 const BLOCK: usize = 1024 * 1024;
 
-/// The bytes of one upload in progress, with a running sha256 of them.
+/// The bytes of one upload in progress, with a running sha256 of them. The file is opened
+/// when a request writes to it and closed by `flush`, so an idle session holds no descriptor
+/// (only its path, length and hash state).
 pub struct UploadFile {
     path: PathBuf,
-    file: Arc<File>,
+    /// Open only while a request appends (or rolls back).
+    file: Option<Arc<File>>,
     hasher: Hasher,
     /// Bytes accepted so far: written, being written, or buffered.
     len: u64,
@@ -51,11 +54,20 @@ pub enum CommitError {
     Io(#[from] io::Error),
 }
 
+/// An upload whose content was checked against its digest (and synced unless the blob
+/// already existed), ready to be published under the digest's lock.
+pub struct Verified {
+    path: PathBuf,
+    digest: Digest,
+    size: u64,
+    synced: bool,
+}
+
 impl UploadFile {
-    fn new(path: PathBuf, file: File, hasher: Hasher, len: u64) -> UploadFile {
+    fn new(path: PathBuf, hasher: Hasher, len: u64) -> UploadFile {
         UploadFile {
             path,
-            file: Arc::new(file),
+            file: None,
             hasher,
             len,
             buf: Vec::new(),
@@ -65,19 +77,16 @@ impl UploadFile {
         }
     }
 
+    /// Creates the (empty) file of a new upload; it is not kept open.
     pub(super) fn create(path: PathBuf) -> io::Result<UploadFile> {
-        let file = OpenOptions::new()
+        OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(&path)?;
-        Ok(UploadFile::new(
-            path,
-            file,
-            Hasher::new(Algorithm::Sha256),
-            0,
-        ))
+        Ok(UploadFile::new(path, Hasher::new(Algorithm::Sha256), 0))
     }
 
+    /// Rehashes the file of an upload after a restart (blocking; reads the whole file).
     pub(super) fn resume(path: PathBuf) -> io::Result<Option<UploadFile>> {
         let mut hasher = Hasher::new(Algorithm::Sha256);
         let len = match File::open(&path) {
@@ -85,8 +94,22 @@ impl UploadFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let file = OpenOptions::new().append(true).open(&path)?;
-        Ok(Some(UploadFile::new(path, file, hasher, len)))
+        Ok(Some(UploadFile::new(path, hasher, len)))
+    }
+
+    /// The open file, opened for appending on first use.
+    fn file(&mut self) -> io::Result<Arc<File>> {
+        if let Some(f) = &self.file {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(OpenOptions::new().append(true).open(&self.path)?);
+        self.file = Some(f.clone());
+        Ok(f)
+    }
+
+    /// True while the upload holds an open file descriptor.
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
     }
 
     /// Bytes accepted so far.
@@ -108,11 +131,13 @@ impl UploadFile {
     }
 
     /// Waits for writes in flight, then truncates the file back to `cp`, so a failed request
-    /// leaves no partial chunk behind.
+    /// leaves no partial chunk behind. The file is closed afterwards.
     pub async fn rollback(&mut self, cp: Checkpoint) -> io::Result<()> {
         let _ = self.settle().await;
         self.buf.clear();
-        self.file.set_len(cp.len)?;
+        let res = self.file().and_then(|f| f.set_len(cp.len));
+        self.file = None;
+        res?;
         self.len = cp.len;
         self.hasher = cp.hasher;
         self.broken = false;
@@ -145,9 +170,9 @@ impl UploadFile {
         if self.buf.is_empty() {
             return Ok(());
         }
+        let file = self.file()?;
         let next = self.spare.take().unwrap_or_default();
         let block = std::mem::replace(&mut self.buf, next);
-        let file = self.file.clone();
         self.pending = Some(tokio::task::spawn_blocking(move || {
             (&*file).write_all(&block)?;
             Ok(block)
@@ -179,48 +204,38 @@ impl UploadFile {
     }
 
     /// Writes everything accepted and waits until it is in the file, then releases the
-    /// buffers: an idle session holds no memory.
+    /// buffers and closes the file: an idle session holds no memory and no descriptor.
     pub async fn flush(&mut self) -> io::Result<()> {
-        self.launch().await?;
-        self.settle().await?;
+        let res = async {
+            self.launch().await?;
+            self.settle().await
+        }
+        .await;
         self.buf = Vec::new();
         self.spare = None;
-        Ok(())
+        if self.pending.is_none() {
+            self.file = None;
+        }
+        res
     }
 
-    /// Appends `data` synchronously (no write may be in flight).
-    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        assert!(
-            self.pending.is_none() && self.buf.is_empty(),
-            "write() after push() without flush()"
-        );
-        (&*self.file).write_all(data)?;
-        self.hasher.update(data);
-        self.len += data.len() as u64;
-        Ok(())
-    }
-
-    /// Verifies the content against `expected`, then fsyncs and publishes it as a blob.
-    /// On a digest mismatch the file is removed and nothing becomes visible. Returns the size.
-    /// Call `flush` first. `recorded` says the blob already has a metadata row, so an existing
-    /// file for it is known verified and durable; any other existing file is replaced.
-    pub fn commit(
-        self,
-        store: &BlobStore,
-        expected: &Digest,
-        recorded: bool,
-    ) -> Result<u64, CommitError> {
+    /// Verifies the content against `expected` (rehashing the file unless the running sha256
+    /// covers exactly what it holds) and fsyncs it unless the blob is already published. On a
+    /// digest mismatch the file is removed. Blocking; call `flush` first. Takes no lock: the
+    /// caller publishes the result under the digest's lock.
+    pub fn verify(self, store: &BlobStore, expected: &Digest) -> Result<Verified, CommitError> {
         if self.pending.is_some() || !self.buf.is_empty() || self.broken {
             return Err(io::Error::other("upload committed with writes outstanding").into());
         }
+        drop(self.file);
         // The file must hold exactly what was hashed; anything else is rehashed from disk.
-        let on_disk = self.file.metadata()?.len();
-        let actual = if expected.algorithm() == Algorithm::Sha256 && on_disk == self.len {
-            self.hasher.clone().finish()
+        let on_disk = fs::metadata(&self.path)?.len();
+        let (actual, size) = if expected.algorithm() == Algorithm::Sha256 && on_disk == self.len {
+            (self.hasher.finish(), on_disk)
         } else {
             let mut h = Hasher::new(expected.algorithm());
-            hash_reader(File::open(&self.path)?, &mut h)?;
-            h.finish()
+            let n = hash_reader(File::open(&self.path)?, &mut h)?;
+            (h.finish(), n)
         };
         if &actual != expected {
             let _ = fs::remove_file(&self.path);
@@ -229,17 +244,42 @@ impl UploadFile {
                 actual,
             });
         }
-        if recorded && store.blob_path(expected).exists() {
-            // The recorded file was verified and made durable before its row committed:
-            // drop this copy.
+        // A published blob makes this copy redundant: no need to sync it.
+        let synced = !store.blob_path(expected).exists();
+        if synced {
+            File::open(&self.path)?.sync_all()?;
+        }
+        Ok(Verified {
+            path: self.path,
+            digest: expected.clone(),
+            size,
+            synced,
+        })
+    }
+}
+
+impl Verified {
+    /// The verified size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Publishes the verified file as its blob (call under the digest's lock). `recorded`
+    /// says the blob has a metadata row, so a file already in place was verified and made
+    /// durable before that row committed: this copy is dropped. Without a row, a file in place
+    /// is an orphan (a crash between rename and commit) that nothing verified: this verified
+    /// copy replaces it (rename is atomic). Returns the size.
+    pub fn publish(self, store: &BlobStore, recorded: bool) -> io::Result<u64> {
+        if recorded && store.blob_path(&self.digest).exists() {
             fs::remove_file(&self.path)?;
         } else {
-            // Without a row, a file already in place is an orphan (a crash between rename and
-            // commit) that nothing verified: this verified copy replaces it (rename is atomic).
-            self.file.sync_all()?;
-            store.publish(&self.path, expected)?;
+            // `verify` skips the sync when a file was in place; this copy is published now.
+            if !self.synced {
+                File::open(&self.path)?.sync_all()?;
+            }
+            store.publish(&self.path, &self.digest)?;
         }
-        Ok(on_disk)
+        Ok(self.size)
     }
 }
 
