@@ -36,6 +36,8 @@ pub struct ServerOptions {
     pub tls: Option<rustls::ServerConfig>,
     /// Whether clients may delete manifests and blobs (`[storage] delete`).
     pub deletes: bool,
+    /// Requests being handled, which a graceful shutdown waits for (`kura serve`).
+    pub in_flight: crate::ops::in_flight::InFlight,
 }
 
 impl Default for ServerOptions {
@@ -50,6 +52,7 @@ impl Default for ServerOptions {
             auth: None,
             tls: None,
             deletes: true,
+            in_flight: Default::default(),
         }
     }
 }
@@ -79,6 +82,7 @@ pub fn build(
     let notifier = opts.notifier.clone().map(web::Data::new);
     let auth = opts.auth.clone().map(web::Data::from);
     let deletes = web::Data::new(api::Deletes(opts.deletes));
+    let in_flight = web::Data::new(opts.in_flight.clone());
     let mut server = HttpServer::new(move || {
         let app = App::new()
             .app_data(data.clone())
@@ -87,11 +91,13 @@ pub fn build(
             .app_data(limits.clone())
             .app_data(slots.clone())
             .app_data(deletes.clone())
+            .app_data(in_flight.clone())
             .app_data(readiness.clone())
             .wrap(from_fn(read_only::middleware))
             // A no-op unless the app has `Data<Auth>` (added below when auth is configured).
             .wrap(from_fn(crate::auth::middleware::middleware))
             .wrap(from_fn(access_log::middleware))
+            .wrap(from_fn(crate::ops::in_flight::middleware))
             .wrap(nosniff())
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz));

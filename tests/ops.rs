@@ -546,7 +546,11 @@ async fn sigterm_during_an_upload_loses_nothing_acknowledged() {
     let sent = tx.send(Ok(data[4_000_000..5_000_000].to_vec())).await;
     drop(tx);
     let r = slow.await.unwrap();
-    assert!(sent.is_ok(), "second half not accepted: {r:?}");
+    assert!(
+        sent.is_ok(),
+        "second half not accepted: {r:?} (server: {:?})",
+        child.wait()
+    );
     let r = r.unwrap();
     assert_eq!(
         r.status(),

@@ -69,9 +69,22 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         if !cfg.gc.interval.is_zero() {
             crate::gc::spawn_periodic(registry, cfg.gc.interval, opts.gc.clone());
         }
+        let (in_flight, grace) = (opts.in_flight.clone(), cfg.limits.shutdown_timeout);
         tokio::spawn(async move {
             shutdown_signal().await;
-            tracing::info!("shutting down: finishing requests in flight");
+            tracing::info!(
+                requests = in_flight.count(),
+                "shutting down: finishing requests in flight"
+            );
+            // Stop accepting, then wait for every request that has started (counted by kura
+            // itself), then stop the workers and close the idle connections.
+            handle.pause().await;
+            if !in_flight.drained(grace).await {
+                tracing::warn!(
+                    requests = in_flight.count(),
+                    "shutdown timeout: stopping with requests still in flight"
+                );
+            }
             handle.stop(true).await;
         });
         tracing::info!(%addr, root = %cfg.root.display(), read_only = cfg.read_only, tls = opts.tls.is_some(), auth = opts.auth.is_some(), "kura registry listening");

@@ -2,6 +2,7 @@
 
 pub mod access_log;
 pub mod health;
+pub mod in_flight;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
