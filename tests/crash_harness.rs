@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 use common::{client, image_manifest, kura_cmd, short_online_grace_env, spawn_kura_guarded_env};
 use kura::digest::Digest;
 
-const ROUNDS: u64 = 60;
-const MIN_ROUNDS: u64 = 50;
-/// The whole harness stops starting rounds after this (it must stay well under 2 minutes).
-const BUDGET: Duration = Duration::from_secs(90);
+/// Every run makes exactly this many kill rounds (deterministic in what it exercises; a slow
+/// machine takes longer rather than checking less).
+const ROUNDS: u64 = 50;
+/// A bound on the whole harness: no round starts after this (about 90 s on this machine).
+const BUDGET: Duration = Duration::from_secs(300);
 const WORKERS: u64 = 3;
 
 /// xorshift64*, so a failing schedule can be replayed from its seed.
@@ -418,8 +419,8 @@ async fn crash_harness_kill_9_at_random_moments_loses_no_acknowledged_write() {
         fscks += 1;
     }
     assert!(
-        kills >= MIN_ROUNDS,
-        "only {kills} kill rounds fit in {BUDGET:?} (machine too slow?)"
+        kills >= ROUNDS,
+        "only {kills} of {ROUNDS} kill rounds fit in {BUDGET:?} (machine far too slow?)"
     );
     // Every acknowledged push that was not deleted is served after a final restart.
     let (mut child, base) = spawn_kura_guarded_env(dir.path(), &flags, &env);
