@@ -7,24 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use kura::digest::Digest;
-use kura::gc::{GcOptions, collect};
+use kura::gc::GcOptions;
 use serde_json::json;
-
-fn opts(grace_secs: u64) -> GcOptions {
-    GcOptions {
-        grace: Duration::from_secs(grace_secs),
-        upload_max_age: Duration::from_secs(3600),
-        ..GcOptions::default()
-    }
-}
-
-async fn gc(s: &TestServer, o: GcOptions) -> kura::gc::GcReport {
-    let reg = s.registry.clone();
-    tokio::task::spawn_blocking(move || collect(&reg, &o))
-        .await
-        .unwrap()
-        .unwrap()
-}
 
 fn file_exists(s: &TestServer, d: &Digest) -> bool {
     s.registry.store().blob_path(d).exists()

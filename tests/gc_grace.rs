@@ -10,27 +10,11 @@ use std::time::Duration;
 
 use common::*;
 use kura::digest::Digest;
-use kura::gc::{GcOptions, collect};
+use kura::gc::GcOptions;
 use kura::meta::{blobs, manifests, now_secs};
 use serde_json::json;
 
 const HOUR: u64 = 3600;
-
-fn opts(grace_secs: u64) -> GcOptions {
-    GcOptions {
-        grace: Duration::from_secs(grace_secs),
-        upload_max_age: Duration::from_secs(HOUR),
-        ..GcOptions::default()
-    }
-}
-
-async fn gc(s: &TestServer, o: GcOptions) -> kura::gc::GcReport {
-    let reg = s.registry.clone();
-    tokio::task::spawn_blocking(move || collect(&reg, &o))
-        .await
-        .unwrap()
-        .unwrap()
-}
 
 /// Moves the grace period of blob `d` two hours into the past, as if pushed long ago.
 fn age_blob(s: &TestServer, d: &Digest) {

@@ -10,22 +10,6 @@ use common::*;
 use kura::digest::Digest;
 use kura::gc::{GcOptions, collect};
 
-fn opts(grace_secs: u64) -> GcOptions {
-    GcOptions {
-        grace: Duration::from_secs(grace_secs),
-        upload_max_age: Duration::from_secs(3600),
-        ..GcOptions::default()
-    }
-}
-
-async fn gc(s: &TestServer, o: GcOptions) -> kura::gc::GcReport {
-    let reg = s.registry.clone();
-    tokio::task::spawn_blocking(move || collect(&reg, &o))
-        .await
-        .unwrap()
-        .unwrap()
-}
-
 async fn catalog(s: &TestServer) -> Vec<String> {
     let v: serde_json::Value = client()
         .get(s.url("/v2/_catalog"))

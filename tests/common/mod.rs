@@ -275,3 +275,21 @@ pub fn spawn_kura_guarded_env(
 pub fn short_online_grace_env() -> Vec<(&'static str, &'static str)> {
     vec![("KURA_GC__MIN_ONLINE_GRACE", "0s")]
 }
+
+/// Collection options with `grace_secs` of grace (and a one-hour upload age), for GC tests.
+pub fn opts(grace_secs: u64) -> kura::gc::GcOptions {
+    kura::gc::GcOptions {
+        grace: std::time::Duration::from_secs(grace_secs),
+        upload_max_age: std::time::Duration::from_secs(3600),
+        ..kura::gc::GcOptions::default()
+    }
+}
+
+/// Runs one collection over `s`'s registry on the blocking pool.
+pub async fn gc(s: &TestServer, o: kura::gc::GcOptions) -> kura::gc::GcReport {
+    let reg = s.registry.clone();
+    tokio::task::spawn_blocking(move || kura::gc::collect(&reg, &o))
+        .await
+        .unwrap()
+        .unwrap()
+}
