@@ -67,7 +67,8 @@ impl Default for Config {
     }
 }
 
-/// Where and how content is stored (`[storage]`).
+/// Where and how content is stored (`[storage]`). Metadata always stays in `root`'s redb
+/// file; `kind` picks where blob bytes live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
@@ -75,11 +76,89 @@ pub struct StorageConfig {
     /// off they get 405 `UNSUPPORTED`, as Distribution's `storage.delete.enabled = false`.
     /// Upload cancels and the collector are unaffected.
     pub delete: bool,
+    /// `filesystem` (blobs under `root`) or `s3` (an S3-compatible bucket).
+    pub kind: StorageKind,
+    /// The bucket (`s3`); it must exist.
+    pub bucket: String,
+    /// A key prefix inside the bucket, so several registries can share one (`s3`).
+    pub prefix: String,
+    /// The bucket's region (`s3`); `AWS_REGION` / `AWS_DEFAULT_REGION` when empty.
+    pub region: String,
+    /// The S3 endpoint URL for Ceph RGW, MinIO, R2...; AWS itself when empty
+    /// (`AWS_ENDPOINT_URL` is read when this is empty).
+    pub endpoint: String,
+    /// Credentials; the standard `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and
+    /// `AWS_SESSION_TOKEN`) variables are used when these are empty. Masked when printed.
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Path-style addressing (`endpoint/bucket/key`). Unset: on for a custom endpoint,
+    /// virtual-hosted style for AWS.
+    pub path_style: Option<bool>,
+    /// Size of each multipart part an upload sends, in bytes (at least 5 MiB, S3's minimum
+    /// for every part but the last); an upload buffers at most two parts in memory.
+    pub part_size: u64,
+    /// Answer blob GETs with a `307` to a presigned URL of the object, so the bytes go from
+    /// the object store (or a CDN in front of it) straight to the client (`s3` only).
+    pub redirect: bool,
+    /// How long a presigned redirect URL stays valid.
+    #[serde(with = "humantime_serde")]
+    pub redirect_expiry: Duration,
 }
+
+/// The blob backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    #[default]
+    Filesystem,
+    S3,
+}
+
+/// S3's smallest part (every part of a multipart upload but the last).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { delete: true }
+        StorageConfig {
+            delete: true,
+            kind: StorageKind::Filesystem,
+            bucket: String::new(),
+            prefix: String::new(),
+            region: String::new(),
+            endpoint: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            path_style: None,
+            part_size: 8 * 1024 * 1024,
+            redirect: false,
+            redirect_expiry: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl StorageConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.kind == StorageKind::Filesystem {
+            return Ok(());
+        }
+        if self.bucket.is_empty() {
+            return Err("storage.bucket is needed for kind = \"s3\"".into());
+        }
+        if self.part_size < MIN_PART_SIZE || self.part_size > 5 * 1024 * 1024 * 1024 {
+            return Err(format!(
+                "storage.part_size ({}) must be between 5 MiB and 5 GiB (S3's part limits)",
+                self.part_size
+            ));
+        }
+        if self.access_key_id.is_empty() != self.secret_access_key.is_empty() {
+            return Err("storage.access_key_id and storage.secret_access_key go together".into());
+        }
+        if self.redirect_expiry.is_zero() || self.redirect_expiry > Duration::from_secs(7 * 86400) {
+            return Err(
+                "storage.redirect_expiry must be between 1s and 7 days (SigV4's limit)".into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -378,6 +457,7 @@ impl Config {
                 humantime::format_duration(self.gc.min_online_grace)
             ));
         }
+        self.storage.validate().map_err(ConfigError::Invalid)?;
         self.auth.validate().map_err(ConfigError::Invalid)?;
         self.tls.validate().map_err(ConfigError::Invalid)?;
         let mut names = std::collections::BTreeSet::new();
@@ -417,6 +497,9 @@ impl Config {
     /// The configuration as TOML with secrets (header values, credentials) masked.
     pub fn to_masked_toml(&self) -> String {
         let mut c = self.clone();
+        if !c.storage.secret_access_key.is_empty() {
+            c.storage.secret_access_key = "********".into();
+        }
         for e in &mut c.notifications.endpoints {
             for v in e.headers.values_mut() {
                 *v = "********".into();

@@ -20,6 +20,40 @@ use crate::digest::{Algorithm, Digest};
 
 pub use upload::{Checkpoint, CommitError, UploadFile, Verified};
 
+/// The bytes of a blob (or a range of it) as they are read, for a response body.
+pub type BlobBody = futures_util::stream::BoxStream<'static, io::Result<bytes::Bytes>>;
+
+/// One object found by listing the store (for the collector and fsck).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// A blob's `<algorithm>:<hex>` (possibly not a valid digest), or an upload's id.
+    pub name: String,
+    pub size: u64,
+    pub modified: std::time::SystemTime,
+}
+
+/// What an object-store upload session keeps in its `uploads` row, so it survives a restart:
+/// the multipart upload and its parts so far, and the tail object holding the bytes after
+/// them (fewer than a part). The filesystem driver keeps nothing here (`default`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UploadState {
+    /// The object store's multipart upload id, once the first part was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<String>,
+    /// The ETag (content id) of each part sent, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
+    /// Bytes in those parts.
+    #[serde(default)]
+    pub parts_len: u64,
+    /// Generation of the tail object (each write makes a new one; `0`: no tail).
+    #[serde(default)]
+    pub tail_gen: u64,
+    /// Bytes in the tail object.
+    #[serde(default)]
+    pub tail_len: u64,
+}
+
 /// The blob file store under a root directory.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
