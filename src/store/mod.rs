@@ -10,6 +10,7 @@
 //! digest and fsyncs the file (outside any lock), `Verified::publish` renames it to
 //! `blobs/<algorithm>/<hex>` and fsyncs the directory.
 
+pub mod s3;
 mod upload;
 
 use std::fs::{self, File};

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod layout;
+pub mod s3;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
