@@ -317,6 +317,15 @@ async fn ranges_at_the_edges_read_exactly_the_bytes_asked_for() {
         );
     }
     assert!(body_bytes(&store, &d, 5, 0).await.is_empty());
+    // A range past the end fails instead of truncating the body: at once when its first
+    // part is short, else with an error ending the stream.
+    assert!(store.read_range(&d, n - 10, 20).await.is_err());
+    let mut body = store.read_range(&d, 0, n + 10).await.unwrap().unwrap();
+    let mut failed = false;
+    while let Some(c) = body.next().await {
+        failed |= c.is_err();
+    }
+    assert!(failed, "a short body must end in an error");
 }
 
 #[tokio::test]

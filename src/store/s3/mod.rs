@@ -457,7 +457,19 @@ impl S3Store {
         let mut body = futures_util::stream::iter(ranges)
             .map(move |r| {
                 let (s3, key) = (s3.clone(), key.clone());
-                let task = handle.spawn(async move { s3.get_range(&key, r).await });
+                let task = handle.spawn(async move {
+                    let want = r.end - r.start;
+                    let got = s3.get_range(&key, r).await?;
+                    // A range past the object's end comes back short: an error, not a
+                    // silently truncated body.
+                    if got.len() as u64 != want {
+                        return Err(object_store::Error::Generic {
+                            store: "S3",
+                            source: format!("ranged read got {} of {want} bytes", got.len()).into(),
+                        });
+                    }
+                    Ok(got)
+                });
                 async move {
                     match task.await {
                         Ok(res) => res,
