@@ -190,7 +190,9 @@ async fn gc_batches_hold_no_digest_lock_between_commit_and_unlink() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orphan_file_is_replaced_by_a_later_upload_not_trusted() {
     let s = TestServer::start().await;
-    let plant = |d: &Digest| std::fs::write(s.registry.store().fs().unwrap().blob_path(d), b"torn").unwrap();
+    let plant = |d: &Digest| {
+        std::fs::write(s.registry.store().fs().unwrap().blob_path(d), b"torn").unwrap()
+    };
     let small = b"a small blob".to_vec();
     let large: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let chunked: Vec<u8> = (0..5_000u32).map(|i| (i % 13) as u8).collect();

@@ -9,6 +9,7 @@
 //! Every driver passes the same suite (`tests/store_drivers.rs`).
 
 mod fs;
+pub mod migrate;
 
 use std::io;
 use std::path::{Path, PathBuf};
