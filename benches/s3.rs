@@ -23,7 +23,7 @@ use kura::config::StorageConfig;
 use kura::digest::Digest;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 
 const MIB: usize = 1024 * 1024;
 const PARALLEL: usize = 32;
@@ -75,7 +75,10 @@ async fn gateway(cfg: &StorageConfig, data: &Bytes, small: &[Bytes]) -> (f64, f6
     let get = mbps(n, t.elapsed());
     let t = Instant::now();
     let puts = small.iter().enumerate().map(|(i, b)| {
-        let (s3, key) = (s3.clone(), Key::from(format!("{}/baseline/{i}", cfg.prefix)));
+        let (s3, key) = (
+            s3.clone(),
+            Key::from(format!("{}/baseline/{i}", cfg.prefix)),
+        );
         let b = b.clone();
         async move { s3.put(&key, PutPayload::from(b)).await.unwrap() }
     });
@@ -89,7 +92,14 @@ struct Server(Child, String);
 impl Server {
     fn start(cfg: &StorageConfig, root: &std::path::Path) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--gc-interval", "0s", "--root"])
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--gc-interval",
+                "0s",
+                "--root",
+            ])
             .arg(root)
             .env("KURA_STORAGE__KIND", "s3")
             .env("KURA_STORAGE__BUCKET", &cfg.bucket)
@@ -183,7 +193,9 @@ fn main() {
         .unwrap_or(256);
     let cfg = s3::s3_config("bench");
     let big = pattern(mib * MIB, 1);
-    let small: Vec<Bytes> = (0..PARALLEL as u64).map(|i| pattern(SMALL, 100 + i)).collect();
+    let small: Vec<Bytes> = (0..PARALLEL as u64)
+        .map(|i| pattern(SMALL, 100 + i))
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -195,10 +207,16 @@ fn main() {
         let server = Server::start(&cfg, dir.path());
         let base = server.1.clone();
         let c = reqwest::Client::new();
-        let mono = mbps(big.len(), push_put(&c, &base, "bench/mono", big.clone()).await);
+        let mono = mbps(
+            big.len(),
+            push_put(&c, &base, "bench/mono", big.clone()).await,
+        );
         // Another blob (a different digest) for the chunked push.
         let big2 = pattern(mib * MIB, 2);
-        let chunked = mbps(big2.len(), push_chunks(&c, &base, "bench/chunked", &big2).await);
+        let chunked = mbps(
+            big2.len(),
+            push_chunks(&c, &base, "bench/chunked", &big2).await,
+        );
         let pulled = mbps(big.len(), pull(&c, &base, "bench/mono", &big).await);
         let t = Instant::now();
         let pushes = small.iter().enumerate().map(|(i, b)| {
@@ -208,8 +226,14 @@ fn main() {
         });
         futures_util::future::join_all(pushes).await;
         let par = mbps(PARALLEL * SMALL, t.elapsed());
-        println!("S3 driver against the gateway at {} ({mib} MiB blob, one client)", cfg.endpoint);
-        println!("{:<34} {:>10} {:>14} {:>7}", "figure", "kura MB/s", "gateway MB/s", "ratio");
+        println!(
+            "S3 driver against the gateway at {} ({mib} MiB blob, one client)",
+            cfg.endpoint
+        );
+        println!(
+            "{:<34} {:>10} {:>14} {:>7}",
+            "figure", "kura MB/s", "gateway MB/s", "ratio"
+        );
         for (what, k, g) in [
             ("push, one PUT (monolithic)", mono, g_put),
             ("push, 16 MiB PATCHes", chunked, g_put),

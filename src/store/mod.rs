@@ -10,6 +10,7 @@
 
 mod fs;
 pub mod migrate;
+pub mod s3;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use crate::config::{StorageConfig, StorageKind};
 use crate::digest::Digest;
 
 pub use fs::{FsStore, UploadFile, create_dir_durable, sync_dir};
+pub use s3::{S3Store, S3Upload};
 
 /// The bytes of a blob (or a range of it) as they are read, for a response body.
 pub type BlobBody = futures_util::stream::BoxStream<'static, io::Result<bytes::Bytes>>;
@@ -73,27 +75,34 @@ pub enum CommitError {
 #[derive(Debug, Clone)]
 pub enum BlobStore {
     Fs(FsStore),
+    S3(S3Store),
 }
 
 /// The bytes of one upload session in progress, with a running hash of them.
 pub enum Upload {
     Fs(UploadFile),
+    S3(S3Upload),
 }
 
 /// The state of an upload before a request appended to it.
 pub enum Checkpoint {
     Fs(fs::Checkpoint),
+    S3(s3::S3Checkpoint),
 }
 
 /// An upload whose content was checked against its digest, ready to be published under the
 /// digest's lock.
 pub enum Verified {
     Fs(fs::Verified),
+    S3(s3::S3Verified),
 }
 
 /// A small verified blob written ahead of the digest's lock (`stage_verified`).
 pub enum Staged {
     Fs(PathBuf),
+    /// Already in place: object stores write atomically, so the verified copy went straight
+    /// to its key.
+    S3,
 }
 
 impl BlobStore {
@@ -101,7 +110,7 @@ impl BlobStore {
     pub fn open(root: &Path, cfg: &StorageConfig) -> io::Result<BlobStore> {
         match cfg.kind {
             StorageKind::Filesystem => Self::filesystem(root),
-            StorageKind::S3 => Err(io::Error::other("the s3 driver is not built in")),
+            StorageKind::S3 => Ok(BlobStore::S3(S3Store::open(cfg)?)),
         }
     }
 
@@ -115,6 +124,7 @@ impl BlobStore {
     pub fn fs(&self) -> Option<&FsStore> {
         match self {
             BlobStore::Fs(s) => Some(s),
+            BlobStore::S3(_) => None,
         }
     }
 
@@ -122,6 +132,7 @@ impl BlobStore {
     pub fn describe(&self) -> String {
         match self {
             BlobStore::Fs(s) => format!("filesystem {}", s.root().display()),
+            BlobStore::S3(s) => s.describe(),
         }
     }
 
@@ -129,6 +140,7 @@ impl BlobStore {
     pub fn stat(&self, digest: &Digest) -> io::Result<Option<u64>> {
         match self {
             BlobStore::Fs(s) => s.stat(digest),
+            BlobStore::S3(s) => s.stat(digest),
         }
     }
 
@@ -136,6 +148,7 @@ impl BlobStore {
     pub fn read_blob(&self, digest: &Digest) -> io::Result<Option<Vec<u8>>> {
         match self {
             BlobStore::Fs(s) => s.read_blob(digest),
+            BlobStore::S3(s) => s.read_blob(digest),
         }
     }
 
@@ -148,14 +161,17 @@ impl BlobStore {
     ) -> io::Result<Option<BlobBody>> {
         match self {
             BlobStore::Fs(s) => s.read_range(digest, start, len),
+            BlobStore::S3(s) => s.read_range(digest, start, len).await,
         }
     }
 
     /// A URL the client may fetch blob `digest` from directly (a presigned object URL), when
     /// the driver is configured to redirect; `None` means serve the bytes.
-    pub async fn redirect_url(&self, _digest: &Digest) -> io::Result<Option<String>> {
+    pub async fn redirect_url(&self, digest: &Digest) -> io::Result<Option<String>> {
         match self {
             BlobStore::Fs(_) => Ok(None),
+            BlobStore::S3(s) if s.redirects() => s.presign_get(digest).await.map(Some),
+            BlobStore::S3(_) => Ok(None),
         }
     }
 
@@ -172,6 +188,10 @@ impl BlobStore {
     pub fn stage_verified(&self, digest: &Digest, data: &[u8]) -> io::Result<Option<Staged>> {
         match self {
             BlobStore::Fs(s) => Ok(s.stage_verified(digest, data)?.map(Staged::Fs)),
+            BlobStore::S3(s) => {
+                s.put_verified(digest, data, false)?;
+                Ok(Some(Staged::S3))
+            }
         }
     }
 
@@ -186,9 +206,17 @@ impl BlobStore {
     ) -> io::Result<()> {
         match self {
             BlobStore::Fs(s) => {
-                let path = staged.map(|Staged::Fs(p)| p);
+                let path = staged.and_then(|st| match st {
+                    Staged::Fs(p) => Some(p),
+                    Staged::S3 => None,
+                });
                 s.publish_staged(digest, path, data, recorded)
             }
+            // Staged: written to its key already. Not staged (never for this driver): write.
+            BlobStore::S3(s) => match staged {
+                Some(_) => Ok(()),
+                None => s.put_verified(digest, data, recorded),
+            },
         }
     }
 
@@ -196,6 +224,7 @@ impl BlobStore {
     pub fn create_upload(&self, id: &str) -> io::Result<Upload> {
         match self {
             BlobStore::Fs(s) => s.create_upload(id).map(Upload::Fs),
+            BlobStore::S3(s) => s.create_upload(id).map(Upload::S3),
         }
     }
 
@@ -204,19 +233,21 @@ impl BlobStore {
     pub fn resume_upload(
         &self,
         id: &str,
-        _state: &UploadState,
-        _len: u64,
+        state: &UploadState,
+        len: u64,
     ) -> io::Result<Option<Upload>> {
         match self {
             BlobStore::Fs(s) => Ok(s.resume_upload(id)?.map(Upload::Fs)),
+            BlobStore::S3(s) => Ok(s.resume_upload(id, state, len)?.map(Upload::S3)),
         }
     }
 
     /// Removes everything upload session `id` stored (`state`: what its row or its in-memory
     /// upload knows of it). Blocking.
-    pub fn remove_upload(&self, id: &str, _state: Option<&UploadState>) -> io::Result<()> {
+    pub fn remove_upload(&self, id: &str, state: Option<&UploadState>) -> io::Result<()> {
         match self {
             BlobStore::Fs(s) => s.remove_upload(id),
+            BlobStore::S3(s) => s.remove_upload(id, state),
         }
     }
 
@@ -235,6 +266,7 @@ impl BlobStore {
     pub fn remove_blobs(&self, digests: &[Digest]) -> io::Result<()> {
         match self {
             BlobStore::Fs(s) => s.remove_blobs(digests),
+            BlobStore::S3(s) => s.remove_blobs(digests),
         }
     }
 
@@ -242,6 +274,7 @@ impl BlobStore {
     pub fn list_blobs(&self, f: &mut dyn FnMut(Listed) -> io::Result<()>) -> io::Result<()> {
         match self {
             BlobStore::Fs(s) => s.list_blobs(f),
+            BlobStore::S3(s) => s.list_blobs(f),
         }
     }
 
@@ -249,6 +282,7 @@ impl BlobStore {
     pub fn list_uploads(&self, f: &mut dyn FnMut(Listed) -> io::Result<()>) -> io::Result<()> {
         match self {
             BlobStore::Fs(s) => s.list_uploads(f),
+            BlobStore::S3(s) => s.list_uploads(f),
         }
     }
 
@@ -256,6 +290,7 @@ impl BlobStore {
     pub fn probe(&self) -> io::Result<()> {
         match self {
             BlobStore::Fs(s) => s.probe(),
+            BlobStore::S3(s) => s.probe(),
         }
     }
 
@@ -268,6 +303,7 @@ impl BlobStore {
     ) -> io::Result<Option<(Digest, u64)>> {
         match self {
             BlobStore::Fs(s) => s.hash_blob(digest, progress),
+            BlobStore::S3(s) => s.hash_blob(digest, progress),
         }
     }
 }
@@ -277,6 +313,7 @@ impl Upload {
     pub fn len(&self) -> u64 {
         match self {
             Upload::Fs(u) => u.len(),
+            Upload::S3(u) => u.len(),
         }
     }
 
@@ -289,6 +326,7 @@ impl Upload {
     pub fn is_open(&self) -> bool {
         match self {
             Upload::Fs(u) => u.is_open(),
+            Upload::S3(u) => u.is_open(),
         }
     }
 
@@ -296,6 +334,7 @@ impl Upload {
     pub fn state(&self) -> UploadState {
         match self {
             Upload::Fs(_) => UploadState::default(),
+            Upload::S3(u) => u.state(),
         }
     }
 
@@ -303,6 +342,7 @@ impl Upload {
     pub fn checkpoint(&self) -> Checkpoint {
         match self {
             Upload::Fs(u) => Checkpoint::Fs(u.checkpoint()),
+            Upload::S3(u) => Checkpoint::S3(u.checkpoint()),
         }
     }
 
@@ -310,6 +350,7 @@ impl Upload {
     pub async fn push(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
             Upload::Fs(u) => u.push(data).await,
+            Upload::S3(u) => u.push(data).await,
         }
     }
 
@@ -317,6 +358,7 @@ impl Upload {
     pub async fn flush(&mut self) -> io::Result<()> {
         match self {
             Upload::Fs(u) => u.flush().await,
+            Upload::S3(u) => u.flush().await,
         }
     }
 
@@ -324,6 +366,8 @@ impl Upload {
     pub async fn rollback(&mut self, cp: Checkpoint) -> io::Result<()> {
         match (self, cp) {
             (Upload::Fs(u), Checkpoint::Fs(cp)) => u.rollback(cp).await,
+            (Upload::S3(u), Checkpoint::S3(cp)) => u.rollback(cp).await,
+            _ => Err(io::Error::other("checkpoint of another driver")),
         }
     }
 
@@ -332,6 +376,8 @@ impl Upload {
     pub fn verify(self, store: &BlobStore, expected: &Digest) -> Result<Verified, CommitError> {
         match (self, store) {
             (Upload::Fs(u), BlobStore::Fs(s)) => u.verify(s, expected).map(Verified::Fs),
+            (Upload::S3(u), BlobStore::S3(s)) => u.verify(s, expected).map(Verified::S3),
+            _ => Err(io::Error::other("upload of another driver").into()),
         }
     }
 }
@@ -341,6 +387,7 @@ impl Verified {
     pub fn size(&self) -> u64 {
         match self {
             Verified::Fs(v) => v.size(),
+            Verified::S3(v) => v.size(),
         }
     }
 
@@ -349,6 +396,8 @@ impl Verified {
     pub fn publish(self, store: &BlobStore, recorded: bool) -> io::Result<u64> {
         match (self, store) {
             (Verified::Fs(v), BlobStore::Fs(s)) => v.publish(s, recorded),
+            (Verified::S3(v), BlobStore::S3(s)) => v.publish(s, recorded),
+            _ => Err(io::Error::other("upload of another driver")),
         }
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod layout;
+pub mod s3;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -102,13 +103,19 @@ impl Drop for TestServer {
 /// The `KURA_STORAGE__*` variables that make a `kura serve` child use `storage`.
 pub fn storage_env(storage: &kura::config::StorageConfig) -> Vec<(String, String)> {
     let mut env = vec![
-        ("KURA_STORAGE__KIND", format!("{:?}", storage.kind).to_lowercase()),
+        (
+            "KURA_STORAGE__KIND",
+            format!("{:?}", storage.kind).to_lowercase(),
+        ),
         ("KURA_STORAGE__BUCKET", storage.bucket.clone()),
         ("KURA_STORAGE__PREFIX", storage.prefix.clone()),
         ("KURA_STORAGE__REGION", storage.region.clone()),
         ("KURA_STORAGE__ENDPOINT", storage.endpoint.clone()),
         ("KURA_STORAGE__ACCESS_KEY_ID", storage.access_key_id.clone()),
-        ("KURA_STORAGE__SECRET_ACCESS_KEY", storage.secret_access_key.clone()),
+        (
+            "KURA_STORAGE__SECRET_ACCESS_KEY",
+            storage.secret_access_key.clone(),
+        ),
         ("KURA_STORAGE__PART_SIZE", storage.part_size.to_string()),
         ("KURA_STORAGE__REDIRECT", storage.redirect.to_string()),
     ];

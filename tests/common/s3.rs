@@ -1,0 +1,155 @@
+//! A real S3 server for the storage tests: Ceph's RADOS Gateway on loopback.
+//!
+//! `s3_config` uses the gateway named by the environment (`AWS_ENDPOINT_URL` and the other
+//! `AWS_*` variables `.ci/run` exports), or else starts one itself with
+//! `tests/tools/s3-ceph-up.sh` under `target/ceph-test` (reused while it runs; test processes
+//! serialise on a file lock). Bucket `kura-test` is created if missing; every test gets its
+//! own key prefix, so tests share the bucket without seeing each other's objects.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use kura::config::{MIN_PART_SIZE, StorageConfig, StorageKind};
+
+pub const BUCKET: &str = "kura-test";
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// How to reach the gateway.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+}
+
+/// A config for `S3Store::open` on the test gateway with prefix `<test>-<uuid>` and the
+/// smallest part size S3 allows (5 MiB), so multipart tests need little data.
+pub fn s3_config(test: &str) -> StorageConfig {
+    let g = gateway();
+    StorageConfig {
+        kind: StorageKind::S3,
+        bucket: BUCKET.to_string(),
+        prefix: format!("{test}-{}", uuid::Uuid::new_v4()),
+        region: g.region.clone(),
+        endpoint: g.endpoint.clone(),
+        access_key_id: g.access_key.clone(),
+        secret_access_key: g.secret_key.clone(),
+        part_size: MIN_PART_SIZE,
+        ..StorageConfig::default()
+    }
+}
+
+/// The gateway (started on first use in this process if the environment names none), with
+/// the test bucket in place.
+pub fn gateway() -> &'static Gateway {
+    static GW: OnceLock<Gateway> = OnceLock::new();
+    GW.get_or_init(|| {
+        let g = from_env().unwrap_or_else(start_own);
+        ensure_bucket(&g);
+        g
+    })
+}
+
+fn from_env() -> Option<Gateway> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Some(Gateway {
+        endpoint: var("AWS_ENDPOINT_URL")?,
+        access_key: var("AWS_ACCESS_KEY_ID")?,
+        secret_key: var("AWS_SECRET_ACCESS_KEY")?,
+        region: var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".into()),
+    })
+}
+
+fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Starts (or finds running) the cluster under `target/ceph-test`, holding a lock so that
+/// concurrent test processes start one cluster between them.
+fn start_own() -> Gateway {
+    let dir = repo_path("target/ceph-test");
+    std::fs::create_dir_all(&dir).expect("create target/ceph-test");
+    // Rust opens files close-on-exec: the daemons the script starts do not inherit the lock.
+    let lock = std::fs::File::create(repo_path("target/ceph-test.lock")).expect("lock file");
+    // SAFETY: flock on a descriptor this function owns; released when `lock` is dropped.
+    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock target/ceph-test.lock");
+    let script = repo_path("tests/tools/s3-ceph-up.sh");
+    let running = Command::new(&script)
+        .arg("status")
+        .arg(&dir)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let out = if running {
+        Command::new(&script).arg("env").arg(&dir).output()
+    } else {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        Command::new(&script)
+            .arg("start")
+            .arg(&dir)
+            .arg(port.to_string())
+            .output()
+    }
+    .expect("run tests/tools/s3-ceph-up.sh");
+    if !out.status.success() {
+        let _ = std::io::stderr().write_all(&out.stderr);
+        panic!(
+            "tests/tools/s3-ceph-up.sh failed ({}); install Ceph with `tests/tools/s3-ceph-up.sh install` or set S3_CEPH_INSTALL=1",
+            out.status
+        );
+    }
+    drop(lock);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let var = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("export {k}=")))
+            .unwrap_or_else(|| panic!("s3-ceph-up.sh printed no {k}"))
+            .to_string()
+    };
+    Gateway {
+        endpoint: var("AWS_ENDPOINT_URL"),
+        access_key: var("AWS_ACCESS_KEY_ID"),
+        secret_key: var("AWS_SECRET_ACCESS_KEY"),
+        region: var("AWS_REGION"),
+    }
+}
+
+/// Creates the test bucket unless it exists (a SigV4-signed PUT, as the script's own check).
+fn ensure_bucket(g: &Gateway) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(["-X", "PUT", "--aws-sigv4"])
+        .arg(format!("aws:amz:{}:s3", g.region))
+        .arg("-H")
+        .arg(format!("x-amz-content-sha256: {EMPTY_SHA256}"))
+        .arg("--user")
+        .arg(format!("{}:{}", g.access_key, g.secret_key))
+        .arg(format!("{}/{BUCKET}", g.endpoint.trim_end_matches('/')))
+        .output()
+        .expect("run curl");
+    let code = String::from_utf8_lossy(&out.stdout).to_string();
+    // 200: created; 409: it exists (BucketAlreadyOwnedByYou / BucketAlreadyExists).
+    assert!(
+        code == "200" || code == "409",
+        "creating bucket {BUCKET} at {}: HTTP {code} {}",
+        g.endpoint,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
