@@ -31,7 +31,11 @@ fn digest_of(kind: &str, i: u64) -> Digest {
 fn add_loose_blobs(reg: &Registry, kind: &str, range: std::ops::Range<u64>) {
     let ds: Vec<Digest> = range.clone().map(|i| digest_of(kind, i)).collect();
     for (i, d) in range.zip(&ds) {
-        std::fs::write(reg.store().blob_path(d), format!("{kind}-{i}")).unwrap();
+        std::fs::write(
+            reg.store().fs().unwrap().blob_path(d),
+            format!("{kind}-{i}"),
+        )
+        .unwrap();
     }
     reg.meta()
         .write(|t| {
@@ -97,7 +101,11 @@ fn populate(reg: &Registry) {
     }
     for m in 0..MANIFESTS {
         let d = digest_of("manifest", m);
-        std::fs::write(reg.store().blob_path(&d), format!("manifest-{m}")).unwrap();
+        std::fs::write(
+            reg.store().fs().unwrap().blob_path(&d),
+            format!("manifest-{m}"),
+        )
+        .unwrap();
     }
     add_loose_blobs(reg, "loose", 0..UNREFERENCED);
 }

@@ -267,12 +267,16 @@ fn populate(root: &Path, n_repos: usize, n_tags: usize) {
     let reg = Registry::open(root).unwrap();
     let cfg = b"{}";
     let cd = Digest::sha256_of(cfg).to_string();
-    std::fs::write(reg.store().blob_path(&Digest::sha256_of(cfg)), cfg).unwrap();
+    std::fs::write(
+        reg.store().fs().unwrap().blob_path(&Digest::sha256_of(cfg)),
+        cfg,
+    )
+    .unwrap();
     let body = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":2}},"layers":[]}}"#
     );
     let md = Digest::sha256_of(body.as_bytes());
-    std::fs::write(reg.store().blob_path(&md), &body).unwrap();
+    std::fs::write(reg.store().fs().unwrap().blob_path(&md), &body).unwrap();
     let rec = ManifestRecord {
         media_type: "application/vnd.oci.image.manifest.v1+json".into(),
         size: body.len() as u64,

@@ -10,9 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Algorithm, Digest, Hasher};
+use crate::digest::Digest;
 use crate::error::Result;
-use crate::meta::{ManifestRecord, blobs, referrers, stats, tags, uploads};
+use crate::meta::{ManifestRecord, UploadRecord, blobs, referrers, stats, tags, uploads};
 use crate::registry::Registry;
 
 /// What `fsck` found.
@@ -67,7 +67,7 @@ struct Snapshot {
     manifests: Vec<(String, String, ManifestRecord)>,
     tags: Vec<(String, String, String)>,
     referrers: Vec<(String, String, String)>,
-    uploads: BTreeSet<String>,
+    uploads: BTreeMap<String, UploadRecord>,
     /// `stats.blob_bytes` as recorded.
     blob_bytes: u64,
 }
@@ -118,9 +118,7 @@ fn snapshot(registry: &Registry) -> Result<Snapshot> {
             s.referrers
                 .push((r.to_string(), subject.to_string(), d.to_string()));
         }
-        for e in t.uploads.iter()? {
-            s.uploads.insert(e?.0.value().to_string());
-        }
+        s.uploads = uploads::all(&t.uploads)?.into_iter().collect();
         s.blob_bytes = stats::get(&t.stats, stats::BLOB_BYTES)?;
         Ok(s)
     })
@@ -138,11 +136,10 @@ fn verify_files(
     std::thread::scope(|scope| {
         for _ in 0..workers.max(1) {
             scope.spawn(|| {
-                let mut buf = vec![0u8; 1 << 20];
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((d, size)) = rows.get(i) else { break };
-                    if let Some(problem) = verify_one(registry, d, *size, &mut buf, bar) {
+                    if let Some(problem) = verify_one(registry, d, *size, bar) {
                         problems
                             .lock()
                             .expect("problems lock")
@@ -166,7 +163,7 @@ fn recheck_missing(registry: &Registry, d: &str, bar: &ProgressBar) -> Result<Op
         let _lock = registry.digest_locks().lock(d);
         let row = registry.meta().read(|t| blobs::get(&t.blobs, d))?;
         let present = match (&row, d.parse::<Digest>()) {
-            (Some(_), Ok(digest)) => registry.store().blob_path(&digest).exists(),
+            (Some(_), Ok(digest)) => registry.store().stat(&digest)?.is_some(),
             _ => false,
         };
         (row, present)
@@ -175,46 +172,23 @@ fn recheck_missing(registry: &Registry, d: &str, bar: &ProgressBar) -> Result<Op
         None => None,
         Some(_) if !present => Some(MISSING.into()),
         // Uploaded again since: verify the file now there.
-        Some(row) => verify_one(registry, d, row.size, &mut vec![0u8; 1 << 20], bar),
+        Some(row) => verify_one(registry, d, row.size, bar),
     })
 }
 
-fn verify_one(
-    registry: &Registry,
-    d: &str,
-    size: u64,
-    buf: &mut [u8],
-    bar: &ProgressBar,
-) -> Option<String> {
-    use std::io::Read;
+fn verify_one(registry: &Registry, d: &str, size: u64, bar: &ProgressBar) -> Option<String> {
     let digest: Digest = match d.parse() {
         Ok(d) => d,
         Err(_) => return Some("row key is not a valid digest".into()),
     };
-    let mut file = match std::fs::File::open(registry.store().blob_path(&digest)) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Some(MISSING.into());
-        }
-        Err(e) => return Some(format!("cannot open file: {e}")),
+    let (actual, len) = match registry.store().hash_blob(&digest, &mut |n| bar.inc(n)) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Some(MISSING.into()),
+        Err(e) => return Some(format!("read error: {e}")),
     };
-    let mut h = Hasher::new(digest.algorithm());
-    let mut len = 0u64;
-    loop {
-        match file.read(buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                h.update(&buf[..n]);
-                len += n as u64;
-                bar.inc(n as u64);
-            }
-            Err(e) => return Some(format!("read error: {e}")),
-        }
-    }
     if len != size {
         return Some(format!("file has {len} bytes, the row says {size}"));
     }
-    let actual = h.finish();
     (actual != digest).then(|| format!("content hashes to {actual}"))
 }
 
@@ -271,19 +245,16 @@ pub fn fsck_with_hook(
 
     // 2. Files nobody recorded.
     let mut orphans = Vec::new();
-    for alg in Algorithm::ALL {
-        let dir = registry.store().root().join("blobs").join(alg.as_str());
-        for entry in std::fs::read_dir(&dir)?.flatten() {
-            let name = format!("{}:{}", alg.as_str(), entry.file_name().to_string_lossy());
-            if !s.blobs.contains_key(&name) {
-                report.notices.push(format!(
-                    "orphan file {} (no blob row; GC reclaims it)",
-                    entry.path().display()
-                ));
-                orphans.push(name);
-            }
+    registry.store().list_blobs(&mut |l| {
+        if !s.blobs.contains_key(&l.name) {
+            report.notices.push(format!(
+                "orphan file {} (no blob row; GC reclaims it)",
+                l.name
+            ));
+            orphans.push(l.name);
         }
-    }
+        Ok(())
+    })?;
 
     // 3. Reference counts and references, recomputed from the manifests.
     let mut expected: HashMap<&str, u64> = HashMap::new();
@@ -363,21 +334,23 @@ pub fn fsck_with_hook(
     for (r, subject, d) in &dangling_referrers {
         fixable.push(format!("referrer {r}@{d} of {subject} is not a revision"));
     }
-    let upload_dir = registry.store().root().join("uploads");
+    let mut stored = BTreeSet::new();
+    registry.store().list_uploads(&mut |l| {
+        stored.insert(l.name);
+        Ok(())
+    })?;
     let mut stale_records = Vec::new();
-    for id in &s.uploads {
-        if !upload_dir.join(id).exists() {
+    for (id, rec) in &s.uploads {
+        let must_store = rec.offset > 0 || registry.store().upload_stores_from_start();
+        if must_store && !stored.contains(id) {
             report.notices.push(format!("upload {id} has no file"));
             stale_records.push(id.clone());
         }
     }
     let mut stray_files = Vec::new();
-    for entry in std::fs::read_dir(&upload_dir)?.flatten() {
-        let id = entry.file_name().to_string_lossy().into_owned();
-        if !s.uploads.contains(&id) {
-            report
-                .notices
-                .push(format!("stray upload file {}", entry.path().display()));
+    for id in stored {
+        if !s.uploads.contains_key(&id) {
+            report.notices.push(format!("stray upload file {id}"));
             stray_files.push(id);
         }
     }
@@ -426,7 +399,8 @@ pub fn fsck_with_hook(
         registry.drop_session(id);
     }
     for id in stray_files.iter().chain(&stale_records) {
-        registry.store().remove_upload(id)?;
+        let state = s.uploads.get(id).map(|r| &r.state);
+        registry.store().remove_upload(id, state)?;
         report.repaired.push(format!("removed upload {id}"));
     }
     tracing::info!(target: "kura::fsck", repaired = report.repaired.len(), "fsck repair finished");

@@ -11,7 +11,7 @@ use kura::gc::GcOptions;
 use serde_json::json;
 
 fn file_exists(s: &TestServer, d: &Digest) -> bool {
-    s.registry.store().blob_path(d).exists()
+    s.registry.store().fs().unwrap().blob_path(d).exists()
 }
 
 async fn status(url: String) -> u16 {
@@ -261,7 +261,7 @@ async fn gc_removes_orphan_files_left_by_a_crash() {
     let s = TestServer::start().await;
     let d = Digest::sha256_of(b"renamed, never committed");
     std::fs::write(
-        s.registry.store().blob_path(&d),
+        s.registry.store().fs().unwrap().blob_path(&d),
         b"renamed, never committed",
     )
     .unwrap();

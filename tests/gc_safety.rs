@@ -43,14 +43,14 @@ async fn online_gc_refuses_a_grace_below_the_floor() {
         let body = r.text().await.unwrap();
         assert!(body.contains("min_online_grace"), "{body}");
     }
-    assert!(s.registry.store().blob_path(&d).exists());
+    assert!(s.registry.store().fs().unwrap().blob_path(&d).exists());
     let r = client()
         .post(s.url("/admin/gc?grace=10m"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(s.registry.store().blob_path(&d).exists());
+    assert!(s.registry.store().fs().unwrap().blob_path(&d).exists());
 }
 
 /// Kills the server it holds however the test ends.
@@ -190,7 +190,9 @@ async fn gc_batches_hold_no_digest_lock_between_commit_and_unlink() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orphan_file_is_replaced_by_a_later_upload_not_trusted() {
     let s = TestServer::start().await;
-    let plant = |d: &Digest| std::fs::write(s.registry.store().blob_path(d), b"torn").unwrap();
+    let plant = |d: &Digest| {
+        std::fs::write(s.registry.store().fs().unwrap().blob_path(d), b"torn").unwrap()
+    };
     let small = b"a small blob".to_vec();
     let large: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let chunked: Vec<u8> = (0..5_000u32).map(|i| (i % 13) as u8).collect();
@@ -259,7 +261,7 @@ async fn an_orphan_file_is_replaced_by_a_later_upload_not_trusted() {
     .await;
     assert_eq!(r.status(), 201);
     assert_eq!(
-        std::fs::read(s.registry.store().blob_path(&md)).unwrap(),
+        std::fs::read(s.registry.store().fs().unwrap().blob_path(&md)).unwrap(),
         body
     );
     let fsck = kura::fsck::fsck(&s.registry, false, false).unwrap();
@@ -284,6 +286,6 @@ async fn live_fsck_does_not_report_a_blob_collected_during_its_pass() {
     .await
     .unwrap()
     .unwrap();
-    assert!(!s.registry.store().blob_path(&d).exists());
+    assert!(!s.registry.store().fs().unwrap().blob_path(&d).exists());
     assert!(report.errors.is_empty(), "{report}");
 }

@@ -363,7 +363,7 @@ async fn gc_soak_pushes_deletes_and_pulls_never_fail_while_collecting() {
         for d in img.blobs.iter().chain([&img.manifest]) {
             if !kept.contains(d) {
                 assert!(
-                    !s.registry.store().blob_path(d).exists(),
+                    !s.registry.store().fs().unwrap().blob_path(d).exists(),
                     "{d} only used by deleted images survived"
                 );
                 freed += 1;
@@ -372,7 +372,7 @@ async fn gc_soak_pushes_deletes_and_pulls_never_fail_while_collecting() {
     }
     for d in &kept {
         assert!(
-            s.registry.store().blob_path(d).exists(),
+            s.registry.store().fs().unwrap().blob_path(d).exists(),
             "{d} is used by a kept image"
         );
     }

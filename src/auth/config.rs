@@ -267,7 +267,7 @@ mod tests {
         );
         let c = Config::load(Some(&f), serde_json::json!({})).unwrap();
         let printed = c.to_masked_toml();
-        assert!(!printed.contains("secret"), "{printed}");
+        assert!(!printed.contains("user:secret"), "{printed}");
         assert!(
             printed.contains("https://********@auth.example/token"),
             "{printed}"
@@ -276,5 +276,24 @@ mod tests {
         let again = Config::load(Some(&back), serde_json::json!({})).unwrap();
         assert_eq!(again.auth.rules, c.auth.rules);
         assert_eq!(again.tls, c.tls);
+    }
+
+    #[test]
+    fn the_printed_configuration_masks_the_storage_secret_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "k.toml",
+            "[storage]\nkind = \"s3\"\nbucket = \"b\"\naccess_key_id = \"AKID\"\n\
+             secret_access_key = \"wJalrXUtnFEMIK7MDENG\"\n",
+        );
+        let c = Config::load(Some(&f), serde_json::json!({})).unwrap();
+        assert_eq!(c.storage.secret_access_key, "wJalrXUtnFEMIK7MDENG");
+        let printed = c.to_masked_toml();
+        assert!(!printed.contains("wJalrXUtnFEMIK7MDENG"), "{printed}");
+        assert!(
+            printed.contains("secret_access_key = \"********\""),
+            "{printed}"
+        );
     }
 }

@@ -8,6 +8,7 @@ mod fsck;
 mod gc;
 mod inspect;
 mod login;
+mod migrate;
 mod pull;
 mod push;
 mod serve;
@@ -35,6 +36,9 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Verify every blob file against its digest and the metadata tables against each other.
     Fsck(fsck::FsckArgs),
+    /// Copy a stopped registry's blobs to another blob store (e.g. a bucket), verified and
+    /// resumable, then switch its configuration to it.
+    MigrateStorage(migrate::MigrateArgs),
     /// Push an OCI image layout or a `docker save` tarball to a registry.
     Push(push::PushArgs),
     /// Pull an image into an OCI image layout directory.
@@ -73,6 +77,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Config(args) => config_cmd::run(args),
         Command::Gc(args) => gc::run(args),
         Command::Fsck(args) => fsck::run(args),
+        Command::MigrateStorage(args) => migrate::run(args),
         Command::Push(args) => push::run(args),
         Command::Pull(args) => pull::run(args),
         Command::Copy(args) => copy::run(args),

@@ -31,7 +31,8 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
             "ignoring KURA_* environment variables that are no configuration key"
         );
     }
-    let registry = Registry::open(&cfg.root)?;
+    let registry = Registry::open_with(&cfg.root, &cfg.storage)?;
+    tracing::info!(blobs = %registry.store().describe(), "blob store opened");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

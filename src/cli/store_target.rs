@@ -3,20 +3,21 @@
 
 use std::path::PathBuf;
 
+use crate::config::Config;
 use crate::meta::OpenError;
 use crate::registry::{Registry, RegistryOpenError};
 
 /// `--root DIR | --url URL`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreTarget {
-    /// Data directory (opened directly when no server holds it).
-    #[arg(
-        long,
-        env = "KURA_ROOT",
-        default_value = "./kura-data",
-        conflicts_with = "url"
-    )]
-    pub root: PathBuf,
+    /// Data directory (opened directly when no server holds it); default: the config file's
+    /// `root`, else ./kura-data.
+    #[arg(long, env = "KURA_ROOT", conflicts_with = "url")]
+    pub root: Option<PathBuf>,
+    /// The server's configuration file: where blobs are stored (`[storage]`, e.g. a bucket)
+    /// and the default data directory. Without it, blobs are files under the data directory.
+    #[arg(long, conflicts_with = "url")]
+    pub config: Option<PathBuf>,
     /// URL of a running kura server to ask instead (e.g. http://127.0.0.1:5000).
     #[arg(long)]
     pub url: Option<String>,
@@ -40,15 +41,18 @@ impl StoreTarget {
         if let Some(url) = &self.url {
             return Ok(Target::Remote(url.trim_end_matches('/').to_string()));
         }
-        if !self.root.join("meta.redb").exists() {
-            return Err(
-                format!("{} holds no kura store (no meta.redb)", self.root.display()).into(),
-            );
+        let cfg = match &self.config {
+            Some(file) => Config::load(Some(file), serde_json::json!({}))?,
+            None => Config::default(),
+        };
+        let root = self.root.clone().unwrap_or(cfg.root);
+        if !root.join("meta.redb").exists() {
+            return Err(format!("{} holds no kura store (no meta.redb)", root.display()).into());
         }
-        match Registry::open(&self.root) {
+        match Registry::open_with(&root, &cfg.storage) {
             Ok(r) => Ok(Target::Local(r)),
             Err(RegistryOpenError::Meta(OpenError::InUse { .. })) => {
-                let file = self.root.join(super::serve::ADDR_FILE);
+                let file = root.join(super::serve::ADDR_FILE);
                 let url = std::fs::read_to_string(&file).map_err(|e| {
                     format!(
                         "the store is in use by another process, and {} is unreadable ({e}); pass --url",

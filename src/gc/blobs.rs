@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use redb::ReadableTable;
 
 use super::{GcOptions, GcReport, expired};
-use crate::digest::{Algorithm, Digest};
+use crate::digest::Digest;
 use crate::error::Result;
 use crate::meta::{blobs, now_secs};
 use crate::registry::Registry;
@@ -55,34 +55,47 @@ pub(super) fn collect(registry: &Registry, opts: &GcOptions, report: &mut GcRepo
         if let Some(hook) = &opts.after_commit {
             hook();
         }
-        // 2. The removal is durable: unlink the files, each under its own digest lock only.
-        for (d, size) in removed {
-            let digest: Digest = d.parse()?;
-            unlink_unless_recorded(registry, &digest)?;
-            report.blobs_removed += 1;
-            report.bytes_freed += size;
-            report.items.push(d);
+        // 2. The removal is durable: delete the objects, in batches of `DELETE_BATCH`, each
+        //    batch under the locks of its digests only.
+        for chunk in removed.chunks(DELETE_BATCH) {
+            let digests = chunk
+                .iter()
+                .map(|(d, _)| d.parse())
+                .collect::<std::result::Result<Vec<Digest>, _>>()?;
+            remove_unless_recorded(registry, &digests)?;
+            for (d, size) in chunk {
+                report.blobs_removed += 1;
+                report.bytes_freed += size;
+                report.items.push(d.clone());
+            }
         }
     }
     Ok(())
 }
 
-/// Unlinks the file of `digest` unless a writer has recorded the blob again since its row was
-/// removed. Writers hold the digest's lock from placing the file to committing its row, so
-/// under the lock a visible row always has its file, and a missing row means no writer is
-/// between the two: the file may go. Returns whether it was unlinked.
-fn unlink_unless_recorded(registry: &Registry, digest: &Digest) -> Result<bool> {
-    let d = digest.to_string();
-    let _lock = registry.digest_locks().lock(&d);
-    if registry
-        .meta()
-        .read(|t| blobs::get(&t.blobs, &d))?
-        .is_some()
-    {
-        return Ok(false);
-    }
-    registry.store().remove_blob(digest)?;
-    Ok(true)
+/// Objects deleted per request to the store (S3's DeleteObjects takes up to 1,000).
+const DELETE_BATCH: usize = 100;
+
+/// Deletes the objects of `digests` unless a writer has recorded the blob again since its row
+/// was removed. Writers hold a digest's lock from placing the object to committing its row, so
+/// under the lock a visible row always has its object, and a missing row means no writer is
+/// between the two: the object may go. Returns the digests whose objects were deleted.
+fn remove_unless_recorded(registry: &Registry, digests: &[Digest]) -> Result<Vec<Digest>> {
+    let names: Vec<String> = digests.iter().map(Digest::to_string).collect();
+    let _locks = registry
+        .digest_locks()
+        .lock_many(names.iter().map(String::as_str));
+    let gone: Vec<Digest> = registry.meta().read(|t| {
+        let mut gone = Vec::new();
+        for (digest, d) in digests.iter().zip(&names) {
+            if blobs::get(&t.blobs, d)?.is_none() {
+                gone.push(digest.clone());
+            }
+        }
+        Ok(gone)
+    })?;
+    registry.store().remove_blobs(&gone)?;
+    Ok(gone)
 }
 
 /// Unlinks files in `blobs/` that have no row and are older than the grace period.
@@ -91,50 +104,38 @@ pub(super) fn collect_orphan_files(
     opts: &GcOptions,
     report: &mut GcReport,
 ) -> Result<()> {
-    // One snapshot for the walk; each candidate is re-checked under its lock before unlinking.
-    let candidates: Vec<(Digest, std::path::PathBuf)> = registry.meta().read(|t| {
+    // One listing and one snapshot; each candidate is re-checked under its lock before removal.
+    let mut listed = Vec::new();
+    registry.store().list_blobs(&mut |l| {
+        let old_enough = SystemTime::now()
+            .duration_since(l.modified)
+            .is_ok_and(|age| age >= opts.grace);
+        if old_enough && let Ok(digest) = l.name.parse::<Digest>() {
+            listed.push(digest);
+        }
+        Ok(())
+    })?;
+    let candidates: Vec<Digest> = registry.meta().read(|t| {
         let mut out = Vec::new();
-        for alg in Algorithm::ALL {
-            let dir = registry.store().root().join("blobs").join(alg.as_str());
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let Ok(digest) = format!("{}:{name}", alg.as_str()).parse::<Digest>() else {
-                    continue;
-                };
-                if t.blobs.get(digest.to_string().as_str())?.is_some() {
-                    continue;
-                }
-                let old_enough = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|m| SystemTime::now().duration_since(m).ok())
-                    .is_some_and(|age| age >= opts.grace);
-                if old_enough {
-                    out.push((digest, entry.path()));
-                }
+        for digest in listed {
+            if t.blobs.get(digest.to_string().as_str())?.is_none() {
+                out.push(digest);
             }
         }
         Ok(out)
     })?;
-    for (digest, path) in candidates {
-        let gone = if opts.dry_run {
-            let d = digest.to_string();
-            registry
-                .meta()
-                .read(|t| blobs::get(&t.blobs, &d))?
-                .is_none()
-        } else {
-            unlink_unless_recorded(registry, &digest)?
-        };
-        if !gone {
-            continue;
+    let gone = if opts.dry_run {
+        candidates
+    } else {
+        let mut gone = Vec::new();
+        for chunk in candidates.chunks(DELETE_BATCH) {
+            gone.extend(remove_unless_recorded(registry, chunk)?);
         }
+        gone
+    };
+    for digest in gone {
         report.orphan_files_removed += 1;
-        report.items.push(format!("orphan {}", path.display()));
+        report.items.push(format!("orphan {digest}"));
     }
     Ok(())
 }

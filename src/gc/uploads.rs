@@ -30,45 +30,43 @@ pub(super) fn purge(registry: &Registry, opts: &GcOptions, report: &mut GcReport
     for id in stale {
         if !opts.dry_run {
             let removed = registry.meta().write(|t| {
-                let still_stale = uploads::get(&t.uploads, &id)?
-                    .is_some_and(|r| expired(r.updated, now_secs(), opts.upload_max_age));
-                if still_stale {
+                let rec = uploads::get(&t.uploads, &id)?
+                    .filter(|r| expired(r.updated, now_secs(), opts.upload_max_age));
+                if rec.is_some() {
                     uploads::remove(t, &id)?;
                 }
-                Ok(still_stale)
+                Ok(rec)
             })?;
-            if !removed {
+            let Some(rec) = removed else {
                 continue;
-            }
+            };
             registry.drop_session(&id);
-            registry.store().remove_upload(&id)?;
+            registry.store().remove_upload(&id, Some(&rec.state))?;
         }
         report.uploads_purged += 1;
         report.items.push(format!("upload {id}"));
     }
-    let dir = registry.store().root().join("uploads");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(());
-    };
     let min_age = opts.upload_max_age.max(STRAY_FILE_MIN_AGE);
-    for entry in entries.flatten() {
-        let id = entry.file_name().to_string_lossy().into_owned();
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .is_some_and(|age| age >= min_age);
-        if !old
-            || registry
-                .meta()
-                .read(|t| uploads::get(&t.uploads, &id))?
-                .is_some()
+    let mut old = Vec::new();
+    registry.store().list_uploads(&mut |l| {
+        if SystemTime::now()
+            .duration_since(l.modified)
+            .is_ok_and(|age| age >= min_age)
+        {
+            old.push(l.name);
+        }
+        Ok(())
+    })?;
+    for id in old {
+        if registry
+            .meta()
+            .read(|t| uploads::get(&t.uploads, &id))?
+            .is_some()
         {
             continue;
         }
         if !opts.dry_run {
-            registry.store().remove_upload(&id)?;
+            registry.store().remove_upload(&id, None)?;
         }
         report.uploads_purged += 1;
         report.items.push(format!("upload file {id}"));

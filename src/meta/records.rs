@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::store::UploadState;
 use serde::{Deserialize, Serialize};
 
 /// One manifest revision of a repository.
@@ -59,4 +60,8 @@ pub struct UploadRecord {
     /// empty in records written before the cap existed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub client: String,
+    /// Where an object-store driver keeps the session's bytes (its multipart upload and tail);
+    /// empty on the filesystem.
+    #[serde(default, skip_serializing_if = "UploadState::is_empty")]
+    pub state: UploadState,
 }

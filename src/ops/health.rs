@@ -4,7 +4,6 @@
 //! `READY_TTL`, so a scraper polling `/readyz` causes at most one fsync per second, however
 //! often it asks, and concurrent requests share one probe.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -61,19 +60,11 @@ impl Readiness {
     }
 }
 
-/// Writes and syncs a file in the data directory, and reads the metadata store.
+/// Writes (and syncs) a small object in the blob store, and reads the metadata store.
 fn probe(r: &Registry) -> Result<(), String> {
-    let path = r
-        .store()
-        .root()
-        .join("uploads")
-        .join(format!("readyz-{}", uuid::Uuid::new_v4()));
-    let written = std::fs::File::create(&path).and_then(|mut f| {
-        f.write_all(b"ok")?;
-        f.sync_all()
-    });
-    let _ = std::fs::remove_file(&path);
-    written.map_err(|e| format!("data directory not writable: {e}"))?;
+    r.store()
+        .probe()
+        .map_err(|e| format!("blob store not writable: {e}"))?;
     r.meta()
         .schema_version()
         .map_err(|e| format!("metadata store: {e}"))?;

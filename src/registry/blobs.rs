@@ -1,13 +1,12 @@
 //! Reading and deleting a repository's blobs.
 
-use std::fs::File;
-
 use super::Registry;
 use super::outbox::blob_target;
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 use crate::meta::{blobs, now_secs};
 use crate::names::RepoName;
+use crate::store::BlobBody;
 
 fn blob_unknown(digest: &Digest) -> Error {
     Error::new(
@@ -60,11 +59,17 @@ impl Registry {
         seen.map(|row| row.size).ok_or_else(|| blob_unknown(digest))
     }
 
-    /// Opens blob `digest` of `repo` for reading; returns the file and its size.
-    pub async fn open_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(File, u64)> {
-        let size = self.stat_blob(repo, digest).await?;
-        match self.store().open_blob(digest)? {
-            Some(file) => Ok((file, size)),
+    /// Streams `len` bytes from `start` of blob `digest` of `repo`, whose size `stat_blob`
+    /// gave.
+    pub async fn blob_body(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        start: u64,
+        len: u64,
+    ) -> Result<BlobBody> {
+        match self.store().read_range(digest, start, len).await? {
+            Some(body) => Ok(body),
             // Collected between the lookup and the open: the blob is gone, not broken.
             None if self.blob_row(repo, digest).is_err() => Err(blob_unknown(digest)),
             None => Err(Error::internal(

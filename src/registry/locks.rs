@@ -39,4 +39,19 @@ impl DigestLocks {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Locks the stripes of several digests, in ascending stripe order (the only caller
+    /// holding more than one stripe is the collector, which runs alone, so no two lockers
+    /// wait on each other).
+    pub fn lock_many<'a>(
+        &self,
+        digests: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<MutexGuard<'_, ()>> {
+        let mut idx: Vec<usize> = digests.into_iter().map(stripe).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter()
+            .map(|i| self.stripes[i].lock().unwrap_or_else(|e| e.into_inner()))
+            .collect()
+    }
 }

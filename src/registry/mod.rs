@@ -16,10 +16,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use crate::config::{StorageConfig, StorageKind};
 use crate::error::{Error, Result};
 use crate::events::EventContext;
 use crate::meta::{Meta, OpenError};
-use crate::store::{BlobStore, UploadFile};
+use crate::store::{BlobStore, Upload};
 
 pub use listing::{Page, Referrer};
 pub use locks::DigestLocks;
@@ -37,6 +38,11 @@ pub enum RegistryOpenError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot open the {store:?} blob store: {source}")]
+    Store {
+        store: StorageKind,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Meta(#[from] OpenError),
     #[error("cannot read the open upload sessions: {0}")]
@@ -52,7 +58,7 @@ type Session = Arc<tokio::sync::Mutex<Slot>>;
 enum Slot {
     /// Known from its record only (after a restart): its file is rehashed on first use.
     Unloaded,
-    Ready(UploadFile),
+    Ready(Upload),
     /// Finished, cancelled, or its file is gone.
     Closed,
 }
@@ -79,14 +85,23 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Opens the registry whose data lives under `root` (created if missing).
+    /// Opens the registry whose data lives under `root` (created if missing), blobs included.
     pub fn open(root: &Path) -> Result<Registry, RegistryOpenError> {
+        Self::open_with(root, &StorageConfig::default())
+    }
+
+    /// Opens the registry whose metadata lives under `root` (created if missing) and whose
+    /// blobs are where `storage` says.
+    pub fn open_with(root: &Path, storage: &StorageConfig) -> Result<Registry, RegistryOpenError> {
         let io_err = |source| RegistryOpenError::Io {
             path: root.display().to_string(),
             source,
         };
         crate::store::create_dir_durable(root).map_err(io_err)?;
-        let store = BlobStore::open(root).map_err(io_err)?;
+        let store = BlobStore::open(root, storage).map_err(|source| RegistryOpenError::Store {
+            store: storage.kind,
+            source,
+        })?;
         let meta = Meta::open(&root.join("meta.redb"))?;
         // redb syncs the file, not the directory entry that names it.
         crate::store::sync_dir(root).map_err(io_err)?;

@@ -12,7 +12,7 @@ use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 use crate::meta::{UploadRecord, blobs, now_secs, repos, uploads};
 use crate::names::RepoName;
-use crate::store::{CommitError, UploadFile};
+use crate::store::{CommitError, Upload, UploadState};
 
 /// The largest blob `put_blob` verifies in memory.
 const SMALL_BLOB: usize = 64 * 1024;
@@ -45,6 +45,7 @@ impl Registry {
             started: now_secs(),
             updated: now_secs(),
             client: client.to_string(),
+            state: UploadState::default(),
         };
         let id2 = id.clone();
         let opened = self
@@ -58,7 +59,7 @@ impl Registry {
             Ok(f) => f,
             Err(e) => {
                 self.inner.quota.release(&id);
-                let _ = self.store().remove_upload(&id);
+                let _ = self.store().remove_upload(&id, None);
                 return Err(e);
             }
         };
@@ -84,9 +85,9 @@ impl Registry {
             return Err(upload_unknown(id));
         }
         let rec = self.meta().read(|t| uploads::get(&t.uploads, id))?;
-        if rec.is_none_or(|r| r.repo != repo.as_str()) {
+        let Some(rec) = rec.filter(|r| r.repo == repo.as_str()) else {
             return Err(upload_unknown(id));
-        }
+        };
         let session = self
             .inner
             .sessions
@@ -99,7 +100,7 @@ impl Registry {
         if matches!(*guard, Slot::Unloaded) {
             let id2 = id.to_string();
             let file = self
-                .blocking(move |r| Ok(r.store().resume_upload(&id2)?))
+                .blocking(move |r| Ok(r.store().resume_upload(&id2, &rec.state, rec.offset)?))
                 .await;
             *guard = match file {
                 Ok(Some(f)) => Slot::Ready(f),
@@ -136,6 +137,7 @@ impl Registry {
     {
         let mut guard = self.lock_session(repo, id).await?;
         let len = append_to(ready_mut(&mut guard), id, range, body).await?;
+        let state = ready(&guard).state();
         drop(guard);
         let id = id.to_string();
         self.blocking(move |r| {
@@ -143,6 +145,7 @@ impl Registry {
                 let mut rec = uploads::get(&t.uploads, &id)?.ok_or_else(|| upload_unknown(&id))?;
                 rec.offset = len;
                 rec.updated = now_secs();
+                rec.state = state;
                 uploads::put(t, &id, &rec)
             })
         })
@@ -205,7 +208,7 @@ impl Registry {
         let mut file = self.store().create_upload(&id)?;
         let read = futures_util::stream::iter([Ok(Bytes::from(head)), Ok(next)]);
         if let Err(e) = append_to(&mut file, &id, None, read.chain(body)).await {
-            self.store().remove_upload(&id)?;
+            self.store().remove_upload(&id, Some(&file.state()))?;
             return Err(e);
         }
         self.commit(repo, None, file, digest).await
@@ -233,7 +236,7 @@ impl Registry {
         &self,
         repo: &RepoName,
         id: Option<&str>,
-        file: UploadFile,
+        file: Upload,
         digest: &Digest,
     ) -> Result<()> {
         let (repo, id, digest) = (repo.to_string(), id.map(str::to_string), digest.clone());
@@ -250,13 +253,7 @@ impl Registry {
     }
 
     /// Blocking part of `commit`.
-    fn publish(
-        &self,
-        repo: &str,
-        id: Option<&str>,
-        file: UploadFile,
-        digest: &Digest,
-    ) -> Result<()> {
+    fn publish(&self, repo: &str, id: Option<&str>, file: Upload, digest: &Digest) -> Result<()> {
         // Hashing and the file's fsync happen before the digest's lock is taken; under it
         // only the rename and the metadata commit.
         let verified = match file.verify(self.store(), digest) {
@@ -314,6 +311,7 @@ impl Registry {
     /// Cancels session `id`, removing its bytes.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
         let mut guard = self.lock_session(repo, id).await?;
+        let state = ready(&guard).state();
         *guard = Slot::Closed;
         drop(guard);
         let id = id.to_string();
@@ -321,7 +319,7 @@ impl Registry {
             let out = r
                 .meta()
                 .write(|t| uploads::remove(t, &id))
-                .and_then(|_| Ok(r.store().remove_upload(&id)?));
+                .and_then(|_| Ok(r.store().remove_upload(&id, Some(&state))?));
             r.settle_session(&id);
             out
         })
@@ -357,14 +355,14 @@ impl Registry {
     }
 }
 
-fn ready(slot: &Slot) -> &UploadFile {
+fn ready(slot: &Slot) -> &Upload {
     match slot {
         Slot::Ready(f) => f,
         _ => unreachable!("lock_session returns ready sessions"),
     }
 }
 
-fn ready_mut(slot: &mut Slot) -> &mut UploadFile {
+fn ready_mut(slot: &mut Slot) -> &mut Upload {
     match slot {
         Slot::Ready(f) => f,
         _ => unreachable!("lock_session returns ready sessions"),
@@ -373,7 +371,7 @@ fn ready_mut(slot: &mut Slot) -> &mut UploadFile {
 
 /// Streams `body` into `file`, rolling back on any failure.
 async fn append_to<S, E>(
-    file: &mut UploadFile,
+    file: &mut Upload,
     id: &str,
     range: Option<(u64, u64)>,
     mut body: S,

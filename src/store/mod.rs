@@ -1,25 +1,25 @@
-//! Blob files: flat, content-addressed, never visible half-written.
+//! Blob storage: the small boundary the registry, the collector and fsck use, over two drivers.
 //!
-//! ```text
-//! <root>/
-//! ├── blobs/<algorithm>/<hex>   one file per blob or manifest, named by its digest
-//! └── uploads/<uuid>            bytes of an upload session in progress
-//! ```
+//! - `fs`: flat digest-named files under the data directory (the default).
+//! - `s3`: objects in an S3-compatible bucket (AWS, Ceph RGW, MinIO, R2) via `object_store`.
 //!
-//! An upload streams into `uploads/<uuid>` while it is hashed; `UploadFile::verify` checks the
-//! digest and fsyncs the file (outside any lock), `Verified::publish` renames it to
-//! `blobs/<algorithm>/<hex>` and fsyncs the directory.
+//! Whatever the driver, a blob is content-addressed (`blobs/<algorithm>/<hex>`), written only
+//! after its digest was verified, and becomes visible to clients only through the metadata
+//! commit that records it; an upload session's bytes live under `uploads/<id>` until then.
+//! Every driver passes the same suite (`tests/store_drivers.rs`).
 
+mod fs;
+pub mod migrate;
 pub mod s3;
-mod upload;
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::digest::{Algorithm, Digest};
+use crate::config::{StorageConfig, StorageKind};
+use crate::digest::Digest;
 
-pub use upload::{Checkpoint, CommitError, UploadFile, Verified};
+pub use fs::{FsStore, UploadFile, create_dir_durable, sync_dir};
+pub use s3::{S3Store, S3Upload};
 
 /// The bytes of a blob (or a range of it) as they are read, for a response body.
 pub type BlobBody = futures_util::stream::BoxStream<'static, io::Result<bytes::Bytes>>;
@@ -55,236 +55,349 @@ pub struct UploadState {
     pub tail_len: u64,
 }
 
-/// The blob file store under a root directory.
+impl UploadState {
+    /// True for the state of a filesystem upload or an object-store one with no bytes sent.
+    pub fn is_empty(&self) -> bool {
+        *self == UploadState::default()
+    }
+}
+
+/// Why committing an upload failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("upload content has digest {actual}, not the {expected} given")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// The blob store of a registry: one driver, chosen by `[storage] kind`. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct BlobStore {
-    root: PathBuf,
+pub enum BlobStore {
+    Fs(FsStore),
+    S3(S3Store),
+}
+
+/// The bytes of one upload session in progress, with a running hash of them.
+pub enum Upload {
+    Fs(UploadFile),
+    S3(S3Upload),
+}
+
+/// The state of an upload before a request appended to it.
+pub enum Checkpoint {
+    Fs(fs::Checkpoint),
+    S3(s3::S3Checkpoint),
+}
+
+/// An upload whose content was checked against its digest, ready to be published under the
+/// digest's lock.
+pub enum Verified {
+    Fs(fs::Verified),
+    S3(s3::S3Verified),
+}
+
+/// A small verified blob written ahead of the digest's lock (`stage_verified`).
+pub enum Staged {
+    Fs(PathBuf),
+    /// Already in place: object stores write atomically, so the verified copy went straight
+    /// to its key.
+    S3,
 }
 
 impl BlobStore {
-    /// Opens the store at `root`, creating its directories durably.
-    pub fn open(root: &Path) -> io::Result<BlobStore> {
-        for alg in Algorithm::ALL {
-            create_dir_durable(&root.join("blobs").join(alg.as_str()))?;
+    /// Opens the store `cfg` names; a filesystem store lives under `root`.
+    pub fn open(root: &Path, cfg: &StorageConfig) -> io::Result<BlobStore> {
+        match cfg.kind {
+            StorageKind::Filesystem => Self::filesystem(root),
+            StorageKind::S3 => Ok(BlobStore::S3(S3Store::open(cfg)?)),
         }
-        create_dir_durable(&root.join("uploads"))?;
-        Ok(BlobStore {
-            root: root.to_path_buf(),
-        })
     }
 
-    /// The data directory.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Opens (creating) the filesystem store under `root`.
+    pub fn filesystem(root: &Path) -> io::Result<BlobStore> {
+        Ok(BlobStore::Fs(FsStore::open(root)?))
     }
 
-    /// Where the blob `digest` lives.
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(digest.algorithm().as_str())
-            .join(digest.hex())
+    /// The filesystem driver, when it is the one in use (for tools and tests that work on
+    /// the files themselves).
+    pub fn fs(&self) -> Option<&FsStore> {
+        match self {
+            BlobStore::Fs(s) => Some(s),
+            BlobStore::S3(_) => None,
+        }
     }
 
-    /// Where the bytes of upload session `id` live.
-    pub fn upload_path(&self, id: &str) -> PathBuf {
-        self.root.join("uploads").join(id)
+    /// Where blobs are, for logs and `kura config check`.
+    pub fn describe(&self) -> String {
+        match self {
+            BlobStore::Fs(s) => format!("filesystem {}", s.root().display()),
+            BlobStore::S3(s) => s.describe(),
+        }
     }
 
-    /// The size of blob `digest`, if its file exists.
+    /// The size of blob `digest`, if it is stored. Blocking.
     pub fn stat(&self, digest: &Digest) -> io::Result<Option<u64>> {
-        match fs::metadata(self.blob_path(digest)) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        match self {
+            BlobStore::Fs(s) => s.stat(digest),
+            BlobStore::S3(s) => s.stat(digest),
         }
     }
 
-    /// Opens blob `digest` for reading.
-    pub fn open_blob(&self, digest: &Digest) -> io::Result<Option<File>> {
-        match File::open(self.blob_path(digest)) {
-            Ok(f) => Ok(Some(f)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Reads a whole (small) blob such as a manifest.
+    /// Reads a whole (small) blob such as a manifest. Blocking.
     pub fn read_blob(&self, digest: &Digest) -> io::Result<Option<Vec<u8>>> {
-        match fs::read(self.blob_path(digest)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        match self {
+            BlobStore::Fs(s) => s.read_blob(digest),
+            BlobStore::S3(s) => s.read_blob(digest),
         }
     }
 
-    /// Stores `data`, already known to have `digest`, durably (manifests, small blobs).
-    /// `recorded` as in `publish_staged`.
+    /// Streams `len` bytes of blob `digest` from `start`; `None` when it is not stored.
+    pub async fn read_range(
+        &self,
+        digest: &Digest,
+        start: u64,
+        len: u64,
+    ) -> io::Result<Option<BlobBody>> {
+        match self {
+            BlobStore::Fs(s) => s.read_range(digest, start, len),
+            BlobStore::S3(s) => s.read_range(digest, start, len).await,
+        }
+    }
+
+    /// A URL the client may fetch blob `digest` from directly (a presigned object URL), when
+    /// the driver is configured to redirect; `None` means serve the bytes.
+    pub async fn redirect_url(&self, digest: &Digest) -> io::Result<Option<String>> {
+        match self {
+            BlobStore::Fs(_) => Ok(None),
+            BlobStore::S3(s) if s.redirects() => s.presign_get(digest).await.map(Some),
+            BlobStore::S3(_) => Ok(None),
+        }
+    }
+
+    /// Stores `data`, already known to have `digest`, durably. `recorded` as in
+    /// `publish_staged`. Blocking.
     pub fn put_verified(&self, digest: &Digest, data: &[u8], recorded: bool) -> io::Result<()> {
         let staged = self.stage_verified(digest, data)?;
         self.publish_staged(digest, staged, data, recorded)
     }
 
-    /// First half of `put_verified`, taking no lock: writes `data` to a temp file and syncs
-    /// it, unless a file for blob `digest` is already in place (`None`; whether that file can
-    /// be trusted is decided under the lock, by `publish_staged`).
-    pub fn stage_verified(&self, digest: &Digest, data: &[u8]) -> io::Result<Option<PathBuf>> {
-        if self.blob_path(digest).exists() {
-            return Ok(None);
+    /// First half of `put_verified`, taking no lock: writes `data` durably aside, unless the
+    /// blob is already in place (`None`; whether that can be trusted is decided under the
+    /// lock, by `publish_staged`). Blocking.
+    pub fn stage_verified(&self, digest: &Digest, data: &[u8]) -> io::Result<Option<Staged>> {
+        match self {
+            BlobStore::Fs(s) => Ok(s.stage_verified(digest, data)?.map(Staged::Fs)),
+            BlobStore::S3(s) => {
+                s.put_verified(digest, data, false)?;
+                Ok(Some(Staged::S3))
+            }
         }
-        self.write_temp(data).map(Some)
-    }
-
-    /// Writes `data` to a new temp file under `uploads/` and syncs it.
-    fn write_temp(&self, data: &[u8]) -> io::Result<PathBuf> {
-        let tmp = self.upload_path(&format!("manifest-{}", uuid::Uuid::new_v4()));
-        let mut f = File::create(&tmp)?;
-        let res = f.write_all(data).and_then(|_| f.sync_all());
-        if let Err(e) = res {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        Ok(tmp)
     }
 
     /// Second half of `put_verified`, under the digest's lock. `recorded` says the blob has a
-    /// metadata row, so a file in place was verified and made durable before that row
-    /// committed: it is kept and the staged copy dropped. Without a row, a file in place is an
-    /// orphan (left by a crash) that nothing verified: the verified copy replaces it
-    /// atomically (written now if staging found the orphan, or if the blob vanished since).
+    /// metadata row, so what is in place was verified before that row committed. Blocking.
     pub fn publish_staged(
         &self,
         digest: &Digest,
-        staged: Option<PathBuf>,
+        staged: Option<Staged>,
         data: &[u8],
         recorded: bool,
     ) -> io::Result<()> {
-        if recorded && self.blob_path(digest).exists() {
-            if let Some(tmp) = staged {
-                fs::remove_file(tmp)?;
+        match self {
+            BlobStore::Fs(s) => {
+                let path = staged.and_then(|st| match st {
+                    Staged::Fs(p) => Some(p),
+                    Staged::S3 => None,
+                });
+                s.publish_staged(digest, path, data, recorded)
             }
-            return Ok(());
-        }
-        let tmp = match staged {
-            Some(tmp) => tmp,
-            None => self.write_temp(data)?,
-        };
-        self.publish(&tmp, digest)
-    }
-
-    /// Atomically moves a fully written, synced temp file to the blob path of `digest`.
-    fn publish(&self, tmp: &Path, digest: &Digest) -> io::Result<()> {
-        let target = self.blob_path(digest);
-        fs::rename(tmp, &target)?;
-        sync_dir(target.parent().expect("blob path has a parent"))
-    }
-
-    /// Creates the file for a new upload session.
-    pub fn create_upload(&self, id: &str) -> io::Result<UploadFile> {
-        UploadFile::create(self.upload_path(id))
-    }
-
-    /// Reopens the file of an upload session after a restart, rehashing what it holds.
-    pub fn resume_upload(&self, id: &str) -> io::Result<Option<UploadFile>> {
-        UploadFile::resume(self.upload_path(id))
-    }
-
-    /// Removes the file of an upload session, if any.
-    pub fn remove_upload(&self, id: &str) -> io::Result<()> {
-        match fs::remove_file(self.upload_path(id)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+            // Staged: written to its key already. Not staged (never for this driver): write.
+            BlobStore::S3(s) => match staged {
+                Some(_) => Ok(()),
+                None => s.put_verified(digest, data, recorded),
+            },
         }
     }
 
-    /// Removes blob `digest`'s file, if any.
+    /// Starts the bytes of a new upload session. Blocking.
+    pub fn create_upload(&self, id: &str) -> io::Result<Upload> {
+        match self {
+            BlobStore::Fs(s) => s.create_upload(id).map(Upload::Fs),
+            BlobStore::S3(s) => s.create_upload(id).map(Upload::S3),
+        }
+    }
+
+    /// Reloads upload session `id` after a restart from what its row recorded (`state`, and
+    /// `len` bytes acknowledged); `None` when its bytes are gone. Blocking.
+    pub fn resume_upload(
+        &self,
+        id: &str,
+        state: &UploadState,
+        len: u64,
+    ) -> io::Result<Option<Upload>> {
+        match self {
+            BlobStore::Fs(s) => Ok(s.resume_upload(id)?.map(Upload::Fs)),
+            BlobStore::S3(s) => Ok(s.resume_upload(id, state, len)?.map(Upload::S3)),
+        }
+    }
+
+    /// Removes everything upload session `id` stored (`state`: what its row or its in-memory
+    /// upload knows of it). Blocking.
+    pub fn remove_upload(&self, id: &str, state: Option<&UploadState>) -> io::Result<()> {
+        match self {
+            BlobStore::Fs(s) => s.remove_upload(id),
+            BlobStore::S3(s) => s.remove_upload(id, state),
+        }
+    }
+
+    /// Whether a session that acknowledged `offset` bytes must have stored something (fsck's
+    /// "upload has no bytes" check): a file exists from the start, objects from the first byte.
+    pub fn upload_stores_from_start(&self) -> bool {
+        matches!(self, BlobStore::Fs(_))
+    }
+
+    /// Removes blob `digest`, if stored. Blocking.
     pub fn remove_blob(&self, digest: &Digest) -> io::Result<()> {
-        match fs::remove_file(self.blob_path(digest)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        self.remove_blobs(std::slice::from_ref(digest))
+    }
+
+    /// Removes the given blobs (in batches where the driver can). Blocking.
+    pub fn remove_blobs(&self, digests: &[Digest]) -> io::Result<()> {
+        match self {
+            BlobStore::Fs(s) => s.remove_blobs(digests),
+            BlobStore::S3(s) => s.remove_blobs(digests),
+        }
+    }
+
+    /// Calls `f` with every blob object stored (name `<algorithm>:<hex>`). Blocking.
+    pub fn list_blobs(&self, f: &mut dyn FnMut(Listed) -> io::Result<()>) -> io::Result<()> {
+        match self {
+            BlobStore::Fs(s) => s.list_blobs(f),
+            BlobStore::S3(s) => s.list_blobs(f),
+        }
+    }
+
+    /// Calls `f` with every upload id that has bytes stored. Blocking.
+    pub fn list_uploads(&self, f: &mut dyn FnMut(Listed) -> io::Result<()>) -> io::Result<()> {
+        match self {
+            BlobStore::Fs(s) => s.list_uploads(f),
+            BlobStore::S3(s) => s.list_uploads(f),
+        }
+    }
+
+    /// Writes and removes a small object: the store accepts writes (readiness). Blocking.
+    pub fn probe(&self) -> io::Result<()> {
+        match self {
+            BlobStore::Fs(s) => s.probe(),
+            BlobStore::S3(s) => s.probe(),
+        }
+    }
+
+    /// Rehashes blob `digest` with its algorithm: the digest and size of what is stored, or
+    /// `None` when it is missing. `progress` is told of the bytes read. Blocking.
+    pub fn hash_blob(
+        &self,
+        digest: &Digest,
+        progress: &mut dyn FnMut(u64),
+    ) -> io::Result<Option<(Digest, u64)>> {
+        match self {
+            BlobStore::Fs(s) => s.hash_blob(digest, progress),
+            BlobStore::S3(s) => s.hash_blob(digest, progress),
         }
     }
 }
 
-/// Makes a rename or creation in `dir` durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+impl Upload {
+    /// Bytes accepted so far.
+    pub fn len(&self) -> u64 {
+        match self {
+            Upload::Fs(u) => u.len(),
+            Upload::S3(u) => u.len(),
+        }
+    }
+
+    /// True when nothing was accepted yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True while the upload holds a descriptor or buffers (only during a request).
+    pub fn is_open(&self) -> bool {
+        match self {
+            Upload::Fs(u) => u.is_open(),
+            Upload::S3(u) => u.is_open(),
+        }
+    }
+
+    /// What the session's row must record after `flush` to resume after a restart.
+    pub fn state(&self) -> UploadState {
+        match self {
+            Upload::Fs(_) => UploadState::default(),
+            Upload::S3(u) => u.state(),
+        }
+    }
+
+    /// A point to roll back to if the request appending after it fails.
+    pub fn checkpoint(&self) -> Checkpoint {
+        match self {
+            Upload::Fs(u) => Checkpoint::Fs(u.checkpoint()),
+            Upload::S3(u) => Checkpoint::S3(u.checkpoint()),
+        }
+    }
+
+    /// Accepts `data`: hashed now, stored in blocks in the background.
+    pub async fn push(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Upload::Fs(u) => u.push(data).await,
+            Upload::S3(u) => u.push(data).await,
+        }
+    }
+
+    /// Stores everything accepted (what a `202` acknowledges) and releases the buffers.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Upload::Fs(u) => u.flush().await,
+            Upload::S3(u) => u.flush().await,
+        }
+    }
+
+    /// Undoes everything accepted since `cp`.
+    pub async fn rollback(&mut self, cp: Checkpoint) -> io::Result<()> {
+        match (self, cp) {
+            (Upload::Fs(u), Checkpoint::Fs(cp)) => u.rollback(cp).await,
+            (Upload::S3(u), Checkpoint::S3(cp)) => u.rollback(cp).await,
+            _ => Err(io::Error::other("checkpoint of another driver")),
+        }
+    }
+
+    /// Verifies the content against `expected` and makes it durable, taking no lock; on a
+    /// mismatch the upload's bytes are removed. Blocking; call `flush` first.
+    pub fn verify(self, store: &BlobStore, expected: &Digest) -> Result<Verified, CommitError> {
+        match (self, store) {
+            (Upload::Fs(u), BlobStore::Fs(s)) => u.verify(s, expected).map(Verified::Fs),
+            (Upload::S3(u), BlobStore::S3(s)) => u.verify(s, expected).map(Verified::S3),
+            _ => Err(io::Error::other("upload of another driver").into()),
+        }
+    }
 }
 
-/// Creates `dir` and its missing ancestors, each made durable: a new directory's entry
-/// survives a power loss only once its parent is fsynced.
-pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        create_dir_durable(parent)?;
-    }
-    match fs::create_dir(dir) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-        _ => {}
-    }
-    sync_dir(
-        dir.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn uploads_empty(store: &BlobStore) -> bool {
-        fs::read_dir(store.root().join("uploads"))
-            .unwrap()
-            .next()
-            .is_none()
+impl Verified {
+    /// The verified size.
+    pub fn size(&self) -> u64 {
+        match self {
+            Verified::Fs(v) => v.size(),
+            Verified::S3(v) => v.size(),
+        }
     }
 
-    #[test]
-    fn a_staged_copy_of_a_blob_published_meanwhile_is_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
-        let d = Digest::sha256_of(b"manifest");
-        let staged = store.stage_verified(&d, b"manifest").unwrap();
-        assert!(staged.is_some());
-        store.put_verified(&d, b"manifest", false).unwrap();
-        // The other writer committed its row: the file in place is trusted.
-        store.publish_staged(&d, staged, b"manifest", true).unwrap();
-        assert_eq!(store.read_blob(&d).unwrap().unwrap(), b"manifest");
-        assert!(uploads_empty(&store));
-    }
-
-    #[test]
-    fn an_unrecorded_file_in_place_is_replaced_by_the_verified_copy() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
-        let d = Digest::sha256_of(b"manifest");
-        // An orphan left by a crash, with the wrong bytes under the digest's name.
-        std::fs::write(store.blob_path(&d), b"garbage").unwrap();
-        let staged = store.stage_verified(&d, b"manifest").unwrap();
-        assert!(staged.is_none(), "a file is in place");
-        store
-            .publish_staged(&d, staged, b"manifest", false)
-            .unwrap();
-        assert_eq!(store.read_blob(&d).unwrap().unwrap(), b"manifest");
-        assert!(uploads_empty(&store));
-    }
-
-    #[test]
-    fn a_blob_that_vanished_after_staging_found_it_is_written_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
-        let d = Digest::sha256_of(b"manifest");
-        store.put_verified(&d, b"manifest", false).unwrap();
-        let staged = store.stage_verified(&d, b"manifest").unwrap();
-        assert!(staged.is_none(), "already published: nothing written");
-        store.remove_blob(&d).unwrap();
-        store
-            .publish_staged(&d, staged, b"manifest", false)
-            .unwrap();
-        assert_eq!(store.read_blob(&d).unwrap().unwrap(), b"manifest");
-        assert!(uploads_empty(&store));
+    /// Publishes the verified content as its blob (under the digest's lock); `recorded` as in
+    /// `BlobStore::publish_staged`. Returns the size. Blocking.
+    pub fn publish(self, store: &BlobStore, recorded: bool) -> io::Result<u64> {
+        match (self, store) {
+            (Verified::Fs(v), BlobStore::Fs(s)) => v.publish(s, recorded),
+            (Verified::S3(v), BlobStore::S3(s)) => v.publish(s, recorded),
+            _ => Err(io::Error::other("upload of another driver")),
+        }
     }
 }

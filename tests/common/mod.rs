@@ -59,8 +59,20 @@ impl TestServer {
         }
     }
 
+    /// Starts a server whose blobs live where `storage` says (e.g. a bucket), its metadata in
+    /// a temporary directory.
+    pub async fn start_on(storage: &kura::config::StorageConfig) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let registry = Registry::open_with(dir.path(), storage).expect("open registry");
+        Self::serve(dir, registry)
+    }
+
     async fn start_with(dir: tempfile::TempDir, root: Option<&Path>) -> TestServer {
         let registry = Registry::open(root.unwrap_or(dir.path())).expect("open registry");
+        Self::serve(dir, registry)
+    }
+
+    fn serve(dir: tempfile::TempDir, registry: Registry) -> TestServer {
         let (server, addr) =
             kura::server::bind(registry.clone(), "127.0.0.1:0", Some(2)).expect("bind");
         let handle = server.handle();
@@ -86,6 +98,29 @@ impl Drop for TestServer {
         // Stop without waiting: the runtime may already be shutting down.
         std::mem::drop(h.stop(false));
     }
+}
+
+/// The `KURA_STORAGE__*` variables that make a `kura serve` child use `storage`.
+pub fn storage_env(storage: &kura::config::StorageConfig) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "KURA_STORAGE__KIND",
+            format!("{:?}", storage.kind).to_lowercase(),
+        ),
+        ("KURA_STORAGE__BUCKET", storage.bucket.clone()),
+        ("KURA_STORAGE__PREFIX", storage.prefix.clone()),
+        ("KURA_STORAGE__REGION", storage.region.clone()),
+        ("KURA_STORAGE__ENDPOINT", storage.endpoint.clone()),
+        ("KURA_STORAGE__ACCESS_KEY_ID", storage.access_key_id.clone()),
+        (
+            "KURA_STORAGE__SECRET_ACCESS_KEY",
+            storage.secret_access_key.clone(),
+        ),
+        ("KURA_STORAGE__PART_SIZE", storage.part_size.to_string()),
+        ("KURA_STORAGE__REDIRECT", storage.redirect.to_string()),
+    ];
+    env.retain(|(_, v)| !v.is_empty());
+    env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 /// An HTTP client that does not follow redirects.

@@ -51,6 +51,8 @@ struct Inner {
     prefix: String,
     endpoint: String,
     part_size: usize,
+    /// Blob GETs are answered with a presigned URL (`[storage] redirect`).
+    redirect: bool,
     redirect_expiry: Duration,
 }
 
@@ -151,6 +153,7 @@ impl S3Store {
                     endpoint
                 },
                 part_size: usize::try_from(cfg.part_size).map_err(io::Error::other)?,
+                redirect: cfg.redirect,
                 redirect_expiry: cfg.redirect_expiry,
             }),
         };
@@ -176,6 +179,11 @@ impl S3Store {
     pub fn describe(&self) -> String {
         let i = &self.inner;
         format!("s3://{}/{} ({})", i.bucket, i.prefix, i.endpoint)
+    }
+
+    /// Whether blob GETs are redirected to presigned URLs.
+    pub fn redirects(&self) -> bool {
+        self.inner.redirect
     }
 
     /// Bytes per multipart part (and per ranged read).

@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use super::BlobStore;
+use super::FsStore;
 use crate::digest::{Algorithm, Digest, Hasher};
+use crate::store::CommitError;
 
 /// Bytes gathered before a block is handed to the writer. An upload holds at most two blocks
 /// (one filling, one being written) while a request streams into it, and none between requests.
@@ -43,15 +44,6 @@ pub struct UploadFile {
 pub struct Checkpoint {
     len: u64,
     hasher: Hasher,
-}
-
-/// Why committing an upload failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    #[error("upload content has digest {actual}, not the {expected} given")]
-    DigestMismatch { expected: Digest, actual: Digest },
-    #[error(transparent)]
-    Io(#[from] io::Error),
 }
 
 /// An upload whose content was checked against its digest (and synced unless the blob
@@ -223,7 +215,7 @@ impl UploadFile {
     /// covers exactly what it holds) and fsyncs it unless the blob is already published. On a
     /// digest mismatch the file is removed. Blocking; call `flush` first. Takes no lock: the
     /// caller publishes the result under the digest's lock.
-    pub fn verify(self, store: &BlobStore, expected: &Digest) -> Result<Verified, CommitError> {
+    pub fn verify(self, store: &FsStore, expected: &Digest) -> Result<Verified, CommitError> {
         if self.pending.is_some() || !self.buf.is_empty() || self.broken {
             return Err(io::Error::other("upload committed with writes outstanding").into());
         }
@@ -269,7 +261,7 @@ impl Verified {
     /// durable before that row committed: this copy is dropped. Without a row, a file in place
     /// is an orphan (a crash between rename and commit) that nothing verified: this verified
     /// copy replaces it (rename is atomic). Returns the size.
-    pub fn publish(self, store: &BlobStore, recorded: bool) -> io::Result<u64> {
+    pub fn publish(self, store: &FsStore, recorded: bool) -> io::Result<u64> {
         if recorded && store.blob_path(&self.digest).exists() {
             fs::remove_file(&self.path)?;
         } else {
