@@ -483,3 +483,31 @@ async fn the_probe_round_trips_and_a_missing_bucket_fails_to_open_clearly() {
     let err = S3Store::open(&cfg).unwrap_err().to_string();
     assert!(err.contains("kura-no-such-bucket"), "{err}");
 }
+
+#[tokio::test]
+async fn a_request_dropped_midway_loses_no_accepted_bytes() {
+    let (store, _prefix) = open("cancelled");
+    let bytes = data(PART + 300_000, 15);
+    let d = Digest::sha256_of(&bytes);
+    let mut u = store.create_upload("x1").unwrap();
+    request(&mut u, &bytes[..100_000], 1 << 20).await;
+    // The request is dropped (client gone, server stopping) while its tail is being written.
+    u.push(&bytes[100_000..200_000]).await.unwrap();
+    let dropped = tokio::time::timeout(std::time::Duration::ZERO, u.flush()).await;
+    assert!(dropped.is_err(), "the flush was still writing when dropped");
+    assert_eq!(u.len(), 200_000);
+    // Dropped again while its first part (and the multipart upload) is being started: what
+    // was accepted is what `len` says, the rest is the client's to send again.
+    let dropped = tokio::time::timeout(std::time::Duration::ZERO, u.push(&bytes[200_000..])).await;
+    assert!(dropped.is_err(), "the push was still sending when dropped");
+    let at = u.len() as usize;
+    assert!(at > 200_000 && at < bytes.len(), "{at}");
+    // The next request continues where the accepted bytes end.
+    request(&mut u, &bytes[at..], 1 << 20).await;
+    assert!(u.state().multipart.is_some());
+    u.verify(&store, &d)
+        .unwrap()
+        .publish(&store, false)
+        .unwrap();
+    assert_eq!(store.read_blob(&d).unwrap().unwrap(), bytes);
+}

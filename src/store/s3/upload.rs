@@ -47,10 +47,16 @@ pub struct S3Upload {
     /// The tail object the session's state names (`tail_len == 0`: none to read).
     tail_gen: u64,
     tail_len: u64,
+    /// The highest tail generation this process started writing: a new one is always above
+    /// it, so a write left running by a dropped flush never races the next.
+    last_gen: u64,
     /// Bytes after the parts (and the part in flight): once `loaded`, the tail's bytes
     /// followed by the ones this request pushed.
     buf: Vec<u8>,
     loaded: bool,
+    /// The buffer while `flush` writes it as a tail: back into `buf` if that flush was
+    /// dropped before it finished (the request was cancelled), so no accepted byte is lost.
+    unflushed: Option<Bytes>,
     /// Bytes were pushed since the last flush.
     dirty: bool,
     /// Tail generations replaced at an earlier flush, no longer named by the session's row.
@@ -190,8 +196,10 @@ impl S3Upload {
             sending: None,
             tail_gen: state.tail_gen,
             tail_len: state.tail_len,
+            last_gen: state.tail_gen,
             buf: Vec::new(),
             loaded: false,
+            unflushed: None,
             dirty: false,
             superseded: Vec::new(),
             broken: false,
@@ -210,7 +218,10 @@ impl S3Upload {
 
     /// True while the upload holds buffers or S3 calls in flight.
     pub fn is_open(&self) -> bool {
-        self.buf.capacity() > 0 || self.sending.is_some() || self.creating.is_some()
+        self.buf.capacity() > 0
+            || self.unflushed.is_some()
+            || self.sending.is_some()
+            || self.creating.is_some()
     }
 
     /// A point to roll back to if the request appending after it fails.
@@ -312,8 +323,19 @@ impl S3Upload {
         Ok(())
     }
 
+    /// Takes back the buffer of a flush that was dropped midway.
+    fn recover(&mut self) {
+        if let Some(b) = self.unflushed.take() {
+            self.buf = match b.try_into_mut() {
+                Ok(m) => m.into(),
+                Err(b) => b.to_vec(),
+            };
+        }
+    }
+
     /// Reads the tail object back into the buffer before the first byte of a request.
     async fn load_tail(&mut self) -> io::Result<()> {
+        self.recover();
         if self.loaded {
             return Ok(());
         }
@@ -384,6 +406,7 @@ impl S3Upload {
     }
 
     async fn flush_inner(&mut self) -> io::Result<()> {
+        self.recover();
         self.settle().await?;
         if !self.dirty {
             return Ok(());
@@ -396,10 +419,14 @@ impl S3Upload {
             .drain(..)
             .map(|g| self.store.upload_key(&self.id, &tail_name(g)))
             .collect();
-        let generation = self.tail_gen + 1;
+        let generation = self.tail_gen.max(self.last_gen) + 1;
+        self.last_gen = generation;
         let key = self.store.upload_key(&self.id, &tail_name(generation));
-        let data = (!self.buf.is_empty())
-            .then(|| PutPayload::from(Bytes::from(std::mem::take(&mut self.buf))));
+        let data = (!self.buf.is_empty()).then(|| {
+            let b = Bytes::from(std::mem::take(&mut self.buf));
+            self.unflushed = Some(b.clone());
+            PutPayload::from(b)
+        });
         let written = data.is_some();
         let s3 = self.store.s3();
         let put = self
@@ -416,9 +443,11 @@ impl S3Upload {
             })
             .await;
         if let Err(e) = put {
+            self.recover();
             self.broken = true;
             return Err(e);
         }
+        self.unflushed = None;
         if written {
             self.tail_gen = generation;
         }
@@ -441,6 +470,7 @@ impl S3Upload {
         }
         self.buf = Vec::new();
         self.loaded = false;
+        self.unflushed = None;
         self.dirty = false;
         self.broken = false;
         self.len = cp.len;
