@@ -460,13 +460,16 @@ impl S3Upload {
     /// Waits for S3 calls in flight, then returns to `cp`: the parts and tail generation it
     /// named are untouched (later parts are overwritten when sent again).
     pub async fn rollback(&mut self, cp: S3Checkpoint) -> io::Result<()> {
-        if let Some((task, _)) = self.sending.take() {
+        // Awaited in place, so a rollback dropped midway leaves them to the next caller.
+        if let Some((task, _)) = &mut self.sending {
             let _ = task.await;
+            self.sending = None;
         }
-        if let Some(task) = self.creating.take()
-            && let Ok(Ok(m)) = task.await
-        {
-            self.multipart = Some(m);
+        if let Some(task) = &mut self.creating {
+            if let Ok(Ok(m)) = task.await {
+                self.multipart = Some(m);
+            }
+            self.creating = None;
         }
         self.buf = Vec::new();
         self.loaded = false;
