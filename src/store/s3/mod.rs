@@ -133,7 +133,7 @@ impl S3Store {
         let s3 = b.build().map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("storage: S3 configuration: {e}"),
+                format!("S3 configuration: {e}"),
             )
         })?;
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -169,7 +169,7 @@ impl S3Store {
             .map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!("storage: bucket {} is not reachable: {e}", store.describe()),
+                    format!("bucket {} is not reachable: {e}", store.describe()),
                 )
             })?;
         Ok(store)
