@@ -511,3 +511,32 @@ async fn a_request_dropped_midway_loses_no_accepted_bytes() {
         .unwrap();
     assert_eq!(store.read_blob(&d).unwrap().unwrap(), bytes);
 }
+
+#[tokio::test]
+async fn a_blob_over_the_single_copy_limit_is_published_by_a_multipart_copy() {
+    // Uploaded in two 10 MiB parts (the second short), copied in three of 5 MiB.
+    let cfg = kura::config::StorageConfig {
+        part_size: 2 * PART as u64,
+        ..s3_config("bigcopy")
+    };
+    // S3 copies at most 5 GiB in one request; here the limit is one 5 MiB part.
+    let store = S3Store::open(&cfg)
+        .unwrap()
+        .with_copy_limits(PART as u64, PART as u64);
+    let bytes = data(2 * PART + 4000, 16);
+    let d = Digest::sha256_of(&bytes);
+    let mut u = store.create_upload("big").unwrap();
+    request(&mut u, &bytes, 1 << 20).await;
+    let v = u.verify(&store, &d).unwrap();
+    assert_eq!(v.publish(&store, false).unwrap(), bytes.len() as u64);
+    assert_eq!(store.read_blob(&d).unwrap().unwrap(), bytes);
+    // A multipart object's ETag ends in its part count (RGW keeps the source's on a plain
+    // copy: "-2").
+    let key = Path::from(format!("{}/{}", cfg.prefix, blob_key(&d)));
+    let meta = object_store::ObjectStoreExt::head(&raw(), &key)
+        .await
+        .unwrap();
+    let etag = meta.e_tag.unwrap();
+    assert!(etag.trim_matches('"').ends_with("-3"), "{etag}");
+    assert_eq!(keys(&cfg.prefix).await, vec![blob_key(&d)]);
+}

@@ -14,6 +14,7 @@
 //! and wait on a channel; async ones await its join handle, so they work from any runtime.
 //! Uploads are in `upload.rs`.
 
+mod copy;
 mod upload;
 
 use std::future::Future;
@@ -54,6 +55,12 @@ struct Inner {
     /// Blob GETs are answered with a presigned URL (`[storage] redirect`).
     redirect: bool,
     redirect_expiry: Duration,
+    /// Objects up to this size are copied with one CopyObject, larger ones in parts of
+    /// `copy_part` (`copy.rs`).
+    single_copy_max: u64,
+    copy_part: u64,
+    /// For the requests `object_store` has no call for (UploadPartCopy).
+    http: reqwest::Client,
 }
 
 /// The store's runtime, shut down without blocking when the last clone is dropped (which may
@@ -155,6 +162,12 @@ impl S3Store {
                 part_size: usize::try_from(cfg.part_size).map_err(io::Error::other)?,
                 redirect: cfg.redirect,
                 redirect_expiry: cfg.redirect_expiry,
+                single_copy_max: copy::SINGLE_COPY_MAX,
+                copy_part: copy::COPY_PART,
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(600))
+                    .build()
+                    .map_err(io::Error::other)?,
             }),
         };
         let s3 = store.s3();
@@ -184,6 +197,17 @@ impl S3Store {
     /// Whether blob GETs are redirected to presigned URLs.
     pub fn redirects(&self) -> bool {
         self.inner.redirect
+    }
+
+    /// Copies larger than `single_max` bytes go in parts of `part` bytes (S3 allows 5 GiB and
+    /// at least 5 MiB); for tests of the multipart copy with little data. Call right after
+    /// `open`, before the store is cloned.
+    #[doc(hidden)]
+    pub fn with_copy_limits(mut self, single_max: u64, part: u64) -> S3Store {
+        let inner = Arc::get_mut(&mut self.inner).expect("an unshared store");
+        inner.single_copy_max = single_max;
+        inner.copy_part = part;
+        self
     }
 
     /// Bytes per multipart part (and per ranged read).

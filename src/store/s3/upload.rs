@@ -595,19 +595,23 @@ impl S3Verified {
     /// in place is an unverified orphan: the verified copy replaces it. Returns the size.
     pub fn publish(self, store: &S3Store, recorded: bool) -> io::Result<u64> {
         if !(recorded && store.stat(&self.digest)?.is_some()) {
-            let s3 = store.s3();
+            let (s3, st) = (store.s3(), store.clone());
             let target = store.blob_key(&self.digest);
             let from = match self.source {
                 Source::Empty => None,
                 Source::Tail(g) => Some(store.upload_key(&self.id, &tail_name(g))),
                 Source::Data => Some(store.upload_key(&self.id, "data")),
             };
+            let size = self.size;
             store.run(async move {
                 match from {
-                    None => s3.put(&target, PutPayload::new()).await.map(|_| ()),
-                    Some(from) => s3.copy(&from, &target).await,
+                    None => s3
+                        .put(&target, PutPayload::new())
+                        .await
+                        .map(|_| ())
+                        .map_err(io_err),
+                    Some(from) => st.copy_object(&from, &target, size).await,
                 }
-                .map_err(io_err)
             })?;
         }
         // The blob is in place: a leftover of the session is the collector's to sweep.
