@@ -31,6 +31,8 @@ struct Harness {
     root: PathBuf,
     cfg: StorageConfig,
     _dir: tempfile::TempDir,
+    /// The S3 prefix, deleted when the test ends.
+    _scratch: Option<common::s3::Scratch>,
 }
 
 impl Harness {
@@ -44,6 +46,7 @@ impl Harness {
         Harness {
             store: BlobStore::open(&root, &cfg).unwrap(),
             root,
+            _scratch: matches!(driver, Driver::S3).then(|| common::s3::Scratch(cfg.prefix.clone())),
             cfg,
             _dir: dir,
         }

@@ -6,7 +6,7 @@ mod common;
 
 use std::io;
 
-use common::s3::{BUCKET, gateway, s3_config};
+use common::s3::{BUCKET, Scratch, gateway, s3_config};
 use futures_util::StreamExt;
 use kura::config::MIN_PART_SIZE;
 use kura::digest::Digest;
@@ -32,10 +32,11 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn open(test: &str) -> (S3Store, String) {
+/// A store on a fresh prefix, deleted when the test ends.
+fn open(test: &str) -> (S3Store, Scratch) {
     let cfg = s3_config(test);
     let store = S3Store::open(&cfg).expect("open S3 store");
-    (store, cfg.prefix)
+    (store, Scratch(cfg.prefix))
 }
 
 /// A client of our own for looking behind the driver's back.
@@ -478,7 +479,7 @@ async fn the_probe_round_trips_and_a_missing_bucket_fails_to_open_clearly() {
     );
     let cfg = kura::config::StorageConfig {
         bucket: "kura-no-such-bucket".into(),
-        ..s3_config("probe")
+        ..s3_config("probe-missing")
     };
     let err = S3Store::open(&cfg).unwrap_err().to_string();
     assert!(err.contains("kura-no-such-bucket"), "{err}");
@@ -519,6 +520,7 @@ async fn a_blob_over_the_single_copy_limit_is_published_by_a_multipart_copy() {
         part_size: 2 * PART as u64,
         ..s3_config("bigcopy")
     };
+    let _scratch = Scratch(cfg.prefix.clone());
     // S3 copies at most 5 GiB in one request; here the limit is one 5 MiB part.
     let store = S3Store::open(&cfg)
         .unwrap()

@@ -153,3 +153,58 @@ fn ensure_bucket(g: &Gateway) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A test's key prefix. Everything under it is deleted when it is dropped, so repeated runs do
+/// not fill the gateway (its memstore keeps objects in RAM).
+pub struct Scratch(pub String);
+
+impl std::ops::Deref for Scratch {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        delete_prefix(&self.0);
+    }
+}
+
+/// Deletes every object under `prefix` (best effort). Blocking; works inside or outside a
+/// runtime (it runs on a thread and runtime of its own).
+pub fn delete_prefix(prefix: &str) {
+    use futures_util::StreamExt;
+    use object_store::ObjectStore;
+    let (g, prefix) = (gateway().clone(), prefix.to_string());
+    let cleanup = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let Ok(s3) = object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(BUCKET)
+                .with_endpoint(&g.endpoint)
+                .with_allow_http(true)
+                .with_region(&g.region)
+                .with_access_key_id(&g.access_key)
+                .with_secret_access_key(&g.secret_key)
+                .build()
+            else {
+                return;
+            };
+            let root = object_store::path::Path::from(prefix);
+            let keys = s3.list(Some(&root)).filter_map(|m| async move { m.ok() });
+            let keys = keys.map(|m| Ok(m.location)).boxed();
+            s3.delete_stream(keys).for_each(|_| async {}).await;
+        });
+    });
+    let _ = cleanup.join();
+}
