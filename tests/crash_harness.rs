@@ -15,12 +15,19 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{client, image_manifest, kura_cmd, short_online_grace_env, spawn_kura_guarded_env};
+use common::{
+    client, image_manifest, kura_cmd, short_online_grace_env, spawn_kura_guarded_env, storage_env,
+};
+use kura::config::StorageConfig;
 use kura::digest::Digest;
+use kura::store::BlobStore;
 
 /// Every run makes exactly this many kill rounds (deterministic in what it exercises; a slow
 /// machine takes longer rather than checking less).
 const ROUNDS: u64 = 50;
+/// Kill rounds on the S3 driver: each round's fsck rehashes every blob over HTTP, so a round
+/// costs about three times one on the filesystem.
+const S3_ROUNDS: u64 = 20;
 /// A bound on the whole harness: no round starts after this (about 90 s on this machine).
 const BUDGET: Duration = Duration::from_secs(300);
 const WORKERS: u64 = 3;
@@ -288,6 +295,17 @@ async fn check_blob_absent_or_whole(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_harness_kill_9_at_random_moments_loses_no_acknowledged_write() {
+    harness(None, ROUNDS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_harness_kill_9_at_random_moments_loses_no_acknowledged_write_on_s3() {
+    harness(Some(common::s3::s3_config("crash-harness")), S3_ROUNDS).await;
+}
+
+/// The harness on the filesystem driver, or on the object store `storage` names, for
+/// exactly `rounds` kill rounds.
+async fn harness(storage: Option<StorageConfig>, rounds: u64) {
     let seed = std::env::var("KURA_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -313,7 +331,31 @@ async fn crash_harness_kill_9_at_random_moments_loses_no_acknowledged_write() {
         "--upload-max-age",
         "2s",
     ];
-    let env = short_online_grace_env();
+    let storage_vars = storage.as_ref().map(storage_env).unwrap_or_default();
+    let mut env = short_online_grace_env();
+    env.extend(storage_vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    // `kura gc` and `kura fsck` find the store through the config file (root and [storage]).
+    let config_file = dir.path().join("kura.toml");
+    let target = match &storage {
+        None => vec!["--root".to_string(), root.clone()],
+        Some(st) => {
+            let file = format!(
+                "root = {root:?}\n[storage]\n{}",
+                toml::to_string(st).unwrap()
+            );
+            std::fs::write(&config_file, file).unwrap();
+            vec![
+                "--config".to_string(),
+                config_file.to_str().unwrap().to_string(),
+            ]
+        }
+    };
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let cmd = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&target);
+        kura_cmd(&all)
+    };
     let ledger: Arc<Mutex<Ledger>> = Arc::default();
     let c = client();
     let started = Instant::now();
@@ -322,7 +364,7 @@ async fn crash_harness_kill_9_at_random_moments_loses_no_acknowledged_write() {
     let mut loads = Vec::new();
     // Time spent restarting, verifying, under load until the kill, and in fsck.
     let mut phases = [Duration::ZERO; 4];
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         if started.elapsed() > BUDGET {
             break;
         }
@@ -410,7 +452,7 @@ async fn crash_harness_kill_9_at_random_moments_loses_no_acknowledged_write() {
         );
         phases[2] += t.elapsed();
         let t = Instant::now();
-        let (ok, out, err) = kura_cmd(&["fsck", "--root", &root, "--quiet"]);
+        let (ok, out, err) = cmd(&["fsck", "--quiet"]);
         assert!(
             ok,
             "kura fsck after kill {kills} (round {round}):\n{out}\n{err}"
@@ -419,8 +461,8 @@ async fn crash_harness_kill_9_at_random_moments_loses_no_acknowledged_write() {
         fscks += 1;
     }
     assert!(
-        kills >= ROUNDS,
-        "only {kills} of {ROUNDS} kill rounds fit in {BUDGET:?} (machine far too slow?)"
+        kills >= rounds,
+        "only {kills} of {rounds} kill rounds fit in {BUDGET:?} (machine far too slow?)"
     );
     // Every acknowledged push that was not deleted is served after a final restart.
     let (mut child, base) = spawn_kura_guarded_env(dir.path(), &flags, &env);
@@ -445,27 +487,28 @@ async fn crash_harness_kill_9_at_random_moments_loses_no_acknowledged_write() {
         checked += 1;
     }
     child.kill();
-    let blob_file = |d: &Digest| dir.path().join("blobs/sha256").join(d.hex());
+    let store = BlobStore::open(dir.path(), &storage.clone().unwrap_or_default()).unwrap();
+    let stored = |d: &Digest| store.stat(d).unwrap().is_some();
     for p in &deleted {
-        if !blob_file(&p.blobs[1].0).exists() {
+        if !stored(&p.blobs[1].0) {
             collected_online += 1;
         }
     }
     // Offline, a zero grace is allowed: the collector must now remove every blob of every
     // deleted push, and nothing an acknowledged push needs.
-    let (ok, out, err) = kura_cmd(&["gc", "--root", &root, "--grace", "0s"]);
+    let (ok, out, err) = cmd(&["gc", "--grace", "0s"]);
     assert!(ok, "offline gc:\n{out}\n{err}");
     for p in &deleted {
         for (d, _) in &p.blobs {
             assert!(
-                !blob_file(d).exists(),
+                !stored(d),
                 "blob {d} of deleted {}:{} survived an offline gc --grace 0s",
                 p.repo,
                 p.tag
             );
         }
     }
-    let (ok, out, err) = kura_cmd(&["fsck", "--root", &root, "--quiet"]);
+    let (ok, out, err) = cmd(&["fsck", "--quiet"]);
     assert!(ok, "fsck after the offline gc:\n{out}\n{err}");
     fscks += 1;
     let (_child, base) = spawn_kura_guarded_env(dir.path(), &flags, &env);

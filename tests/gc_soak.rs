@@ -173,7 +173,22 @@ async fn revive(base: &str, repo: &str, img: &Image, n: &Revivals) -> Result<Ima
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gc_soak_pushes_deletes_and_pulls_never_fail_while_collecting() {
-    let s = TestServer::start().await;
+    gc_soak_pushes_deletes_and_pulls_never_fail_while_collecting_with(TestServer::start().await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gc_soak_pushes_deletes_and_pulls_never_fail_while_collecting_on_s3() {
+    gc_soak_pushes_deletes_and_pulls_never_fail_while_collecting_with(
+        TestServer::start_on(&common::s3::s3_config(
+            "gc_soak_pushes_deletes_and_pulls_never_f",
+        ))
+        .await,
+    )
+    .await;
+}
+
+async fn gc_soak_pushes_deletes_and_pulls_never_fail_while_collecting_with(s: TestServer) {
     let stop = Arc::new(AtomicBool::new(false));
     let keepers: Arc<Mutex<Vec<Image>>> = Arc::default();
     let victims: Arc<Mutex<Vec<Image>>> = Arc::default();
@@ -363,7 +378,7 @@ async fn gc_soak_pushes_deletes_and_pulls_never_fail_while_collecting() {
         for d in img.blobs.iter().chain([&img.manifest]) {
             if !kept.contains(d) {
                 assert!(
-                    !s.registry.store().fs().unwrap().blob_path(d).exists(),
+                    s.registry.store().stat(d).unwrap().is_none(),
                     "{d} only used by deleted images survived"
                 );
                 freed += 1;
@@ -372,7 +387,7 @@ async fn gc_soak_pushes_deletes_and_pulls_never_fail_while_collecting() {
     }
     for d in &kept {
         assert!(
-            s.registry.store().fs().unwrap().blob_path(d).exists(),
+            s.registry.store().stat(d).unwrap().is_some(),
             "{d} is used by a kept image"
         );
     }

@@ -75,7 +75,22 @@ async fn raw_manifest(client: &Client, r: &Reference) -> (Bytes, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oci_client_pushes_and_pulls_multi_layer_image_byte_for_byte() {
-    let s = TestServer::start().await;
+    oci_client_pushes_and_pulls_multi_layer_image_byte_for_byte_with(TestServer::start().await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_client_pushes_and_pulls_multi_layer_image_byte_for_byte_on_s3() {
+    oci_client_pushes_and_pulls_multi_layer_image_byte_for_byte_with(
+        TestServer::start_on(&common::s3::s3_config(
+            "oci_client_pushes_and_pulls_multi_layer_",
+        ))
+        .await,
+    )
+    .await;
+}
+
+async fn oci_client_pushes_and_pulls_multi_layer_image_byte_for_byte_with(s: TestServer) {
     let client = oci_client();
     let auth = RegistryAuth::Anonymous;
     let image = reference(&s, "interop/multi-layer:v1");
@@ -171,7 +186,18 @@ async fn oci_client_pushes_and_pulls_multi_layer_image_byte_for_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oci_client_pushes_in_chunks() {
-    let s = TestServer::start().await;
+    oci_client_pushes_in_chunks_with(TestServer::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_client_pushes_in_chunks_on_s3() {
+    oci_client_pushes_in_chunks_with(
+        TestServer::start_on(&common::s3::s3_config("oci_client_pushes_in_chunks")).await,
+    )
+    .await;
+}
+
+async fn oci_client_pushes_in_chunks_with(s: TestServer) {
     let client = oci_client();
     let auth = RegistryAuth::Anonymous;
     let image = reference(&s, "interop/chunked:v1");

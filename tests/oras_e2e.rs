@@ -241,7 +241,21 @@ fn layer_titled<'a>(manifest: &'a Value, title: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oras_py_pushes_and_pulls_artifact_with_custom_media_types() {
-    let s = TestServer::start().await;
+    oras_py_pushes_and_pulls_artifact_with_custom_media_types_with(TestServer::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oras_py_pushes_and_pulls_artifact_with_custom_media_types_on_s3() {
+    oras_py_pushes_and_pulls_artifact_with_custom_media_types_with(
+        TestServer::start_on(&common::s3::s3_config(
+            "oras_py_pushes_and_pulls_artifact_with_c",
+        ))
+        .await,
+    )
+    .await;
+}
+
+async fn oras_py_pushes_and_pulls_artifact_with_custom_media_types_with(s: TestServer) {
     let tmp = tempfile::tempdir().unwrap();
     let oras = Oras::new(&s, tmp.path()).await;
     let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
@@ -327,7 +341,22 @@ async fn oras_py_pushes_and_pulls_artifact_with_custom_media_types() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oras_py_pushes_referrer_with_subject_listed_by_referrers_api() {
-    let s = TestServer::start().await;
+    oras_py_pushes_referrer_with_subject_listed_by_referrers_api_with(TestServer::start().await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oras_py_pushes_referrer_with_subject_listed_by_referrers_api_on_s3() {
+    oras_py_pushes_referrer_with_subject_listed_by_referrers_api_with(
+        TestServer::start_on(&common::s3::s3_config(
+            "oras_py_pushes_referrer_with_subject_lis",
+        ))
+        .await,
+    )
+    .await;
+}
+
+async fn oras_py_pushes_referrer_with_subject_listed_by_referrers_api_with(s: TestServer) {
     let tmp = tempfile::tempdir().unwrap();
     let oras = Oras::new(&s, tmp.path()).await;
     let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));

@@ -210,7 +210,21 @@ async fn inspect_raw(image: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_round_trips_oci_layout_with_identical_digests() {
-    let s = TestServer::start().await;
+    skopeo_round_trips_oci_layout_with_identical_digests_with(TestServer::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_round_trips_oci_layout_with_identical_digests_on_s3() {
+    skopeo_round_trips_oci_layout_with_identical_digests_with(
+        TestServer::start_on(&common::s3::s3_config(
+            "skopeo_round_trips_oci_layout_with_ident",
+        ))
+        .await,
+    )
+    .await;
+}
+
+async fn skopeo_round_trips_oci_layout_with_identical_digests_with(s: TestServer) {
     let tmp = tempfile::tempdir().unwrap();
     let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
 
@@ -280,7 +294,22 @@ async fn skopeo_round_trips_oci_layout_with_identical_digests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_round_trips_multi_platform_index_with_identical_digests() {
-    let s = TestServer::start().await;
+    skopeo_round_trips_multi_platform_index_with_identical_digests_with(TestServer::start().await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_round_trips_multi_platform_index_with_identical_digests_on_s3() {
+    skopeo_round_trips_multi_platform_index_with_identical_digests_with(
+        TestServer::start_on(&common::s3::s3_config(
+            "skopeo_round_trips_multi_platform_index_",
+        ))
+        .await,
+    )
+    .await;
+}
+
+async fn skopeo_round_trips_multi_platform_index_with_identical_digests_with(s: TestServer) {
     let tmp = tempfile::tempdir().unwrap();
     let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
 

@@ -84,7 +84,21 @@ fn read_file(root: &Path, rel: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn umoci_built_image_round_trips_through_kura_and_unpacks() {
-    let s = TestServer::start().await;
+    umoci_built_image_round_trips_through_kura_and_unpacks_with(TestServer::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn umoci_built_image_round_trips_through_kura_and_unpacks_on_s3() {
+    umoci_built_image_round_trips_through_kura_and_unpacks_with(
+        TestServer::start_on(&common::s3::s3_config(
+            "umoci_built_image_round_trips_through_ku",
+        ))
+        .await,
+    )
+    .await;
+}
+
+async fn umoci_built_image_round_trips_through_kura_and_unpacks_with(s: TestServer) {
     let tmp = tempfile::tempdir().unwrap();
     let layout: PathBuf = tmp.path().join("layout");
     let layout2: PathBuf = tmp.path().join("layout2");
