@@ -161,8 +161,8 @@ impl S3Store {
         let data = self.upload_key(id, "data");
         let known = state.and_then(|s| s.multipart.clone());
         self.run(async move {
-            let recorded = get_all(&s3, &session)
-                .await?
+            let (recorded, keys) = tokio::join!(get_all(&s3, &session), list_keys(&s3, &root));
+            let recorded = recorded?
                 .filter(|b| !b.is_empty())
                 .map(|b| String::from_utf8_lossy(&b).into_owned());
             let mut ids: Vec<String> = known.into_iter().chain(recorded).collect();
@@ -173,7 +173,7 @@ impl S3Store {
                     Err(e) => return Err(io_err(e)),
                 }
             }
-            delete_keys(&s3, list_keys(&s3, &root).await?).await
+            delete_keys(&s3, keys?).await
         })
     }
 }
@@ -512,9 +512,11 @@ impl S3Upload {
             Some(m) => (Source::Data, Some(self.complete(store, m)?)),
         };
         // The object's size tells whether it holds exactly what was hashed.
-        let stored = match &key {
-            None => 0,
-            Some(k) => {
+        let stored = match (&source, &key) {
+            (_, None) => 0,
+            // A tail this process wrote (a PUT is whole or absent) holds what it was given.
+            (Source::Tail(_), Some(_)) if self.hasher.is_some() => self.tail_len,
+            (_, Some(k)) => {
                 let (s3, k) = (store.s3(), k.clone());
                 store.run(async move { Ok(s3.head(&k).await.map_err(io_err)?.size) })?
             }
