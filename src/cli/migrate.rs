@@ -7,14 +7,15 @@ use crate::config::{Config, StorageConfig};
 use crate::meta::OpenError;
 use crate::registry::{Registry, RegistryOpenError};
 use crate::store::BlobStore;
-use crate::store::migrate::copy_blobs;
+use crate::store::migrate::{copy_blobs, end_upload_sessions};
 
 /// Arguments of `kura migrate-storage`.
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
     /// The registry's configuration file: its `root` and `[storage]` are the source. Once every
-    /// blob is copied and verified, its `[storage]` section is rewritten to the destination
-    /// (the previous file is kept as FILE.bak).
+    /// blob is copied and verified, upload sessions in progress are ended (their bytes stay
+    /// behind) and its `[storage]` section is rewritten to the destination (the previous file
+    /// is kept as FILE.bak).
     #[arg(long)]
     pub config: PathBuf,
     /// A TOML file whose `[storage]` section is the destination, e.g.
@@ -77,6 +78,10 @@ pub fn run(args: MigrateArgs) -> Result<(), super::CliError> {
     }
     if args.no_switch {
         return Ok(());
+    }
+    let ended = end_upload_sessions(&registry)?;
+    if ended > 0 {
+        println!("{ended} upload session(s) in progress ended (their clients start over)");
     }
     switch_config(&args.config, &args.to)?;
     println!(
