@@ -912,3 +912,95 @@ async fn kura_client_pulls_an_image_through_redirects_with_authentication() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsck_repair_leaves_objects_not_named_by_a_digest_and_finishes() {
+    let cfg = s3_config("fsck-odd-names");
+    let s = TestServer::start_on(&cfg).await;
+    common::push_image(&s, "team/app", "v1", &[b"a layer"]).await;
+    // Something else's objects under blobs/, and a real orphan.
+    let odd = ["blobs/sha256/not-a-digest", "blobs/README"];
+    for k in odd {
+        put_object(&Key::from(format!("{}/{k}", cfg.prefix)), b"?".to_vec()).await;
+    }
+    let orphan = Digest::sha256_of(b"an orphan");
+    put_object(&blob_key(&cfg.prefix, &orphan), b"an orphan".to_vec()).await;
+    let stray = "9d0c7e51-stray";
+    put_object(
+        &Key::from(format!("{}/uploads/{stray}/tail.1", cfg.prefix)),
+        b"left over".to_vec(),
+    )
+    .await;
+
+    let r = fsck(&s, false).await;
+    assert!(r.is_clean(), "{r}");
+    assert_eq!(r.notices.len(), 4, "{r}");
+    for name in ["sha256:not-a-digest", "README"] {
+        assert!(
+            r.notices
+                .iter()
+                .any(|n| n.contains(name) && n.contains("not named by a digest")),
+            "{r}"
+        );
+    }
+
+    // Repair removes what kura owns and finishes, leaving the rest to the operator.
+    let r = fsck(&s, true).await;
+    assert!(
+        r.repaired
+            .contains(&format!("removed orphan file {orphan}")),
+        "{r}"
+    );
+    assert!(
+        r.repaired.contains(&format!("removed upload {stray}")),
+        "{r}"
+    );
+    let mut left = keys(&cfg.prefix, "blobs").await;
+    left.retain(|k| odd.contains(&k.as_str()));
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(keys(&cfg.prefix, "uploads").await, Vec::<String>::new());
+    // The collector leaves them too.
+    let r = collect(&s, common::opts(0)).await;
+    assert_eq!(r.orphan_files_removed, 0, "{r:?}");
+    assert_eq!(keys(&cfg.prefix, "blobs").await.len(), 3 + odd.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsck_notices_a_session_whose_objects_are_gone_and_repair_ends_it() {
+    let cfg = s3_config("fsck-session");
+    let s = TestServer::start_on(&cfg).await;
+    let c = client();
+    let r = c
+        .post(s.url("/v2/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = s.url(&path_of(r.headers()["location"].to_str().unwrap()));
+    let r = c
+        .patch(&loc)
+        .body(b"some bytes".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = fsck(&s, false).await;
+    assert!(r.is_clean() && r.notices.is_empty(), "{r}");
+
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    for k in keys(&cfg.prefix, &format!("uploads/{id}")).await {
+        delete_object(&Key::from(format!("{}/{k}", cfg.prefix))).await;
+    }
+    let r = fsck(&s, false).await;
+    assert_eq!(r.notices, [format!("upload {id} has no file")], "{r}");
+    let r = fsck(&s, true).await;
+    assert!(r.repaired.contains(&format!("removed upload {id}")), "{r}");
+    let row = s
+        .registry
+        .meta()
+        .read(|t| kura::meta::uploads::get(&t.uploads, &id))
+        .unwrap();
+    assert!(row.is_none());
+    let r = fsck(&s, false).await;
+    assert!(r.is_clean() && r.notices.is_empty(), "{r}");
+    assert_eq!(c.get(&loc).send().await.unwrap().status(), 404);
+}
