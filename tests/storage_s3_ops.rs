@@ -230,6 +230,10 @@ async fn migrate_storage_copies_every_blob_into_the_bucket_resumably_then_serves
     let (ok, out, err) = migrate(tmp.path(), &["--no-switch"]);
     assert!(ok, "{out}\n{err}");
     assert!(
+        !out.contains(&s3.secret_access_key) && !err.contains(&s3.secret_access_key),
+        "the secret key was printed:\n{out}\n{err}"
+    );
+    assert!(
         out.contains(&format!("{n} blobs: {n} copied (")),
         "first run: {out}"
     );
@@ -350,6 +354,34 @@ async fn migrate_storage_ends_upload_sessions_whose_bytes_stay_behind() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     push_blob_at(&base, "team/app", &data(2000, 8)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_storage_adds_the_storage_section_to_a_config_that_had_none() {
+    let s3 = s3_config("migrate-no-section");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let original = format!(
+        "# defaults everywhere\nroot = {:?}\n",
+        root.display().to_string()
+    );
+    std::fs::write(tmp.path().join("kura.toml"), &original).unwrap();
+    std::fs::write(tmp.path().join("s3.toml"), s3_toml(&s3)).unwrap();
+    let (mut kura, base) = spawn_kura_guarded(&root, &[]);
+    let img = push_image_at(&base, "team/app", "v1", &[data(3000, 9)]).await;
+    kura.kill();
+
+    let (ok, out, err) = migrate(tmp.path(), &[]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("3 blobs: 3 copied"), "{out}");
+    let config = tmp.path().join("kura.toml");
+    let switched = std::fs::read_to_string(&config).unwrap();
+    assert!(switched.starts_with(&original), "{switched}");
+    let parsed: toml::Table = switched.parse().unwrap();
+    assert_eq!(parsed["storage"]["kind"].as_str(), Some("s3"), "{switched}");
+    std::fs::remove_dir_all(root.join("blobs")).unwrap();
+    let (_kura, base) = spawn_kura_guarded(&root, &["--config", config.to_str().unwrap()]);
+    assert_serves(&base, &img).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,6 +516,10 @@ async fn gc_removes_unreferenced_blob_rows_and_their_objects_in_batches() {
     };
     let r = collect(&s, o).await;
     assert_eq!(r.blobs_removed, loose.len() as u64, "{r:?}");
+    assert_eq!(
+        r.bytes_freed,
+        (1000 + 1001 + 1002 + 1003 + 5 * MIB + 1) as u64
+    );
     assert_eq!(r.orphan_files_removed, 0, "{r:?}");
     for d in &loose {
         assert!(blob_row(&s, d).is_none(), "row of {d} kept");
@@ -771,11 +807,20 @@ async fn redirect_sends_blob_gets_to_a_presigned_gateway_url_and_answers_heads_i
         r.bytes().await.unwrap().is_empty(),
         "a redirect has no body"
     );
-    // A plain client with no credentials gets exactly the blob from the gateway.
+    // A plain client with no credentials gets exactly the blob from the gateway, and ranges
+    // of it (a resumed download).
     assert!(
         fetch_plain(&loc).await == big,
         "presigned URL served other bytes"
     );
+    let r = reqwest::Client::new()
+        .get(&loc)
+        .header("Range", "bytes=5242870-5242889")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap(), big[5242870..5242890]);
     let r = client()
         .get(s.url(&format!("/v2/team/app/blobs/{small}")))
         .send()
