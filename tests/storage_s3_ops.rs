@@ -285,6 +285,17 @@ async fn migrate_storage_copies_every_blob_into_the_bucket_resumably_then_serves
     // `kura serve --config kura.toml` serves everything from it.
     let root = tmp.path().join("root");
     std::fs::rename(root.join("blobs"), tmp.path().join("old-blobs")).unwrap();
+
+    // Run again by mistake: refused, and the backup of the filesystem config survives.
+    let (ok, out, err) = migrate(tmp.path(), &[]);
+    assert!(!ok, "migrated a bucket onto itself: {out}");
+    assert!(err.contains("already uses"), "{err}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), switched);
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("kura.toml.bak")).unwrap(),
+        original
+    );
+
     let (ok, out, err) = common::kura_cmd(&["fsck", "--config", config.to_str().unwrap()]);
     assert!(ok, "{out}\n{err}");
     assert!(
