@@ -31,7 +31,7 @@ pub struct MigrateArgs {
 pub fn run(args: MigrateArgs) -> Result<(), super::CliError> {
     let cfg = Config::load(Some(&args.config), serde_json::json!({}))?;
     let dest_cfg = destination(&args.to)?;
-    if dest_cfg == cfg.storage {
+    if same_place(&dest_cfg, &cfg.storage) {
         return Err("the destination is the store the configuration already uses".into());
     }
     let registry = match Registry::open_with(&cfg.root, &cfg.storage) {
@@ -91,6 +91,21 @@ pub fn run(args: MigrateArgs) -> Result<(), super::CliError> {
         args.config.display()
     );
     Ok(())
+}
+
+/// Whether two `[storage]` sections name the same blobs, whatever their other keys
+/// (`delete`, `redirect`, `part_size`, credentials): a filesystem store is the data directory's.
+fn same_place(a: &StorageConfig, b: &StorageConfig) -> bool {
+    use crate::config::StorageKind;
+    a.kind == b.kind
+        && match a.kind {
+            StorageKind::Filesystem => true,
+            StorageKind::S3 => {
+                a.bucket == b.bucket
+                    && a.prefix.trim_matches('/') == b.prefix.trim_matches('/')
+                    && a.endpoint.trim_end_matches('/') == b.endpoint.trim_end_matches('/')
+            }
+        }
 }
 
 /// The destination's `[storage]` section, validated as the server would.
