@@ -302,6 +302,17 @@ async fn migrate_storage_copies_every_blob_into_the_bucket_resumably_then_serves
         out.contains(&format!("{n} blob(s)")) && out.contains(": 0 error(s), 0 notice(s)"),
         "{out}"
     );
+    // `kura gc --config kura.toml` collects in the bucket: an orphan goes, recorded blobs stay.
+    let orphan = Digest::sha256_of(b"orphan");
+    put_object(&blob_key(&s3.prefix, &orphan), b"orphan".to_vec()).await;
+    let (ok, out, err) =
+        common::kura_cmd(&["gc", "--config", config.to_str().unwrap(), "--grace", "0s"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("0 blob(s) (0 bytes)") && out.contains("1 orphan file(s)"),
+        "{out}"
+    );
+    assert_eq!(keys(&s3.prefix, "blobs").await, copied);
     let (_kura, base) = spawn_kura_guarded(&root, &["--config", config.to_str().unwrap()]);
     for img in &images {
         assert_serves(&base, img).await;
@@ -393,6 +404,41 @@ async fn migrate_storage_adds_the_storage_section_to_a_config_that_had_none() {
     std::fs::remove_dir_all(root.join("blobs")).unwrap();
     let (_kura, base) = spawn_kura_guarded(&root, &["--config", config.to_str().unwrap()]);
     assert_serves(&base, &img).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_storage_moves_a_bucket_back_into_the_data_directory() {
+    let s3 = s3_config("migrate-back");
+    let tmp = tempfile::tempdir().unwrap();
+    let images = filesystem_registry(tmp.path(), &s3).await;
+    let n = distinct_blobs(&images);
+    let (ok, out, err) = migrate(tmp.path(), &[]);
+    assert!(ok, "{out}\n{err}");
+    let root = tmp.path().join("root");
+    std::fs::remove_dir_all(root.join("blobs")).unwrap();
+
+    let config = tmp.path().join("kura.toml");
+    let back = tmp.path().join("fs.toml");
+    std::fs::write(&back, "[storage]\nkind = \"filesystem\"\n").unwrap();
+    let (ok, out, err) = common::kura_cmd(&[
+        "migrate-storage",
+        "--config",
+        config.to_str().unwrap(),
+        "--to",
+        back.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains(&format!("{n} blobs: {n} copied (")), "{out}");
+    let parsed: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+    assert_eq!(parsed["storage"]["kind"].as_str(), Some("filesystem"));
+    // The bucket's objects are no longer needed: the data directory serves everything.
+    for k in keys(&s3.prefix, "blobs").await {
+        delete_object(&Key::from(format!("{}/{k}", s3.prefix))).await;
+    }
+    let (_kura, base) = spawn_kura_guarded(&root, &["--config", config.to_str().unwrap()]);
+    for img in &images {
+        assert_serves(&base, img).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
