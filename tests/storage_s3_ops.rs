@@ -442,30 +442,40 @@ async fn migrate_storage_moves_a_bucket_back_into_the_data_directory() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_storage_refuses_to_switch_when_a_source_blob_is_corrupt() {
+async fn migrate_storage_refuses_to_switch_while_a_source_blob_is_corrupt_or_missing() {
     let s3 = s3_config("migrate-corrupt");
     let tmp = tempfile::tempdir().unwrap();
     let images = filesystem_registry(tmp.path(), &s3).await;
     let n = distinct_blobs(&images);
     let config = tmp.path().join("kura.toml");
     let original = std::fs::read_to_string(&config).unwrap();
+    let blobs = tmp.path().join("root/blobs/sha256");
 
-    // A layer's file overwritten with other bytes of the same length.
+    // A layer's file overwritten with other bytes of the same length, and a config's gone.
     let (bad, bytes) = images[1].blobs.iter().find(|(_, b)| b.len() > MIB).unwrap();
-    let file = tmp.path().join("root/blobs/sha256").join(bad.hex());
-    std::fs::write(&file, data(bytes.len(), 99)).unwrap();
+    std::fs::write(blobs.join(bad.hex()), data(bytes.len(), 99)).unwrap();
+    let (lost, lost_bytes) = images[0].blobs.iter().find(|(_, b)| b.len() < 100).unwrap();
+    std::fs::remove_file(blobs.join(lost.hex())).unwrap();
 
     let (ok, out, err) = migrate(tmp.path(), &[]);
     assert!(!ok, "a corrupt source must fail the migration: {out}");
     assert!(
-        out.contains(&format!("{n} blobs: {} copied", n - 1))
-            && out.contains("0 already there, 1 failed"),
+        out.contains(&format!("{n} blobs: {} copied", n - 2))
+            && out.contains("0 already there, 2 failed"),
         "{out}"
     );
     let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("failed:")).collect();
-    assert_eq!(failed.len(), 1, "{out}");
+    assert_eq!(failed.len(), 2, "{out}");
     assert!(
-        failed[0].contains(&bad.to_string()) && failed[0].contains("hashes to"),
+        failed
+            .iter()
+            .any(|f| f.contains(&bad.to_string()) && f.contains("hashes to")),
+        "{out}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|f| f.contains(&lost.to_string()) && f.contains("missing from the source")),
         "{out}"
     );
     assert!(err.contains("configuration is unchanged"), "{err}");
@@ -473,9 +483,24 @@ async fn migrate_storage_refuses_to_switch_when_a_source_blob_is_corrupt() {
     assert!(!tmp.path().join("kura.toml.bak").exists());
     // The corrupt copy was never placed, and its upload session was removed.
     let stored = keys(&s3.prefix, "blobs").await;
-    assert_eq!(stored.len(), n - 1, "{stored:?}");
+    assert_eq!(stored.len(), n - 2, "{stored:?}");
     assert!(!stored.contains(&format!("blobs/sha256/{}", bad.hex())));
     assert_eq!(keys(&s3.prefix, "uploads").await, Vec::<String>::new());
+
+    // Restored (from a backup, say), the next run copies just those two and switches.
+    std::fs::write(blobs.join(bad.hex()), bytes).unwrap();
+    std::fs::write(blobs.join(lost.hex()), lost_bytes).unwrap();
+    let (ok, out, err) = migrate(tmp.path(), &[]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "{n} blobs: 2 copied ({} bytes), {} already there, 0 failed",
+            bytes.len() + lost_bytes.len(),
+            n - 2
+        )),
+        "{out}"
+    );
+    assert!(tmp.path().join("kura.toml.bak").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
