@@ -1131,3 +1131,89 @@ async fn fsck_notices_a_session_whose_objects_are_gone_and_repair_ends_it() {
     assert!(r.is_clean() && r.notices.is_empty(), "{r}");
     assert_eq!(c.get(&loc).send().await.unwrap().status(), 404);
 }
+
+// ---------------------------------------------------------------------------------------
+// Writers against the collector on a bucket
+// ---------------------------------------------------------------------------------------
+
+/// Holds `d`'s lock as the collector does between re-checking that `d` has no row and deleting
+/// its object; meanwhile `write` (a push of `d`) starts. Once its object appears or a bounded
+/// wait passes, does what the collector does there (no row: delete the object), releases the
+/// lock, lets the push finish, and asserts the registry then serves `d` as `want`: a writer
+/// holds the lock from placing the object to committing its row, so the collector can never
+/// leave a row without its object.
+async fn race_collector<F>(
+    s: &TestServer,
+    prefix: &str,
+    d: &Digest,
+    want: &[u8],
+    path: &str,
+    write: F,
+) where
+    F: std::future::Future<Output = reqwest::StatusCode> + Send + 'static,
+{
+    let name = d.to_string();
+    let guard = s.registry.digest_locks().lock(&name);
+    let push = tokio::spawn(write);
+    for _ in 0..40 {
+        if raw().head(&blob_key(prefix, d)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let recorded = blob_row(s, d).is_some();
+    assert!(!recorded, "{d} was recorded while its lock was held");
+    s.registry.store().remove_blob(d).unwrap();
+    drop(guard);
+    let status = push.await.unwrap();
+    assert!(status.is_success(), "push of {d}: {status}");
+    assert!(blob_row(s, d).is_some());
+    assert!(
+        raw().head(&blob_key(prefix, d)).await.is_ok(),
+        "{d} is recorded but its object is gone"
+    );
+    let r = client().get(s.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{d} is recorded but its object is gone");
+    assert_eq!(r.bytes().await.unwrap(), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_blob_push_racing_the_collector_keeps_its_object() {
+    let cfg = s3_config("race-blob");
+    let s = TestServer::start_on(&cfg).await;
+    let body = b"a small blob pushed in one request".to_vec();
+    let d = Digest::sha256_of(&body);
+    let url = s.url(&format!("/v2/team/app/blobs/uploads/?digest={d}"));
+    let push = {
+        let body = body.clone();
+        async move { client().post(url).body(body).send().await.unwrap().status() }
+    };
+    let path = format!("/v2/team/app/blobs/{d}");
+    race_collector(&s, &cfg.prefix, &d, &body, &path, push).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_push_racing_the_collector_keeps_its_object() {
+    let cfg = s3_config("race-manifest");
+    let s = TestServer::start_on(&cfg).await;
+    let config = common::push_blob(&s, "team/app", b"{}").await;
+    let layer = common::push_blob(&s, "team/app", b"layer").await;
+    let body = image_manifest(&(config, 2), &[(layer, 5)], json!({}));
+    let d = Digest::sha256_of(&body);
+    let url = s.url("/v2/team/app/manifests/v1");
+    let push = {
+        let body = body.clone();
+        async move {
+            client()
+                .put(url)
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let path = format!("/v2/team/app/manifests/{d}");
+    race_collector(&s, &cfg.prefix, &d, &body, &path, push).await;
+}
