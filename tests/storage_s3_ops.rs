@@ -1152,8 +1152,28 @@ async fn race_collector<F>(
 ) where
     F: std::future::Future<Output = reqwest::StatusCode> + Send + 'static,
 {
-    let name = d.to_string();
-    let guard = s.registry.digest_locks().lock(&name);
+    // The collector's side, on a thread of its own (it blocks on the lock as the collector
+    // does): lock, wait for the go, then re-check and delete as `remove_unless_recorded`.
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (reg, digest) = (s.registry.clone(), d.clone());
+    let collector = std::thread::spawn(move || {
+        let name = digest.to_string();
+        let _guard = reg.digest_locks().lock(&name);
+        locked_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        let row = reg
+            .meta()
+            .read(|t| kura::meta::blobs::get(&t.blobs, &name))
+            .unwrap();
+        if row.is_none() {
+            reg.store().remove_blob(&digest).unwrap();
+        }
+        row.is_none()
+    });
+    tokio::task::spawn_blocking(move || locked_rx.recv().unwrap())
+        .await
+        .unwrap();
     let push = tokio::spawn(write);
     for _ in 0..40 {
         if raw().head(&blob_key(prefix, d)).await.is_ok() {
@@ -1161,10 +1181,11 @@ async fn race_collector<F>(
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let recorded = blob_row(s, d).is_some();
-    assert!(!recorded, "{d} was recorded while its lock was held");
-    s.registry.store().remove_blob(d).unwrap();
-    drop(guard);
+    go_tx.send(()).unwrap();
+    let no_row = tokio::task::spawn_blocking(move || collector.join().unwrap())
+        .await
+        .unwrap();
+    assert!(no_row, "{d} was recorded while its lock was held");
     let status = push.await.unwrap();
     assert!(status.is_success(), "push of {d}: {status}");
     assert!(blob_row(s, d).is_some());
