@@ -1,8 +1,9 @@
 //! kura's operations on the S3 blob driver, against the real gateway (Ceph RGW; see
 //! tests/common/s3.rs): `kura migrate-storage` from a filesystem store into a bucket (counts,
-//! config switch, resume, corrupt sources, a running server), the collector and fsck on a
-//! bucket, and `307` redirects to presigned URLs (with and without authentication, and
-//! kura's own client pulling through them).
+//! config switch, resume, corrupt sources, a running server, sessions in progress), the
+//! collector and fsck on a bucket, `307` redirects to presigned URLs (with and without
+//! authentication, and kura's own client pulling through them), and small pushes racing the
+//! collector's re-check under the digest's lock.
 
 mod auth_support;
 mod client_support;
@@ -531,11 +532,6 @@ async fn migrate_storage_refuses_a_store_a_running_server_holds() {
 // The collector on a bucket
 // ---------------------------------------------------------------------------------------
 
-/// Runs `kura::gc::collect` over `s`'s registry with `o`, on the blocking pool.
-async fn collect(s: &TestServer, o: kura::gc::GcOptions) -> kura::gc::GcReport {
-    common::gc(s, o).await
-}
-
 fn blob_row(s: &TestServer, d: &Digest) -> Option<kura::meta::blobs::BlobRow> {
     s.registry
         .meta()
@@ -557,12 +553,12 @@ async fn gc_deletes_orphan_objects_past_the_grace_and_keeps_recorded_ones() {
     assert_eq!(before.len(), 4, "{before:?}");
 
     // Within the grace period it stays.
-    let r = collect(&s, common::opts(3600)).await;
+    let r = common::gc(&s, common::opts(3600)).await;
     assert_eq!(r.orphan_files_removed, 0, "{r:?}");
     assert_eq!(keys(&cfg.prefix, "blobs").await, before);
 
     // Past it, it goes; the tagged image's objects stay.
-    let r = collect(&s, common::opts(0)).await;
+    let r = common::gc(&s, common::opts(0)).await;
     assert_eq!(r.orphan_files_removed, 1, "{r:?}");
     assert_eq!(r.blobs_removed, 0, "{r:?}");
     assert!(r.items.contains(&format!("orphan {orphan}")), "{r:?}");
@@ -596,7 +592,7 @@ async fn gc_removes_unreferenced_blob_rows_and_their_objects_in_batches() {
         batch_size: 2,
         ..common::opts(0)
     };
-    let r = collect(&s, o).await;
+    let r = common::gc(&s, o).await;
     assert_eq!(r.blobs_removed, loose.len() as u64, "{r:?}");
     assert_eq!(
         r.bytes_freed,
@@ -659,7 +655,7 @@ async fn gc_purges_an_expired_upload_session_with_its_multipart_upload_and_objec
     assert!(stored.len() >= 2, "session and tail objects: {stored:?}");
 
     // Not yet expired: kept.
-    let r = collect(&s, common::opts(0)).await;
+    let r = common::gc(&s, common::opts(0)).await;
     assert_eq!(r.uploads_purged, 0, "{r:?}");
     assert_eq!(keys(&cfg.prefix, &format!("uploads/{id}")).await, stored);
 
@@ -667,7 +663,7 @@ async fn gc_purges_an_expired_upload_session_with_its_multipart_upload_and_objec
         upload_max_age: std::time::Duration::ZERO,
         ..common::opts(0)
     };
-    let r = collect(&s, o).await;
+    let r = common::gc(&s, o).await;
     assert_eq!(r.uploads_purged, 1, "{r:?}");
     assert!(r.items.contains(&format!("upload {id}")), "{r:?}");
     let rows = s
@@ -795,6 +791,98 @@ async fn fsck_notices_orphan_and_stray_upload_objects_and_repair_removes_them() 
     )))
     .await;
     assert_eq!(got, b"a layer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsck_repair_leaves_objects_not_named_by_a_digest_and_finishes() {
+    let cfg = s3_config("fsck-odd-names");
+    let s = TestServer::start_on(&cfg).await;
+    common::push_image(&s, "team/app", "v1", &[b"a layer"]).await;
+    // Something else's objects under blobs/, and a real orphan.
+    let odd = ["blobs/sha256/not-a-digest", "blobs/README"];
+    for k in odd {
+        put_object(&Key::from(format!("{}/{k}", cfg.prefix)), b"?".to_vec()).await;
+    }
+    let orphan = Digest::sha256_of(b"an orphan");
+    put_object(&blob_key(&cfg.prefix, &orphan), b"an orphan".to_vec()).await;
+    let stray = "9d0c7e51-stray";
+    put_object(
+        &Key::from(format!("{}/uploads/{stray}/tail.1", cfg.prefix)),
+        b"left over".to_vec(),
+    )
+    .await;
+
+    let r = fsck(&s, false).await;
+    assert!(r.is_clean(), "{r}");
+    assert_eq!(r.notices.len(), 4, "{r}");
+    for name in ["sha256:not-a-digest", "README"] {
+        assert!(
+            r.notices
+                .iter()
+                .any(|n| n.contains(name) && n.contains("not named by a digest")),
+            "{r}"
+        );
+    }
+
+    // Repair removes what kura owns and finishes, leaving the rest to the operator.
+    let r = fsck(&s, true).await;
+    assert!(
+        r.repaired
+            .contains(&format!("removed orphan file {orphan}")),
+        "{r}"
+    );
+    assert!(
+        r.repaired.contains(&format!("removed upload {stray}")),
+        "{r}"
+    );
+    let mut left = keys(&cfg.prefix, "blobs").await;
+    left.retain(|k| odd.contains(&k.as_str()));
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(keys(&cfg.prefix, "uploads").await, Vec::<String>::new());
+    // The collector leaves them too.
+    let r = common::gc(&s, common::opts(0)).await;
+    assert_eq!(r.orphan_files_removed, 0, "{r:?}");
+    assert_eq!(keys(&cfg.prefix, "blobs").await.len(), 3 + odd.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsck_notices_a_session_whose_objects_are_gone_and_repair_ends_it() {
+    let cfg = s3_config("fsck-session");
+    let s = TestServer::start_on(&cfg).await;
+    let c = client();
+    let r = c
+        .post(s.url("/v2/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = s.url(&path_of(r.headers()["location"].to_str().unwrap()));
+    let r = c
+        .patch(&loc)
+        .body(b"some bytes".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = fsck(&s, false).await;
+    assert!(r.is_clean() && r.notices.is_empty(), "{r}");
+
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    for k in keys(&cfg.prefix, &format!("uploads/{id}")).await {
+        delete_object(&Key::from(format!("{}/{k}", cfg.prefix))).await;
+    }
+    let r = fsck(&s, false).await;
+    assert_eq!(r.notices, [format!("upload {id} has no file")], "{r}");
+    let r = fsck(&s, true).await;
+    assert!(r.repaired.contains(&format!("removed upload {id}")), "{r}");
+    let row = s
+        .registry
+        .meta()
+        .read(|t| kura::meta::uploads::get(&t.uploads, &id))
+        .unwrap();
+    assert!(row.is_none());
+    let r = fsck(&s, false).await;
+    assert!(r.is_clean() && r.notices.is_empty(), "{r}");
+    assert_eq!(c.get(&loc).send().await.unwrap().status(), 404);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1038,98 +1126,6 @@ async fn kura_client_pulls_an_image_through_redirects_with_authentication() {
             "{b} pulled with other bytes"
         );
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fsck_repair_leaves_objects_not_named_by_a_digest_and_finishes() {
-    let cfg = s3_config("fsck-odd-names");
-    let s = TestServer::start_on(&cfg).await;
-    common::push_image(&s, "team/app", "v1", &[b"a layer"]).await;
-    // Something else's objects under blobs/, and a real orphan.
-    let odd = ["blobs/sha256/not-a-digest", "blobs/README"];
-    for k in odd {
-        put_object(&Key::from(format!("{}/{k}", cfg.prefix)), b"?".to_vec()).await;
-    }
-    let orphan = Digest::sha256_of(b"an orphan");
-    put_object(&blob_key(&cfg.prefix, &orphan), b"an orphan".to_vec()).await;
-    let stray = "9d0c7e51-stray";
-    put_object(
-        &Key::from(format!("{}/uploads/{stray}/tail.1", cfg.prefix)),
-        b"left over".to_vec(),
-    )
-    .await;
-
-    let r = fsck(&s, false).await;
-    assert!(r.is_clean(), "{r}");
-    assert_eq!(r.notices.len(), 4, "{r}");
-    for name in ["sha256:not-a-digest", "README"] {
-        assert!(
-            r.notices
-                .iter()
-                .any(|n| n.contains(name) && n.contains("not named by a digest")),
-            "{r}"
-        );
-    }
-
-    // Repair removes what kura owns and finishes, leaving the rest to the operator.
-    let r = fsck(&s, true).await;
-    assert!(
-        r.repaired
-            .contains(&format!("removed orphan file {orphan}")),
-        "{r}"
-    );
-    assert!(
-        r.repaired.contains(&format!("removed upload {stray}")),
-        "{r}"
-    );
-    let mut left = keys(&cfg.prefix, "blobs").await;
-    left.retain(|k| odd.contains(&k.as_str()));
-    assert_eq!(left.len(), 2, "{left:?}");
-    assert_eq!(keys(&cfg.prefix, "uploads").await, Vec::<String>::new());
-    // The collector leaves them too.
-    let r = collect(&s, common::opts(0)).await;
-    assert_eq!(r.orphan_files_removed, 0, "{r:?}");
-    assert_eq!(keys(&cfg.prefix, "blobs").await.len(), 3 + odd.len());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fsck_notices_a_session_whose_objects_are_gone_and_repair_ends_it() {
-    let cfg = s3_config("fsck-session");
-    let s = TestServer::start_on(&cfg).await;
-    let c = client();
-    let r = c
-        .post(s.url("/v2/team/app/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    let loc = s.url(&path_of(r.headers()["location"].to_str().unwrap()));
-    let r = c
-        .patch(&loc)
-        .body(b"some bytes".to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let r = fsck(&s, false).await;
-    assert!(r.is_clean() && r.notices.is_empty(), "{r}");
-
-    let id = loc.rsplit('/').next().unwrap().to_string();
-    for k in keys(&cfg.prefix, &format!("uploads/{id}")).await {
-        delete_object(&Key::from(format!("{}/{k}", cfg.prefix))).await;
-    }
-    let r = fsck(&s, false).await;
-    assert_eq!(r.notices, [format!("upload {id} has no file")], "{r}");
-    let r = fsck(&s, true).await;
-    assert!(r.repaired.contains(&format!("removed upload {id}")), "{r}");
-    let row = s
-        .registry
-        .meta()
-        .read(|t| kura::meta::uploads::get(&t.uploads, &id))
-        .unwrap();
-    assert!(row.is_none());
-    let r = fsck(&s, false).await;
-    assert!(r.is_clean() && r.notices.is_empty(), "{r}");
-    assert_eq!(c.get(&loc).send().await.unwrap().status(), 404);
 }
 
 // ---------------------------------------------------------------------------------------
