@@ -408,6 +408,32 @@ async fn migrate_storage_adds_the_storage_section_to_a_config_that_had_none() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_storage_keeps_a_private_config_private_when_it_writes_the_bucket_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let s3 = s3_config("migrate-mode");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let config = tmp.path().join("kura.toml");
+    std::fs::write(&config, fs_toml(&root)).unwrap();
+    // Readable by the group, not others; the destination's file by others, not the group.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let to = tmp.path().join("s3.toml");
+    std::fs::write(&to, s3_toml(&s3)).unwrap();
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let (mut kura, base) = spawn_kura_guarded(&root, &[]);
+    push_blob_at(&base, "team/app", b"a blob").await;
+    kura.kill();
+
+    let (ok, out, err) = migrate(tmp.path(), &[]);
+    assert!(ok, "{out}\n{err}");
+    let switched = std::fs::read_to_string(&config).unwrap();
+    assert!(switched.contains(&s3.secret_access_key), "{switched}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&config), 0o600, "kura.toml now holds the secret key");
+    assert_eq!(mode(&tmp.path().join("kura.toml.bak")), 0o640);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_storage_moves_a_bucket_back_into_the_data_directory() {
     let s3 = s3_config("migrate-back");
     let tmp = tempfile::tempdir().unwrap();
