@@ -141,8 +141,22 @@ fn switch_config(config: &Path, to: &Path) -> Result<(), super::CliError> {
     let backup = PathBuf::from(format!("{}.bak", config.display()));
     std::fs::copy(config, &backup)?;
     let tmp = PathBuf::from(format!("{}.tmp", config.display()));
-    std::fs::write(&tmp, doc.to_string())?;
-    std::fs::File::open(&tmp)?.sync_all()?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = private_file(&tmp, config, to)?;
+    std::io::Write::write_all(&mut file, doc.to_string().as_bytes())?;
+    file.sync_all()?;
     std::fs::rename(&tmp, config)?;
     Ok(())
+}
+
+/// Creates `path` no more readable than either file its content comes from: the new
+/// configuration holds `to`'s keys (credentials, maybe) and the rest of `config`.
+fn private_file(path: &Path, config: &Path, to: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode(config)? & mode(to)?)
+        .open(path)
 }
