@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, StorageConfig};
 use crate::meta::OpenError;
+use crate::meta::settings::{self, StoreIdentity};
 use crate::registry::{Registry, RegistryOpenError};
 use crate::store::BlobStore;
 use crate::store::migrate::{copy_blobs, end_upload_sessions};
@@ -34,7 +35,7 @@ pub fn run(args: MigrateArgs) -> Result<(), super::CliError> {
     if same_place(&dest_cfg, &cfg.storage) {
         return Err("the destination is the store the configuration already uses".into());
     }
-    let registry = match Registry::open_with(&cfg.root, &cfg.storage) {
+    let registry = match Registry::open_for_migration(&cfg.root, &cfg.storage) {
         Ok(r) => r,
         Err(RegistryOpenError::Meta(OpenError::InUse { .. })) => {
             return Err(
@@ -55,10 +56,7 @@ pub fn run(args: MigrateArgs) -> Result<(), super::CliError> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let done = std::sync::atomic::AtomicU64::new(0);
-    let report = rt.block_on(copy_blobs(&registry, &dest, &|n| {
-        done.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-    }))?;
+    let report = rt.block_on(copy_blobs(&registry, &dest, &|_| {}))?;
     println!(
         "{} blobs: {} copied ({} bytes), {} already there, {} failed",
         report.blobs,
@@ -83,6 +81,12 @@ pub fn run(args: MigrateArgs) -> Result<(), super::CliError> {
     if ended > 0 {
         println!("{ended} upload session(s) in progress ended (their clients start over)");
     }
+    // The metadata names its new store first: a crash before the config file is rewritten
+    // leaves a server that refuses to start and says so; running this again finishes the job.
+    let id = StoreIdentity::of(&dest_cfg);
+    registry
+        .meta()
+        .write(|t| settings::set_blob_store(t, &id))?;
     switch_config(&args.config, &args.to)?;
     println!(
         "{} now uses {} (previous file: {}.bak)",
