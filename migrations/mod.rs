@@ -6,6 +6,7 @@ mod v1_initial;
 mod v2_blob_links;
 mod v3_notifications;
 mod v4_stats;
+mod v5_settings;
 
 /// One schema upgrade step.
 #[derive(Clone, Copy)]
@@ -24,6 +25,7 @@ pub const MIGRATIONS: &[Migration] = &[
     v2_blob_links::STEP,
     v3_notifications::STEP,
     v4_stats::STEP,
+    v5_settings::STEP,
 ];
 
 /// The schema version this build of kura writes.

@@ -243,15 +243,24 @@ pub fn fsck_with_hook(
     report.blobs_checked = rows.len() as u64;
     report.bytes_checked = total;
 
-    // 2. Files nobody recorded.
+    // 2. Files nobody recorded. One not named by a digest is not kura's: reported, left alone.
     let mut orphans = Vec::new();
     registry.store().list_blobs(&mut |l| {
-        if !s.blobs.contains_key(&l.name) {
-            report.notices.push(format!(
-                "orphan file {} (no blob row; GC reclaims it)",
+        if s.blobs.contains_key(&l.name) {
+            return Ok(());
+        }
+        match l.name.parse::<Digest>() {
+            Ok(d) => {
+                report.notices.push(format!(
+                    "orphan file {} (no blob row; GC reclaims it)",
+                    l.name
+                ));
+                orphans.push(d);
+            }
+            Err(_) => report.notices.push(format!(
+                "file {} under blobs/ is not named by a digest (not kura's; left in place)",
                 l.name
-            ));
-            orphans.push(l.name);
+            )),
         }
         Ok(())
     })?;
@@ -391,9 +400,9 @@ pub fn fsck_with_hook(
     })?;
     report.repaired = fixable;
     report.errors = fatal;
-    for name in &orphans {
-        registry.store().remove_blob(&name.parse()?)?;
-        report.repaired.push(format!("removed orphan file {name}"));
+    for d in &orphans {
+        registry.store().remove_blob(d)?;
+        report.repaired.push(format!("removed orphan file {d}"));
     }
     for id in &stale_records {
         registry.drop_session(id);

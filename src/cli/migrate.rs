@@ -5,16 +5,18 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, StorageConfig};
 use crate::meta::OpenError;
+use crate::meta::settings::{self, StoreIdentity};
 use crate::registry::{Registry, RegistryOpenError};
 use crate::store::BlobStore;
-use crate::store::migrate::copy_blobs;
+use crate::store::migrate::{copy_blobs, end_upload_sessions};
 
 /// Arguments of `kura migrate-storage`.
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
     /// The registry's configuration file: its `root` and `[storage]` are the source. Once every
-    /// blob is copied and verified, its `[storage]` section is rewritten to the destination
-    /// (the previous file is kept as FILE.bak).
+    /// blob is copied and verified, upload sessions in progress are ended (their bytes stay
+    /// behind) and its `[storage]` section is rewritten to the destination (the previous file
+    /// is kept as FILE.bak).
     #[arg(long)]
     pub config: PathBuf,
     /// A TOML file whose `[storage]` section is the destination, e.g.
@@ -30,10 +32,10 @@ pub struct MigrateArgs {
 pub fn run(args: MigrateArgs) -> Result<(), super::CliError> {
     let cfg = Config::load(Some(&args.config), serde_json::json!({}))?;
     let dest_cfg = destination(&args.to)?;
-    if dest_cfg == cfg.storage {
+    if same_place(&dest_cfg, &cfg.storage) {
         return Err("the destination is the store the configuration already uses".into());
     }
-    let registry = match Registry::open_with(&cfg.root, &cfg.storage) {
+    let registry = match Registry::open_for_migration(&cfg.root, &cfg.storage) {
         Ok(r) => r,
         Err(RegistryOpenError::Meta(OpenError::InUse { .. })) => {
             return Err(
@@ -54,10 +56,7 @@ pub fn run(args: MigrateArgs) -> Result<(), super::CliError> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let done = std::sync::atomic::AtomicU64::new(0);
-    let report = rt.block_on(copy_blobs(&registry, &dest, &|n| {
-        done.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-    }))?;
+    let report = rt.block_on(copy_blobs(&registry, &dest, &|_| {}))?;
     println!(
         "{} blobs: {} copied ({} bytes), {} already there, {} failed",
         report.blobs,
@@ -78,6 +77,16 @@ pub fn run(args: MigrateArgs) -> Result<(), super::CliError> {
     if args.no_switch {
         return Ok(());
     }
+    let ended = end_upload_sessions(&registry)?;
+    if ended > 0 {
+        println!("{ended} upload session(s) in progress ended (their clients start over)");
+    }
+    // The metadata names its new store first: a crash before the config file is rewritten
+    // leaves a server that refuses to start and says so; running this again finishes the job.
+    let id = StoreIdentity::of(&dest_cfg);
+    registry
+        .meta()
+        .write(|t| settings::set_blob_store(t, &id))?;
     switch_config(&args.config, &args.to)?;
     println!(
         "{} now uses {} (previous file: {}.bak)",
@@ -86,6 +95,21 @@ pub fn run(args: MigrateArgs) -> Result<(), super::CliError> {
         args.config.display()
     );
     Ok(())
+}
+
+/// Whether two `[storage]` sections name the same blobs, whatever their other keys
+/// (`delete`, `redirect`, `part_size`, credentials): a filesystem store is the data directory's.
+fn same_place(a: &StorageConfig, b: &StorageConfig) -> bool {
+    use crate::config::StorageKind;
+    a.kind == b.kind
+        && match a.kind {
+            StorageKind::Filesystem => true,
+            StorageKind::S3 => {
+                a.bucket == b.bucket
+                    && a.prefix.trim_matches('/') == b.prefix.trim_matches('/')
+                    && a.endpoint.trim_end_matches('/') == b.endpoint.trim_end_matches('/')
+            }
+        }
 }
 
 /// The destination's `[storage]` section, validated as the server would.
@@ -121,8 +145,22 @@ fn switch_config(config: &Path, to: &Path) -> Result<(), super::CliError> {
     let backup = PathBuf::from(format!("{}.bak", config.display()));
     std::fs::copy(config, &backup)?;
     let tmp = PathBuf::from(format!("{}.tmp", config.display()));
-    std::fs::write(&tmp, doc.to_string())?;
-    std::fs::File::open(&tmp)?.sync_all()?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = private_file(&tmp, config, to)?;
+    std::io::Write::write_all(&mut file, doc.to_string().as_bytes())?;
+    file.sync_all()?;
     std::fs::rename(&tmp, config)?;
     Ok(())
+}
+
+/// Creates `path` no more readable than either file its content comes from: the new
+/// configuration holds `to`'s keys (credentials, maybe) and the rest of `config`.
+fn private_file(path: &Path, config: &Path, to: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode(config)? & mode(to)?)
+        .open(path)
 }

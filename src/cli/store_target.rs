@@ -42,14 +42,24 @@ impl StoreTarget {
             return Ok(Target::Remote(url.trim_end_matches('/').to_string()));
         }
         let cfg = match &self.config {
-            Some(file) => Config::load(Some(file), serde_json::json!({}))?,
-            None => Config::default(),
+            Some(file) => Some(Config::load(Some(file), serde_json::json!({}))?),
+            None => None,
         };
-        let root = self.root.clone().unwrap_or(cfg.root);
+        let root = match (&self.root, &cfg) {
+            (Some(r), _) => r.clone(),
+            (None, Some(c)) => c.root.clone(),
+            (None, None) => PathBuf::from("./kura-data"),
+        };
         if !root.join("meta.redb").exists() {
             return Err(format!("{} holds no kura store (no meta.redb)", root.display()).into());
         }
-        match Registry::open_with(&root, &cfg.storage) {
+        // Without a config file, the blob store the metadata records (credentials for a
+        // bucket from the AWS_* variables).
+        let opened = match &cfg {
+            Some(c) => Registry::open_with(&root, &c.storage),
+            None => Registry::open_recorded(&root),
+        };
+        match opened {
             Ok(r) => Ok(Target::Local(r)),
             Err(RegistryOpenError::Meta(OpenError::InUse { .. })) => {
                 let file = root.join(super::serve::ADDR_FILE);

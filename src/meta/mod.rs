@@ -8,6 +8,7 @@ pub mod notifications;
 pub mod records;
 pub mod referrers;
 pub mod repos;
+pub mod settings;
 pub mod stats;
 pub mod tables;
 pub mod tags;
@@ -97,6 +98,7 @@ pub struct WriteTables<'txn> {
     pub uploads: Table<'txn, &'static str, &'static [u8]>,
     pub notifications: Table<'txn, (&'static str, u64), &'static [u8]>,
     pub stats: Table<'txn, &'static str, u64>,
+    pub settings: Table<'txn, &'static str, &'static str>,
 }
 
 /// Every table, opened in one read snapshot.
@@ -111,6 +113,7 @@ pub struct ReadTables {
     pub uploads: ReadOnlyTable<&'static str, &'static [u8]>,
     pub notifications: ReadOnlyTable<(&'static str, u64), &'static [u8]>,
     pub stats: ReadOnlyTable<&'static str, u64>,
+    pub settings: ReadOnlyTable<&'static str, &'static str>,
 }
 
 impl Meta {
@@ -343,6 +346,7 @@ impl Meta {
             uploads: txn.open_table(UPLOADS)?,
             notifications: txn.open_table(NOTIFICATIONS)?,
             stats: txn.open_table(STATS)?,
+            settings: txn.open_table(SETTINGS)?,
         };
         f(&t)
     }
@@ -361,6 +365,7 @@ impl<'txn> WriteTables<'txn> {
             uploads: txn.open_table(UPLOADS)?,
             notifications: txn.open_table(NOTIFICATIONS)?,
             stats: txn.open_table(STATS)?,
+            settings: txn.open_table(SETTINGS)?,
         })
     }
 }

@@ -31,3 +31,6 @@ pub const NOTIFICATIONS: TableDefinition<(&str, u64), &[u8]> =
 /// `/metrics` reads them instead of scanning. `"blob_bytes"`: the sum of `blobs` sizes. (Row
 /// counts need no counter: redb keeps each table's length in its header.)
 pub const STATS: TableDefinition<&str, u64> = TableDefinition::new("stats");
+/// name → value: facts about the store itself (v5). `"blob_store"`: where the blobs of this
+/// metadata live (JSON `StoreIdentity`), checked against the configuration at every open.
+pub const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use crate::config::{StorageConfig, StorageKind};
 use crate::error::{Error, Result};
 use crate::events::EventContext;
+use crate::meta::settings::{self, StoreIdentity};
 use crate::meta::{Meta, OpenError};
 use crate::store::{BlobStore, Upload};
 
@@ -29,6 +30,16 @@ pub use manifests::{ManifestContent, PutManifest};
 pub use outbox::Outbox;
 pub use quota::SessionLimits;
 pub use uploads::range_header;
+
+/// Which blob store `open_inner` uses.
+enum Choice<'a> {
+    /// The configured one, which must be the one the metadata records.
+    Configured(&'a StorageConfig),
+    /// The one the metadata records.
+    Recorded,
+    /// The configured one, whatever is recorded.
+    Migrating(&'a StorageConfig),
+}
 
 /// Why a registry could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +54,18 @@ pub enum RegistryOpenError {
         store: StorageKind,
         source: std::io::Error,
     },
+    #[error(
+        "this registry's blobs are in {recorded}, but the configuration names {configured}; \
+         use the [storage] they were pushed to, or move them with `kura migrate-storage`"
+    )]
+    OtherStore {
+        recorded: String,
+        configured: String,
+    },
     #[error(transparent)]
     Meta(#[from] OpenError),
-    #[error("cannot read the open upload sessions: {0}")]
-    Sessions(Error),
+    #[error("cannot read the metadata store: {0}")]
+    Metadata(Error),
 }
 
 /// An upload session held in memory: its file's path, length and running hash.
@@ -91,25 +110,64 @@ impl Registry {
     }
 
     /// Opens the registry whose metadata lives under `root` (created if missing) and whose
-    /// blobs are where `storage` says.
+    /// blobs are where `storage` says. The metadata records its blob store when it is created
+    /// (`settings.blob_store`); a configuration naming another store is refused.
     pub fn open_with(root: &Path, storage: &StorageConfig) -> Result<Registry, RegistryOpenError> {
+        Self::open_inner(root, Choice::Configured(storage))
+    }
+
+    /// Opens the registry under `root` on the blob store its metadata records (credentials
+    /// from the `AWS_*` variables): what `kura gc`/`fsck --root` use without a config file.
+    pub fn open_recorded(root: &Path) -> Result<Registry, RegistryOpenError> {
+        Self::open_inner(root, Choice::Recorded)
+    }
+
+    /// Opens the registry under `root` on `storage` whatever blob store its metadata records:
+    /// for `kura migrate-storage`, which changes that record.
+    pub fn open_for_migration(
+        root: &Path,
+        storage: &StorageConfig,
+    ) -> Result<Registry, RegistryOpenError> {
+        Self::open_inner(root, Choice::Migrating(storage))
+    }
+
+    fn open_inner(root: &Path, choice: Choice<'_>) -> Result<Registry, RegistryOpenError> {
         let io_err = |source| RegistryOpenError::Io {
             path: root.display().to_string(),
             source,
         };
         crate::store::create_dir_durable(root).map_err(io_err)?;
-        let store = BlobStore::open(root, storage).map_err(|source| RegistryOpenError::Store {
-            store: storage.kind,
-            source,
-        })?;
         let meta = Meta::open(&root.join("meta.redb"))?;
         // redb syncs the file, not the directory entry that names it.
         crate::store::sync_dir(root).map_err(io_err)?;
+        let recorded = meta
+            .read(|t| settings::blob_store(&t.settings))
+            .map_err(RegistryOpenError::Metadata)?;
+        let storage = match (choice, &recorded) {
+            (Choice::Recorded, Some(r)) => r.to_config(),
+            (Choice::Recorded, None) => StorageConfig::default(),
+            (Choice::Configured(c), Some(r)) if !r.same_store(&StoreIdentity::of(c)) => {
+                return Err(RegistryOpenError::OtherStore {
+                    recorded: r.describe(),
+                    configured: StoreIdentity::of(c).describe(),
+                });
+            }
+            (Choice::Configured(c) | Choice::Migrating(c), _) => c.clone(),
+        };
+        if recorded.is_none() {
+            let id = StoreIdentity::of(&storage);
+            meta.write(|t| settings::set_blob_store(t, &id))
+                .map_err(RegistryOpenError::Metadata)?;
+        }
+        let store = BlobStore::open(root, &storage).map_err(|source| RegistryOpenError::Store {
+            store: storage.kind,
+            source,
+        })?;
         // Sessions that survived a restart keep their slots.
         let quota = quota::SessionQuota::default();
         let open = meta
             .read(|t| crate::meta::uploads::all(&t.uploads))
-            .map_err(RegistryOpenError::Sessions)?;
+            .map_err(RegistryOpenError::Metadata)?;
         for (id, rec) in open {
             quota.restore(&id, &rec.client);
         }

@@ -2,7 +2,8 @@
 //! each copy streams through an upload of the destination, so it is hashed and verified
 //! there exactly like a push, and is placed under its digest only when it matches. A blob
 //! already in the destination with its recorded size is skipped (a blob key only ever holds
-//! verified content), which makes an interrupted migration resumable.
+//! verified content), which makes an interrupted migration resumable. Upload sessions in
+//! progress do not move: their bytes stay in the source store, so the switch ends them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,6 +12,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use super::{BlobStore, CommitError};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::meta::uploads;
 use crate::registry::Registry;
 
 /// Blobs copied at once.
@@ -138,4 +140,22 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
+}
+
+/// Ends every upload session (before the store is switched): its row goes, then its bytes in
+/// the source store. A client resuming one is told the session is unknown and starts over;
+/// left in place, the destination could not resume a session whose bytes it never held.
+/// Returns how many were ended. Blocking.
+pub fn end_upload_sessions(registry: &Registry) -> Result<u64> {
+    let ended = registry.meta().write(|t| {
+        let all = uploads::all(&t.uploads)?;
+        for (id, _) in &all {
+            uploads::remove(t, id)?;
+        }
+        Ok(all)
+    })?;
+    for (id, rec) in &ended {
+        registry.store().remove_upload(id, Some(&rec.state))?;
+    }
+    Ok(ended.len() as u64)
 }

@@ -100,9 +100,6 @@ pub enum Verified {
 /// A small verified blob written ahead of the digest's lock (`stage_verified`).
 pub enum Staged {
     Fs(PathBuf),
-    /// Already in place: object stores write atomically, so the verified copy went straight
-    /// to its key.
-    S3,
 }
 
 impl BlobStore {
@@ -184,14 +181,14 @@ impl BlobStore {
 
     /// First half of `put_verified`, taking no lock: writes `data` durably aside, unless the
     /// blob is already in place (`None`; whether that can be trusted is decided under the
-    /// lock, by `publish_staged`). Blocking.
+    /// lock, by `publish_staged`). Nothing goes to the blob's own key here: a writer holds
+    /// the digest's lock from placing the blob to committing its row, or the collector may
+    /// delete it in between. An object store has no aside (a PUT is atomic): `None`, and the
+    /// PUT happens in `publish_staged`. Blocking.
     pub fn stage_verified(&self, digest: &Digest, data: &[u8]) -> io::Result<Option<Staged>> {
         match self {
             BlobStore::Fs(s) => Ok(s.stage_verified(digest, data)?.map(Staged::Fs)),
-            BlobStore::S3(s) => {
-                s.put_verified(digest, data, false)?;
-                Ok(Some(Staged::S3))
-            }
+            BlobStore::S3(_) => Ok(None),
         }
     }
 
@@ -206,17 +203,10 @@ impl BlobStore {
     ) -> io::Result<()> {
         match self {
             BlobStore::Fs(s) => {
-                let path = staged.and_then(|st| match st {
-                    Staged::Fs(p) => Some(p),
-                    Staged::S3 => None,
-                });
+                let path = staged.map(|Staged::Fs(p)| p);
                 s.publish_staged(digest, path, data, recorded)
             }
-            // Staged: written to its key already. Not staged (never for this driver): write.
-            BlobStore::S3(s) => match staged {
-                Some(_) => Ok(()),
-                None => s.put_verified(digest, data, recorded),
-            },
+            BlobStore::S3(s) => s.put_verified(digest, data, recorded),
         }
     }
 

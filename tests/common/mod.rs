@@ -3,6 +3,7 @@
 
 pub mod layout;
 pub mod s3;
+pub mod s3_ops;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
