@@ -2,12 +2,13 @@
 //! key: no session object, no tail, no server-side copy.
 //!
 //! Bytes are hashed as they arrive; full parts go to a multipart upload created at the blob key
-//! itself (one part in flight while the next fills). An incomplete multipart upload is
+//! itself (two parts in flight while the next fills). An incomplete multipart upload is
 //! invisible, so nothing appears at the key until `publish` completes it, under the digest's
 //! lock, after `verify` checked the digest and sent the last part. A blob smaller than one part
 //! never starts a multipart upload: `publish` PUTs it whole. A failed or mismatching push aborts
 //! the multipart upload (`discard`).
 
+use std::collections::VecDeque;
 use std::io;
 
 use bytes::Bytes;
@@ -18,6 +19,9 @@ use tokio::task::JoinHandle;
 use super::{S3Store, io_err};
 use crate::digest::{Digest, Hasher};
 use crate::store::CommitError;
+
+/// Parts sent at once while the next one fills: a push holds at most `IN_FLIGHT + 1` parts.
+const IN_FLIGHT: usize = 2;
 
 /// A part being sent: its id once the gateway has it.
 type Sending = JoinHandle<io::Result<PartId>>;
@@ -32,7 +36,8 @@ pub struct S3Direct {
     buf: Vec<u8>,
     multipart: Option<String>,
     parts: Vec<PartId>,
-    sending: Option<Sending>,
+    /// Parts in flight, oldest first (at most `IN_FLIGHT`).
+    sending: VecDeque<Sending>,
     /// A part failed or the push was rolled back: it can only be discarded.
     broken: bool,
 }
@@ -61,7 +66,7 @@ impl S3Store {
             buf: Vec::new(),
             multipart: None,
             parts: Vec::new(),
-            sending: None,
+            sending: VecDeque::new(),
             broken: false,
         }
     }
@@ -80,7 +85,7 @@ impl S3Direct {
 
     /// True while it holds a part in memory or in flight.
     pub fn is_open(&self) -> bool {
-        !self.buf.is_empty() || self.sending.is_some()
+        !self.buf.is_empty() || !self.sending.is_empty()
     }
 
     /// Accepts `data`: hashed now, sent a part at a time.
@@ -105,28 +110,28 @@ impl S3Direct {
         Ok(())
     }
 
-    /// Waits for the part in flight; the filling part stays in memory until `verify`.
+    /// Waits for the parts in flight; the filling part stays in memory until `verify`.
     pub async fn flush(&mut self) -> io::Result<()> {
-        self.settle().await
+        self.settle(0).await
     }
 
     /// A failed request: the push is over (the registry discards it).
     pub async fn rollback(&mut self) -> io::Result<()> {
-        let _ = self.settle().await;
+        let _ = self.settle(0).await;
         self.broken = true;
         Ok(())
     }
 
     /// Aborts what was sent.
     pub fn discard(mut self) -> io::Result<()> {
-        let pending = self.sending.take();
+        let pending = std::mem::take(&mut self.sending);
         let (s3, key, m) = (
             self.store.s3(),
             self.store.blob_key(&self.digest),
             self.multipart.take(),
         );
         self.store.run(async move {
-            if let Some(p) = pending {
+            for p in pending {
                 let _ = p.await;
             }
             if let Some(m) = m {
@@ -139,8 +144,10 @@ impl S3Direct {
         })
     }
 
-    async fn settle(&mut self) -> io::Result<()> {
-        if let Some(p) = self.sending.take() {
+    /// Waits until at most `keep` parts are in flight.
+    async fn settle(&mut self, keep: usize) -> io::Result<()> {
+        while self.sending.len() > keep {
+            let p = self.sending.pop_front().expect("non-empty");
             match p.await.map_err(io::Error::other).and_then(|r| r) {
                 Ok(id) => self.parts.push(id),
                 Err(e) => {
@@ -152,9 +159,10 @@ impl S3Direct {
         Ok(())
     }
 
-    /// Sends the filled part (after the one in flight), creating the multipart upload first.
+    /// Sends the filled part (once fewer than `IN_FLIGHT` are), creating the multipart upload
+    /// first.
     async fn send_part(&mut self) -> io::Result<()> {
-        self.settle().await?;
+        self.settle(IN_FLIGHT - 1).await?;
         let key = self.store.blob_key(&self.digest);
         if self.multipart.is_none() {
             let (s3, key) = (self.store.s3(), key.clone());
@@ -167,13 +175,14 @@ impl S3Direct {
         let m = self.multipart.clone().expect("created above");
         let part = self.store.part_size();
         let data = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(part)));
-        let (s3, idx) = (self.store.s3(), self.parts.len());
+        let (s3, idx) = (self.store.s3(), self.parts.len() + self.sending.len());
         // On the store's runtime: it finishes even if the request is dropped meanwhile.
-        self.sending = Some(self.store.inner.rt.handle().spawn(async move {
-            s3.put_part(&key, &m, idx, PutPayload::from(data))
-                .await
-                .map_err(io_err)
-        }));
+        self.sending
+            .push_back(self.store.inner.rt.handle().spawn(async move {
+                s3.put_part(&key, &m, idx, PutPayload::from(data))
+                    .await
+                    .map_err(io_err)
+            }));
         Ok(())
     }
 
@@ -202,11 +211,12 @@ impl S3Direct {
             });
         };
         let (s3, key) = (self.store.s3(), self.store.blob_key(&self.digest));
-        let (pending, mut parts) = (self.sending.take(), std::mem::take(&mut self.parts));
+        let pending = std::mem::take(&mut self.sending);
+        let mut parts = std::mem::take(&mut self.parts);
         let m2 = m.clone();
         let sent = self.store.run(async move {
             let m = m2;
-            if let Some(p) = pending {
+            for p in pending {
                 parts.push(p.await.map_err(io::Error::other)??);
             }
             if !last.is_empty() {
