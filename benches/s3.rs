@@ -1,7 +1,8 @@
 //! S3 benchmark: kura on the `s3` blob driver against the S3 server's own throughput, measured
 //! in the same run with the same bytes. Prints, for one client: the gateway's PUT and GET of
 //! one object, then kura's monolithic push, chunked push (16 MiB PATCHes) and pull of a blob
-//! of that size; then 32 parallel 8 MiB pushes against 32 parallel 8 MiB PUTs. Each kura
+//! of that size, and the pull again answered by a `307` to a presigned URL; then 32 parallel
+//! 8 MiB pushes against 32 parallel 8 MiB PUTs. Each kura
 //! figure is given as a ratio to the gateway's.
 //!
 //! `cargo bench --bench s3` uses the gateway named by `AWS_ENDPOINT_URL` (and the other `AWS_*`
@@ -90,7 +91,7 @@ async fn gateway(cfg: &StorageConfig, data: &Bytes, small: &[Bytes]) -> (f64, f6
 struct Server(Child, String);
 
 impl Server {
-    fn start(cfg: &StorageConfig, root: &std::path::Path) -> Server {
+    fn start(cfg: &StorageConfig, root: &std::path::Path, redirect: bool) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
             .args([
                 "serve",
@@ -108,6 +109,7 @@ impl Server {
             .env("KURA_STORAGE__ENDPOINT", &cfg.endpoint)
             .env("KURA_STORAGE__ACCESS_KEY_ID", &cfg.access_key_id)
             .env("KURA_STORAGE__SECRET_ACCESS_KEY", &cfg.secret_access_key)
+            .env("KURA_STORAGE__REDIRECT", redirect.to_string())
             .env("KURA_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -204,7 +206,7 @@ fn main() {
     rt.block_on(async {
         let (g_put, g_get, g_par) = gateway(&cfg, &big, &small).await;
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(&cfg, dir.path());
+        let server = Server::start(&cfg, dir.path(), false);
         let base = server.1.clone();
         let c = reqwest::Client::new();
         let mono = mbps(
@@ -226,6 +228,14 @@ fn main() {
         });
         futures_util::future::join_all(pushes).await;
         let par = mbps(PARALLEL * SMALL, t.elapsed());
+        // The same pull answered with a 307 to a presigned URL (the client follows it).
+        drop(server);
+        let server = Server::start(&cfg, dir.path(), true);
+        let follows = reqwest::Client::new();
+        let redirected = mbps(
+            big.len(),
+            pull(&follows, &server.1, "bench/mono", &big).await,
+        );
         println!(
             "S3 driver against the gateway at {} ({mib} MiB blob, one client)",
             cfg.endpoint
@@ -238,6 +248,7 @@ fn main() {
             ("push, one PUT (monolithic)", mono, g_put),
             ("push, 16 MiB PATCHes", chunked, g_put),
             ("pull (GET through kura)", pulled, g_get),
+            ("pull (307 to a presigned URL)", redirected, g_get),
             ("32 parallel 8 MiB pushes", par, g_par),
         ] {
             println!("{what:<34} {k:>10.1} {g:>14.1} {:>7.2}", k / g);

@@ -205,10 +205,10 @@ impl Registry {
                 .await;
         };
         let id = uuid::Uuid::new_v4().to_string();
-        let mut file = self.store().create_upload(&id)?;
+        let mut file = self.store().create_upload_for(&id, digest)?;
         let read = futures_util::stream::iter([Ok(Bytes::from(head)), Ok(next)]);
         if let Err(e) = append_to(&mut file, &id, None, read.chain(body)).await {
-            self.store().remove_upload(&id, Some(&file.state()))?;
+            file.discard(self.store(), &id)?;
             return Err(e);
         }
         self.commit(repo, None, file, digest).await

@@ -82,12 +82,16 @@ pub enum BlobStore {
 pub enum Upload {
     Fs(UploadFile),
     S3(S3Upload),
+    /// A one-request push of a known digest, streamed to its blob key.
+    S3Direct(s3::S3Direct),
 }
 
 /// The state of an upload before a request appended to it.
 pub enum Checkpoint {
     Fs(fs::Checkpoint),
     S3(s3::S3Checkpoint),
+    /// A one-request push is discarded, not rolled back.
+    Direct,
 }
 
 /// An upload whose content was checked against its digest, ready to be published under the
@@ -95,6 +99,7 @@ pub enum Checkpoint {
 pub enum Verified {
     Fs(fs::Verified),
     S3(s3::S3Verified),
+    S3Direct(s3::S3DirectVerified),
 }
 
 /// A small verified blob written ahead of the digest's lock (`stage_verified`).
@@ -218,6 +223,16 @@ impl BlobStore {
         }
     }
 
+    /// Starts the bytes of a one-request push of blob `digest` (`POST ?digest=`): on an object
+    /// store they stream to the blob's own key, completed only once verified (no session
+    /// object, no copy); on the filesystem this is `create_upload`. Blocking.
+    pub fn create_upload_for(&self, id: &str, digest: &Digest) -> io::Result<Upload> {
+        match self {
+            BlobStore::Fs(s) => s.create_upload(id).map(Upload::Fs),
+            BlobStore::S3(s) => Ok(Upload::S3Direct(s.create_direct(digest))),
+        }
+    }
+
     /// Reloads upload session `id` after a restart from what its row recorded (`state`, and
     /// `len` bytes acknowledged); `None` when its bytes are gone. Blocking.
     pub fn resume_upload(
@@ -304,6 +319,7 @@ impl Upload {
         match self {
             Upload::Fs(u) => u.len(),
             Upload::S3(u) => u.len(),
+            Upload::S3Direct(u) => u.len(),
         }
     }
 
@@ -317,6 +333,7 @@ impl Upload {
         match self {
             Upload::Fs(u) => u.is_open(),
             Upload::S3(u) => u.is_open(),
+            Upload::S3Direct(u) => u.is_open(),
         }
     }
 
@@ -325,6 +342,15 @@ impl Upload {
         match self {
             Upload::Fs(_) => UploadState::default(),
             Upload::S3(u) => u.state(),
+            Upload::S3Direct(_) => UploadState::default(),
+        }
+    }
+
+    /// Removes what a push that will not be committed stored (upload `id`). Blocking.
+    pub fn discard(self, store: &BlobStore, id: &str) -> io::Result<()> {
+        match self {
+            Upload::S3Direct(u) => u.discard(),
+            other => store.remove_upload(id, Some(&other.state())),
         }
     }
 
@@ -333,6 +359,7 @@ impl Upload {
         match self {
             Upload::Fs(u) => Checkpoint::Fs(u.checkpoint()),
             Upload::S3(u) => Checkpoint::S3(u.checkpoint()),
+            Upload::S3Direct(_) => Checkpoint::Direct,
         }
     }
 
@@ -341,6 +368,7 @@ impl Upload {
         match self {
             Upload::Fs(u) => u.push(data).await,
             Upload::S3(u) => u.push(data).await,
+            Upload::S3Direct(u) => u.push(data).await,
         }
     }
 
@@ -349,6 +377,7 @@ impl Upload {
         match self {
             Upload::Fs(u) => u.flush().await,
             Upload::S3(u) => u.flush().await,
+            Upload::S3Direct(u) => u.flush().await,
         }
     }
 
@@ -357,6 +386,7 @@ impl Upload {
         match (self, cp) {
             (Upload::Fs(u), Checkpoint::Fs(cp)) => u.rollback(cp).await,
             (Upload::S3(u), Checkpoint::S3(cp)) => u.rollback(cp).await,
+            (Upload::S3Direct(u), _) => u.rollback().await,
             _ => Err(io::Error::other("checkpoint of another driver")),
         }
     }
@@ -367,6 +397,7 @@ impl Upload {
         match (self, store) {
             (Upload::Fs(u), BlobStore::Fs(s)) => u.verify(s, expected).map(Verified::Fs),
             (Upload::S3(u), BlobStore::S3(s)) => u.verify(s, expected).map(Verified::S3),
+            (Upload::S3Direct(u), BlobStore::S3(_)) => u.verify(expected).map(Verified::S3Direct),
             _ => Err(io::Error::other("upload of another driver").into()),
         }
     }
@@ -378,6 +409,7 @@ impl Verified {
         match self {
             Verified::Fs(v) => v.size(),
             Verified::S3(v) => v.size(),
+            Verified::S3Direct(v) => v.size(),
         }
     }
 
@@ -387,6 +419,7 @@ impl Verified {
         match (self, store) {
             (Verified::Fs(v), BlobStore::Fs(s)) => v.publish(s, recorded),
             (Verified::S3(v), BlobStore::S3(s)) => v.publish(s, recorded),
+            (Verified::S3Direct(v), BlobStore::S3(s)) => v.publish(s, recorded),
             _ => Err(io::Error::other("upload of another driver")),
         }
     }

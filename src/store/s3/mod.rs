@@ -15,6 +15,7 @@
 //! Uploads are in `upload.rs`.
 
 mod copy;
+mod direct;
 mod upload;
 
 use std::future::Future;
@@ -33,6 +34,7 @@ use super::{BlobBody, Listed};
 use crate::config::StorageConfig;
 use crate::digest::{Digest, Hasher};
 
+pub use direct::{S3Direct, S3DirectVerified};
 pub use upload::{S3Checkpoint, S3Upload, S3Verified};
 
 /// Chunks of a streamed object kept between the runtime and a blocking reader.
@@ -228,7 +230,7 @@ impl S3Store {
         }
     }
 
-    fn blob_key(&self, d: &Digest) -> Path {
+    pub(crate) fn blob_key(&self, d: &Digest) -> Path {
         self.key(&format!("blobs/{}/{}", d.algorithm().as_str(), d.hex()))
     }
 
