@@ -349,9 +349,9 @@ pub fn fsck_with_hook(
         Ok(())
     })?;
     let mut stale_records = Vec::new();
-    for (id, rec) in &s.uploads {
-        let must_store = rec.offset > 0 || registry.store().upload_stores_from_start();
-        if must_store && !stored.contains(id) {
+    // Every session stores something from its start (a file; on S3 its session object).
+    for id in s.uploads.keys() {
+        if !stored.contains(id) {
             report.notices.push(format!("upload {id} has no file"));
             stale_records.push(id.clone());
         }

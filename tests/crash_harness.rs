@@ -320,16 +320,23 @@ async fn harness(storage: Option<StorageConfig>, rounds: u64) {
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_str().unwrap().to_string();
+    // The grace must outlast one push (config, layers, then the manifest naming them); a
+    // push over S3 takes several round trips more than one to the filesystem.
+    let (grace, upload_age) = if storage.is_some() {
+        ("5s", "6s")
+    } else {
+        ("1s", "2s")
+    };
     let flags = [
         "--gc-interval",
         "100ms",
         "--gc-grace",
-        "1s",
-        // A 1 s grace on a live store is below the default floor: allowed for this test.
+        grace,
+        // A grace of seconds on a live store is below the default floor: allowed for this test.
         "--gc-min-online-grace",
         "0s",
         "--upload-max-age",
-        "2s",
+        upload_age,
     ];
     let storage_vars = storage.as_ref().map(storage_env).unwrap_or_default();
     let mut env = short_online_grace_env();

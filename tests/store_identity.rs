@@ -51,9 +51,8 @@ fn a_bucket_registry_refuses_the_filesystem_and_another_prefix() {
         ..s3.clone()
     };
     Registry::open_with(dir.path(), &tuned).unwrap();
-    // A tool without a config file opens the recorded bucket.
-    let reg = Registry::open_recorded(dir.path()).unwrap();
-    assert!(reg.store().describe().contains(&s3.prefix));
+    // (A tool without a config file opening the recorded bucket, with credentials from the
+    // AWS_* variables: kura_fsck_and_gc_with_only_root_work_on_the_recorded_bucket.)
 }
 
 #[test]

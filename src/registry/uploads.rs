@@ -138,18 +138,21 @@ impl Registry {
         let mut guard = self.lock_session(repo, id).await?;
         let len = append_to(ready_mut(&mut guard), id, range, body).await?;
         let state = ready(&guard).state();
-        drop(guard);
-        let id = id.to_string();
+        let id2 = id.to_string();
         self.blocking(move |r| {
             r.meta().write(|t| {
-                let mut rec = uploads::get(&t.uploads, &id)?.ok_or_else(|| upload_unknown(&id))?;
+                let mut rec =
+                    uploads::get(&t.uploads, &id2)?.ok_or_else(|| upload_unknown(&id2))?;
                 rec.offset = len;
                 rec.updated = now_secs();
                 rec.state = state;
-                uploads::put(t, &id, &rec)
+                uploads::put(t, &id2, &rec)
             })
         })
         .await?;
+        // Held until the row names what this request stored: the next request on the session
+        // may delete what the row named before (an object store's replaced tail).
+        drop(guard);
         Ok(len)
     }
 
@@ -208,7 +211,9 @@ impl Registry {
         let mut file = self.store().create_upload_for(&id, digest)?;
         let read = futures_util::stream::iter([Ok(Bytes::from(head)), Ok(next)]);
         if let Err(e) = append_to(&mut file, &id, None, read.chain(body)).await {
-            file.discard(self.store(), &id)?;
+            // Blocking on an object store (abort a multipart upload): off the async thread.
+            self.blocking(move |r| Ok(file.discard(r.store(), &id)?))
+                .await?;
             return Err(e);
         }
         self.commit(repo, None, file, digest).await

@@ -256,12 +256,6 @@ impl BlobStore {
         }
     }
 
-    /// Whether a session that acknowledged `offset` bytes must have stored something (fsck's
-    /// "upload has no bytes" check): a file exists from the start, objects from the first byte.
-    pub fn upload_stores_from_start(&self) -> bool {
-        matches!(self, BlobStore::Fs(_))
-    }
-
     /// Removes blob `digest`, if stored. Blocking.
     pub fn remove_blob(&self, digest: &Digest) -> io::Result<()> {
         self.remove_blobs(std::slice::from_ref(digest))
