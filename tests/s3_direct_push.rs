@@ -6,7 +6,7 @@
 mod common;
 
 use common::s3::s3_config;
-use common::s3_ops::{MIB, data, keys};
+use common::s3_ops::{MIB, data, keys, multipart_uploads};
 use common::{TestServer, client, error_code};
 use kura::digest::Digest;
 
@@ -42,6 +42,7 @@ async fn one_request_pushes_land_at_their_key_with_no_upload_objects() {
     }
     let stored = keys(&cfg.prefix, "").await;
     assert_eq!(stored.len(), 2, "only the two blobs: {stored:?}");
+    assert_eq!(multipart_uploads(&cfg.prefix), Vec::<String>::new());
     assert!(
         stored.iter().all(|k| k.starts_with("blobs/sha256/")),
         "{stored:?}"
@@ -60,6 +61,8 @@ async fn a_one_request_push_with_the_wrong_digest_places_nothing() {
         assert_eq!(error_code(r).await, "DIGEST_INVALID");
     }
     assert_eq!(keys(&cfg.prefix, "").await, Vec::<String>::new());
+    // The multipart upload started at the key for the larger one was aborted, not left.
+    assert_eq!(multipart_uploads(&cfg.prefix), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,6 +85,14 @@ async fn a_one_request_push_cut_mid_body_places_nothing_and_the_retry_succeeds()
         .await;
     assert!(sent.is_err() || !sent.unwrap().status().is_success());
     assert_eq!(keys(&cfg.prefix, "").await, Vec::<String>::new());
+    // The server aborts the multipart upload once it sees the body end early (bounded wait:
+    // the client may see the failure first).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !multipart_uploads(&cfg.prefix).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(multipart_uploads(&cfg.prefix), Vec::<String>::new());
     assert_eq!(post(&s, "cut", &d, bytes.clone()).await.status(), 201);
     assert!(get(&s, "cut", &d).await == bytes);
+    assert_eq!(multipart_uploads(&cfg.prefix), Vec::<String>::new());
 }

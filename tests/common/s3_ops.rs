@@ -138,3 +138,31 @@ pub async fn assert_serves(base: &str, img: &Pushed) {
         assert!(got == *bytes, "blob {d} of {} differs", img.repo);
     }
 }
+
+/// The keys of the multipart uploads in progress under `<prefix>/` (S3 ListMultipartUploads,
+/// which object_store does not offer: signed by curl, as the fixture creates the bucket).
+pub fn multipart_uploads(prefix: &str) -> Vec<String> {
+    let g = gateway();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--aws-sigv4"])
+        .arg(format!("aws:amz:{}:s3", g.region))
+        .arg("-H")
+        .arg("x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        .arg("--user")
+        .arg(format!("{}:{}", g.access_key, g.secret_key))
+        .arg(format!(
+            // Sorted keys and an encoded `/`: SigV4's canonical query string.
+            "{}/{BUCKET}?prefix={}%2F&uploads=",
+            g.endpoint.trim_end_matches('/'),
+            prefix.replace('/', "%2F")
+        ))
+        .output()
+        .expect("run curl");
+    let xml = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(xml.contains("ListMultipartUploadsResult"), "{xml}");
+    xml.split("<Key>")
+        .skip(1)
+        .filter_map(|s| s.split("</Key>").next())
+        .map(str::to_string)
+        .collect()
+}
