@@ -22,7 +22,6 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use kura::config::StorageConfig;
 use kura::digest::Digest;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -46,22 +45,9 @@ fn pattern(len: usize, seed: u64) -> Bytes {
     Bytes::from(v)
 }
 
-fn gateway_client(cfg: &StorageConfig) -> AmazonS3 {
-    AmazonS3Builder::new()
-        .with_bucket_name(&cfg.bucket)
-        .with_region(&cfg.region)
-        .with_endpoint(&cfg.endpoint)
-        .with_access_key_id(&cfg.access_key_id)
-        .with_secret_access_key(&cfg.secret_access_key)
-        .with_virtual_hosted_style_request(false)
-        .with_allow_http(true)
-        .build()
-        .expect("S3 client")
-}
-
 /// The gateway's own figures: one PUT and one GET of `data`, and `PARALLEL` PUTs of `SMALL`.
 async fn gateway(cfg: &StorageConfig, data: &Bytes, small: &[Bytes]) -> (f64, f64, f64) {
-    let s3 = Arc::new(gateway_client(cfg));
+    let s3 = Arc::new(s3::raw());
     let key = Key::from(format!("{}/baseline/big", cfg.prefix));
     let t = Instant::now();
     s3.put(&key, PutPayload::from(data.clone())).await.unwrap();

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::s3::s3_config;
-use common::s3_ops::{MIB, data, keys, multipart_uploads};
+use common::s3::{data, s3_config};
+use common::s3_ops::{MIB, keys, multipart_uploads};
 use common::{TestServer, client, error_code};
 use kura::digest::Digest;
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::s3::s3_config;
+use common::s3::{data, raw, s3_config};
 use common::s3_ops::*;
 use common::{TestServer, client, image_manifest};
 use kura::digest::Digest;

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::s3::{BUCKET, s3_config};
+use common::s3::{BUCKET, data, s3_config};
 use common::s3_ops::*;
 use common::{client, spawn_kura_guarded};
 use kura::config::StorageConfig;

@@ -5,7 +5,7 @@ mod auth_support;
 mod client_support;
 mod common;
 
-use common::s3::{BUCKET, gateway, s3_config};
+use common::s3::{BUCKET, data, gateway, s3_config};
 use common::s3_ops::*;
 use common::{TestServer, client};
 use kura::config::StorageConfig;

@@ -11,6 +11,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::s3::data;
 use futures_util::StreamExt;
 use kura::config::{MIN_PART_SIZE, StorageConfig};
 use kura::digest::Digest;
@@ -80,19 +81,6 @@ impl Harness {
         out.sort();
         out
     }
-}
-
-/// Deterministic bytes that differ from part to part.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn id(n: u32) -> String {

@@ -6,51 +6,23 @@ mod common;
 
 use std::io;
 
-use common::s3::{BUCKET, Scratch, gateway, s3_config};
+use common::s3::{BUCKET, Scratch, data, gateway, raw, s3_config};
 use futures_util::StreamExt;
 use kura::config::MIN_PART_SIZE;
 use kura::digest::Digest;
 use kura::store::s3::{S3Store, S3Upload};
 use kura::store::{CommitError, Listed};
 use object_store::ObjectStore;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 
 const PART: usize = MIN_PART_SIZE as usize;
-
-/// Deterministic bytes that differ from part to part.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A store on a fresh prefix, deleted when the test ends.
 fn open(test: &str) -> (S3Store, Scratch) {
     let cfg = s3_config(test);
     let store = S3Store::open(&cfg).expect("open S3 store");
     (store, Scratch(cfg.prefix))
-}
-
-/// A client of our own for looking behind the driver's back.
-fn raw() -> AmazonS3 {
-    let g = gateway();
-    AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_endpoint(&g.endpoint)
-        .with_allow_http(true)
-        .with_region(&g.region)
-        .with_access_key_id(&g.access_key)
-        .with_secret_access_key(&g.secret_key)
-        .build()
-        .unwrap()
 }
 
 /// Every key under `prefix`, relative to it.

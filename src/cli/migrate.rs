@@ -98,18 +98,11 @@ pub fn run(args: MigrateArgs) -> Result<(), super::CliError> {
 }
 
 /// Whether two `[storage]` sections name the same blobs, whatever their other keys
-/// (`delete`, `redirect`, `part_size`, credentials): a filesystem store is the data directory's.
+/// (`delete`, `redirect`, `part_size`, credentials): the store identity the metadata records,
+/// and here also the endpoint (one bucket name may exist on two services).
 fn same_place(a: &StorageConfig, b: &StorageConfig) -> bool {
-    use crate::config::StorageKind;
-    a.kind == b.kind
-        && match a.kind {
-            StorageKind::Filesystem => true,
-            StorageKind::S3 => {
-                a.bucket == b.bucket
-                    && a.prefix.trim_matches('/') == b.prefix.trim_matches('/')
-                    && a.endpoint.trim_end_matches('/') == b.endpoint.trim_end_matches('/')
-            }
-        }
+    let (a, b) = (StoreIdentity::of(a), StoreIdentity::of(b));
+    a.same_store(&b) && a.endpoint.trim_end_matches('/') == b.endpoint.trim_end_matches('/')
 }
 
 /// The destination's `[storage]` section, validated as the server would.

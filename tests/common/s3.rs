@@ -189,15 +189,7 @@ pub fn delete_prefix(prefix: &str) {
             .build()
             .expect("runtime");
         rt.block_on(async move {
-            let Ok(s3) = object_store::aws::AmazonS3Builder::new()
-                .with_bucket_name(BUCKET)
-                .with_endpoint(&g.endpoint)
-                .with_allow_http(true)
-                .with_region(&g.region)
-                .with_access_key_id(&g.access_key)
-                .with_secret_access_key(&g.secret_key)
-                .build()
-            else {
+            let Ok(s3) = raw_client(&g) else {
                 return;
             };
             let root = object_store::path::Path::from(prefix);
@@ -207,4 +199,33 @@ pub fn delete_prefix(prefix: &str) {
         });
     });
     let _ = cleanup.join();
+}
+
+/// A client of our own on the test bucket, for looking behind kura's back.
+pub fn raw() -> object_store::aws::AmazonS3 {
+    raw_client(gateway()).expect("S3 client for the test bucket")
+}
+
+fn raw_client(g: &Gateway) -> object_store::Result<object_store::aws::AmazonS3> {
+    object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(BUCKET)
+        .with_endpoint(&g.endpoint)
+        .with_allow_http(true)
+        .with_region(&g.region)
+        .with_access_key_id(&g.access_key)
+        .with_secret_access_key(&g.secret_key)
+        .build()
+}
+
+/// Deterministic bytes that differ with `seed` (and from part to part).
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
 }

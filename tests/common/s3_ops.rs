@@ -3,43 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use super::s3::{BUCKET, gateway};
+use super::s3::{BUCKET, gateway, raw};
 use super::{client, image_manifest};
 use futures_util::StreamExt;
 use kura::digest::Digest;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::json;
 
 pub const MIB: usize = 1024 * 1024;
-
-/// Deterministic bytes that differ with `seed`.
-pub fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// A client of our own for looking behind kura's back.
-pub fn raw() -> AmazonS3 {
-    let g = gateway();
-    AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_endpoint(&g.endpoint)
-        .with_allow_http(true)
-        .with_region(&g.region)
-        .with_access_key_id(&g.access_key)
-        .with_secret_access_key(&g.secret_key)
-        .build()
-        .unwrap()
-}
 
 /// Every key under `<prefix>/<under>`, relative to the prefix, sorted.
 pub async fn keys(prefix: &str, under: &str) -> Vec<String> {

@@ -254,21 +254,31 @@ impl FsStore {
         digest: &Digest,
         progress: &mut dyn FnMut(u64),
     ) -> io::Result<Option<(Digest, u64)>> {
-        let Some(mut file) = self.open_blob(digest)? else {
+        let Some(file) = self.open_blob(digest)? else {
             return Ok(None);
         };
         let mut h = Hasher::new(digest.algorithm());
-        let mut buf = vec![0u8; 1 << 20];
-        let mut len = 0u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                return Ok(Some((h.finish(), len)));
-            }
-            h.update(&buf[..n]);
-            len += n as u64;
-            progress(n as u64);
+        let len = hash_reader(file, &mut h, progress)?;
+        Ok(Some((h.finish(), len)))
+    }
+}
+
+/// Feeds everything `r` holds to `hasher`, telling `progress` of each chunk; returns the length.
+pub(super) fn hash_reader(
+    mut r: impl Read,
+    hasher: &mut Hasher,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
         }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+        progress(n as u64);
     }
 }
 

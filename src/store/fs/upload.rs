@@ -7,13 +7,13 @@
 //! first, even when the request that started it was cancelled.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use super::FsStore;
+use super::{FsStore, hash_reader};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::store::CommitError;
 
@@ -82,7 +82,7 @@ impl UploadFile {
     pub(super) fn resume(path: PathBuf) -> io::Result<Option<UploadFile>> {
         let mut hasher = Hasher::new(Algorithm::Sha256);
         let len = match File::open(&path) {
-            Ok(f) => hash_reader(f, &mut hasher)?,
+            Ok(f) => hash_reader(f, &mut hasher, &mut |_| {})?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
@@ -226,7 +226,7 @@ impl UploadFile {
             (self.hasher.finish(), on_disk)
         } else {
             let mut h = Hasher::new(expected.algorithm());
-            let n = hash_reader(File::open(&self.path)?, &mut h)?;
+            let n = hash_reader(File::open(&self.path)?, &mut h, &mut |_| {})?;
             (h.finish(), n)
         };
         if &actual != expected {
@@ -272,18 +272,5 @@ impl Verified {
             store.publish(&self.path, &self.digest)?;
         }
         Ok(self.size)
-    }
-}
-
-fn hash_reader(mut r: impl Read, hasher: &mut Hasher) -> io::Result<u64> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            return Ok(total);
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
     }
 }
