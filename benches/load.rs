@@ -8,12 +8,12 @@
 //! - Then, on a store of 100k repositories: the built-in clients' pushes and pulls, Range GET
 //!   latency, manifest HEAD/GET at 64 connections, catalog and tag listings, start-up time.
 //!
-//! `cargo bench --bench load` (`LOAD_BENCH_BLOB_MIB` changes the 1024 MiB blob size;
+//! `cargo bench --bench load` (`LOAD_BENCH_BLOB_MIB` changes the 512 MiB blob size;
 //! `LOAD_BENCH_ONLY=data` stops after the data path).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,9 +25,14 @@ use kura::registry::Registry;
 
 #[path = "load_support/curl.rs"]
 mod curl;
+#[path = "load_support/data_path.rs"]
+mod data_path;
+#[path = "load_support/limits.rs"]
+mod limits;
 #[path = "load_support/server.rs"]
 mod server;
 
+use data_path::Files;
 use server::Server;
 
 const MIB: usize = 1024 * 1024;
@@ -55,50 +60,6 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         chunk.copy_from_slice(&b[..chunk.len()]);
     }
     v
-}
-
-/// Machine limits: sha256 MB/s, write+fsync MB/s in `dir`, loopback TCP MB/s.
-fn limits(dir: &Path, size: usize) -> (f64, f64, f64) {
-    let data = pattern(256 * MIB, 1);
-    let t = Instant::now();
-    let _ = Digest::sha256_of(&data);
-    let sha = mbps(data.len(), t.elapsed());
-
-    let path = dir.join("limit-probe");
-    let buf = pattern(4 * MIB, 2);
-    let t = Instant::now();
-    let mut f = std::fs::File::create(&path).unwrap();
-    for _ in 0..size / buf.len() {
-        f.write_all(&buf).unwrap();
-    }
-    f.sync_all().unwrap();
-    let write = mbps(size, t.elapsed());
-    drop(f);
-    std::fs::remove_file(&path).unwrap();
-
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let reader = std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        let mut b = vec![0u8; 4 * MIB];
-        let mut n = 0usize;
-        loop {
-            let r = s.read(&mut b).unwrap();
-            if r == 0 {
-                return n;
-            }
-            n += r;
-        }
-    });
-    let mut s = TcpStream::connect(addr).unwrap();
-    let t = Instant::now();
-    for _ in 0..size / buf.len() {
-        s.write_all(&buf).unwrap();
-    }
-    drop(s);
-    let n = reader.join().unwrap();
-    let tcp = mbps(n, t.elapsed());
-    (sha, write, tcp)
 }
 
 /// GETs `path` over a plain socket, reading like the loopback probe does (4 MiB reads, no
@@ -323,259 +284,12 @@ async fn push_blob_chunks(base: &str, repo: &str, data: &Bytes, chunk: usize) ->
     t.elapsed()
 }
 
-/// What the data-path phases measured on one registry.
-#[derive(Default)]
-struct DataPath {
-    mono: f64,
-    chunked: f64,
-    pull: f64,
-    range: f64,
-    parallel: f64,
-    parallel_rss: f64,
-    repos: f64,
-    tags: f64,
-}
-
-/// The blob files curl sends: one of `size` bytes, the same again in 16 MiB chunk files, and
-/// 32 of 8 MiB; each with its digest.
-struct Files {
-    mono: (PathBuf, String),
-    chunks: (Vec<PathBuf>, String),
-    parallel: Vec<(PathBuf, String)>,
-}
-
-impl Files {
-    fn write(dir: &Path, size: usize) -> Files {
-        std::fs::create_dir_all(dir).unwrap();
-        let file = |name: &str, data: &[u8]| {
-            let p = dir.join(name);
-            std::fs::write(&p, data).unwrap();
-            p
-        };
-        let data = pattern(size, 7);
-        let mono = (file("mono", &data), Digest::sha256_of(&data).to_string());
-        let data = pattern(size, 8);
-        let chunks = data
-            .chunks(16 * MIB)
-            .enumerate()
-            .map(|(i, c)| file(&format!("chunk{i:04}"), c))
-            .collect();
-        let chunks = (chunks, Digest::sha256_of(&data).to_string());
-        let parallel = (0..32u64)
-            .map(|i| {
-                let data = pattern(8 * MIB, 100 + i);
-                (
-                    file(&format!("par{i}"), &data),
-                    Digest::sha256_of(&data).to_string(),
-                )
-            })
-            .collect();
-        Files {
-            mono,
-            chunks,
-            parallel,
-        }
-    }
-}
-
-/// Times the data path of `server` with curl, then the creation rates with 16 clients.
-fn data_path(
-    rt: &tokio::runtime::Runtime,
-    server: &Server,
-    files: &Files,
-    size: usize,
-) -> DataPath {
-    let base = &server.base;
-    let sink = std::path::PathBuf::from("/dev/null");
-    let blob = format!("/v2/bench/blob/blobs/{}", files.mono.1);
-    let mut f = DataPath {
-        mono: mbps(
-            size,
-            curl::push_mono(base, "bench/blob", &files.mono.0, &files.mono.1),
-        ),
-        chunked: mbps(
-            size,
-            curl::push_chunks(base, "bench/blob", &files.chunks.0, &files.chunks.1),
-        ),
-        ..DataPath::default()
-    };
-    let (n, d) = curl::pull(base, &blob, None, &sink);
-    assert_eq!(n as usize, size);
-    f.pull = mbps(size, d);
-    let half = size as u64 / 2;
-    let (n, d) = curl::pull(base, &blob, Some((half, size as u64 - 1)), &sink);
-    assert_eq!(n, size as u64 - half);
-    f.range = mbps(n as usize, d);
-    server.take_peak_rss();
-    f.parallel = mbps(32 * 8 * MIB, curl::push_parallel(base, &files.parallel));
-    f.parallel_rss = server.take_peak_rss();
-    (f.repos, f.tags) = rt.block_on(creation_rates(base));
-    f
-}
-
-/// Repositories created per second (a cross-repository mount of the config plus a manifest
-/// PUT, the two requests an image push into a new repository makes when its layers exist) and
-/// tags created per second (manifest PUTs under new tags), each with 16 clients for 5 s.
-async fn creation_rates(base: &str) -> (f64, f64) {
-    let cfg = Bytes::from_static(b"{}");
-    let cd = Digest::sha256_of(&cfg);
-    let body = Bytes::from(format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":2}},"layers":[]}}"#
-    ));
-    let c = reqwest::Client::new();
-    // POST then PUT: Distribution 2.8 has no single-POST push.
-    let r = c
-        .post(format!("{base}/v2/create/base/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    let loc = r.headers()["location"].to_str().unwrap();
-    let loc = if loc.starts_with("http") {
-        loc.to_string()
-    } else {
-        format!("{base}{loc}")
-    };
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = c
-        .put(format!("{loc}{sep}digest={cd}"))
-        .body(cfg)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let mut rates = Vec::new();
-    for new_repo in [true, false] {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut tasks = Vec::new();
-        for w in 0..16 {
-            let (base, body, cd) = (base.to_string(), body.clone(), cd.clone());
-            tasks.push(tokio::spawn(async move {
-                let c = reqwest::Client::new();
-                let mut n = 0u64;
-                while Instant::now() < deadline {
-                    let repo = if new_repo {
-                        format!("create/w{w}/r{n}")
-                    } else {
-                        format!("create/tags{w}")
-                    };
-                    if new_repo || n == 0 {
-                        let r = c
-                            .post(format!(
-                                "{base}/v2/{repo}/blobs/uploads/?mount={cd}&from=create/base"
-                            ))
-                            .send()
-                            .await
-                            .unwrap();
-                        assert_eq!(r.status(), 201, "mount");
-                    }
-                    let r = c
-                        .put(format!("{base}/v2/{repo}/manifests/t{n}"))
-                        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), 201);
-                    n += 1;
-                }
-                n
-            }));
-        }
-        let mut total = 0;
-        for t in tasks {
-            total += t.await.unwrap();
-        }
-        rates.push(total as f64 / 5.0);
-    }
-    (rates[0], rates[1])
-}
-
-fn print_table(limits: &[(&str, f64); 3], kura: &DataPath, peer: Option<&DataPath>) {
-    let [(_, push_limit), (_, tcp), (_, agg)] = *limits;
-    let rows = [
-        (
-            "push, one PUT (MB/s)",
-            push_limit,
-            "min(sha256, write+fsync)",
-            kura.mono,
-            peer.map(|p| p.mono),
-        ),
-        (
-            "push, 16 MiB PATCHes (MB/s)",
-            push_limit,
-            "min(sha256, write+fsync)",
-            kura.chunked,
-            peer.map(|p| p.chunked),
-        ),
-        (
-            "pull (MB/s)",
-            tcp,
-            "iperf3 loopback",
-            kura.pull,
-            peer.map(|p| p.pull),
-        ),
-        (
-            "pull, Range of half (MB/s)",
-            tcp,
-            "iperf3 loopback",
-            kura.range,
-            peer.map(|p| p.range),
-        ),
-        (
-            "32 parallel 8 MiB pushes (MB/s)",
-            agg,
-            "32 writers' write+fsync",
-            kura.parallel,
-            peer.map(|p| p.parallel),
-        ),
-        (
-            "  peak RSS during them (MiB)",
-            48.0,
-            "the issue's ceiling",
-            kura.parallel_rss,
-            peer.map(|p| p.parallel_rss),
-        ),
-        (
-            "repositories created (/s)",
-            1000.0,
-            "the issue's floor",
-            kura.repos,
-            peer.map(|p| p.repos),
-        ),
-        (
-            "tags created (/s)",
-            f64::NAN,
-            "",
-            kura.tags,
-            peer.map(|p| p.tags),
-        ),
-    ];
-    println!("| figure | limit | kura | kura / limit | distribution | kura / distribution |");
-    println!("|---|---|---|---|---|---|");
-    for (what, limit, name, k, p) in rows {
-        let limit_s = if limit.is_nan() {
-            "-".to_string()
-        } else {
-            format!("{limit:.0} ({name})")
-        };
-        let ratio = if limit.is_nan() {
-            "-".to_string()
-        } else {
-            format!("{:.2}", k / limit)
-        };
-        let (ps, pr) = p.map_or(("-".into(), "-".into()), |p| {
-            (format!("{p:.0}"), format!("{:.2}", k / p))
-        });
-        println!("| {what} | {limit_s} | {k:.0} | {ratio} | {ps} | {pr} |");
-    }
-}
-
 fn main() {
     // criterion-style arguments (`--bench`) are ignored.
     let blob_mib: usize = std::env::var("LOAD_BENCH_BLOB_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+        .unwrap_or(512);
     // `LOAD_BENCH_ONLY=data` skips the metadata phases (manifests, listings).
     let only_data = std::env::var("LOAD_BENCH_ONLY").is_ok_and(|v| v == "data");
     let size = blob_mib * MIB;
@@ -589,41 +303,24 @@ fn main() {
         .build()
         .unwrap();
 
-    println!("== machine limits (measured now) ==");
     std::fs::create_dir_all(&root).unwrap();
-    let (sha, write, tcp_probe) = limits(&root, size);
-    let push_limit = sha.min(write);
-    let tcp = curl::iperf3().unwrap_or(tcp_probe);
-    let agg = curl::fsync_aggregate(&root, 32, 8 * MIB);
-    println!(
-        "sha256: {sha:.0} MB/s; {blob_mib} MiB write+fsync: {write:.0} MB/s; 32 writers of 8 MiB, write+fsync: {agg:.0} MB/s"
-    );
-    println!(
-        "loopback TCP: {tcp:.0} MB/s (iperf3 when installed), {tcp_probe:.0} MB/s (4 MiB socket writes)"
-    );
+    println!("== data path with curl as the client ({blob_mib} MiB blobs) ==");
     let files = Files::write(&dir.path().join("files"), size);
-
-    println!("== data path with curl as the client ({blob_mib} MiB blob) ==");
-    let peer = Server::distribution(&dir.path().join("distribution")).map(|s| {
-        let f = data_path(&rt, &s, &files, size);
-        println!(
-            "{}: measured (started in {:.0} ms)",
-            s.name,
-            s.started_in.as_secs_f64() * 1e3
-        );
-        f
-    });
-    let server = Server::kura(&root);
-    let kura = data_path(&rt, &server, &files, size);
-    print_table(
-        &[("", push_limit), ("", tcp), ("", agg)],
-        &kura,
-        peer.as_ref(),
-    );
-    drop(server);
+    let kura = Server::kura(&root);
+    let peer = Server::distribution(&dir.path().join("distribution"));
+    let servers: Vec<&Server> = std::iter::once(&kura).chain(peer.as_ref()).collect();
+    let (lim, figs) = data_path::run(&rt, &servers, &files, &root, size);
+    let names: Vec<&str> = servers.iter().map(|s| s.name).collect();
+    data_path::print(&lim, &names, &figs);
+    drop((kura, peer, files));
     if only_data {
         return;
     }
+    let push_limit = limits::sha256().min(limits::write_fsync(&root, size));
+    let tcp = limits::tcp_probe(size);
+    println!(
+        "limits now: min(sha256, write+fsync) {push_limit:.0} MB/s; loopback TCP (4 MiB writes) {tcp:.0} MB/s"
+    );
 
     println!("== populating 100k repositories and 10k tags offline ==");
     let root = dir.path().join("meta");

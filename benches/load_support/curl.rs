@@ -1,8 +1,6 @@
-//! The data path timed as real clients drive it: curl streaming one HTTP/1.1 request into or
-//! out of a file, and the limits those figures are measured against (iperf3 on loopback, the
-//! disk's write+fsync rate with one and with 32 writers).
+//! The data path driven as real clients drive it: curl streaming one HTTP/1.1 request into or
+//! out of a file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -136,67 +134,14 @@ pub fn pull(base: &str, path: &str, range: Option<(u64, u64)>, out: &Path) -> (u
     (n.parse().unwrap(), d)
 }
 
-/// Pushes each `(file, digest)` monolithically into its own repository, all at once (one
+/// Pushes each `(file, digest)` monolithically into its own repository (`<prefix>-<i>`), all at once (one
 /// thread per push driving its curls); returns the wall time until the last one finished.
-pub fn push_parallel(base: &str, files: &[(PathBuf, String)]) -> Duration {
+pub fn push_parallel(base: &str, prefix: &str, files: &[(PathBuf, String)]) -> Duration {
     let t = Instant::now();
     std::thread::scope(|s| {
         for (i, (file, digest)) in files.iter().enumerate() {
-            s.spawn(move || push_mono(base, &format!("bench/par{i}"), file, digest));
+            s.spawn(move || push_mono(base, &format!("{prefix}-{i}"), file, digest));
         }
     });
     t.elapsed()
-}
-
-/// Loopback TCP throughput measured by iperf3 (one stream, 5 s), in MiB/s; `None` when
-/// iperf3 is not installed.
-pub fn iperf3() -> Option<f64> {
-    let port = super::free_port();
-    let mut server = Command::new("iperf3")
-        .args(["-s", "-1", "-B", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut out = None;
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(100));
-        let o = Command::new("iperf3")
-            .args(["-c", "127.0.0.1", "-p", &port.to_string(), "-t", "5", "-J"])
-            .output()
-            .ok()?;
-        if o.status.success() {
-            out = Some(o.stdout);
-            break;
-        }
-    }
-    let _ = server.kill();
-    let _ = server.wait();
-    let v: serde_json::Value = serde_json::from_slice(&out?).ok()?;
-    let bits = v["end"]["sum_received"]["bits_per_second"].as_f64()?;
-    Some(bits / 8.0 / (1024.0 * 1024.0))
-}
-
-/// The disk's aggregate write+fsync rate in `dir` with `writers` threads each writing and
-/// syncing its own file of `size` bytes, in MiB/s.
-pub fn fsync_aggregate(dir: &Path, writers: usize, size: usize) -> f64 {
-    let data = std::sync::Arc::new(super::pattern(size, 3));
-    let t = Instant::now();
-    let threads: Vec<_> = (0..writers)
-        .map(|i| {
-            let (data, path) = (data.clone(), dir.join(format!("fsync-probe-{i}")));
-            std::thread::spawn(move || {
-                let mut f = std::fs::File::create(&path).unwrap();
-                f.write_all(&data).unwrap();
-                f.sync_all().unwrap();
-                path
-            })
-        })
-        .collect();
-    let paths: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    let v = super::mbps(writers * size, t.elapsed());
-    for p in paths {
-        std::fs::remove_file(p).unwrap();
-    }
-    v
 }

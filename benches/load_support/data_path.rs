@@ -1,0 +1,307 @@
+//! The data-path phases: every registry is driven by curl with the same files, each push
+//! figure `REPS` times with its limit measured again just before (the disk's write rate on this
+//! machine moves by 4x from one minute to the next), and the table prints the medians.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kura::digest::Digest;
+
+use super::server::Server;
+use super::{MIB, curl, limits, mbps, pattern};
+
+/// Measurements of each figure (and of each limit) in one run.
+pub const REPS: usize = 3;
+
+/// What the data-path phases measured on one registry.
+#[derive(Default)]
+pub struct Figures {
+    mono: Vec<f64>,
+    chunked: Vec<f64>,
+    pull: Vec<f64>,
+    range: Vec<f64>,
+    parallel: Vec<f64>,
+    parallel_rss: f64,
+    repos: f64,
+    tags: f64,
+}
+
+/// The limits, measured beside the figures.
+#[derive(Default)]
+pub struct Limits {
+    /// min(sha256 on one core, write+fsync of one blob), once per repetition.
+    push: Vec<f64>,
+    /// 32 writers' write+fsync of 8 MiB each, once per repetition.
+    aggregate: Vec<f64>,
+    /// Loopback TCP (iperf3 when installed).
+    tcp: f64,
+}
+
+type Blob = (PathBuf, String);
+
+/// The files curl sends, per repetition: a blob of `size` bytes, another one cut into 16 MiB
+/// chunk files, and 32 of 8 MiB; each with its digest.
+pub struct Files {
+    mono: Vec<Blob>,
+    chunks: Vec<(Vec<PathBuf>, String)>,
+    parallel: Vec<Vec<Blob>>,
+}
+
+impl Files {
+    pub fn write(dir: &Path, size: usize) -> Files {
+        std::fs::create_dir_all(dir).unwrap();
+        let file = |name: &str, data: &[u8]| {
+            let p = dir.join(name);
+            std::fs::write(&p, data).unwrap();
+            p
+        };
+        let mut files = Files {
+            mono: vec![],
+            chunks: vec![],
+            parallel: vec![],
+        };
+        for rep in 0..REPS as u64 {
+            let data = pattern(size, 7 + 1000 * rep);
+            files.mono.push((
+                file(&format!("mono{rep}"), &data),
+                Digest::sha256_of(&data).to_string(),
+            ));
+            let data = pattern(size, 8 + 1000 * rep);
+            let chunks = data
+                .chunks(16 * MIB)
+                .enumerate()
+                .map(|(i, c)| file(&format!("chunk{rep}-{i:04}"), c))
+                .collect();
+            files
+                .chunks
+                .push((chunks, Digest::sha256_of(&data).to_string()));
+            let parallel = (0..32u64)
+                .map(|i| {
+                    let data = pattern(8 * MIB, 100 + i + 1000 * rep);
+                    let d = Digest::sha256_of(&data).to_string();
+                    (file(&format!("par{rep}-{i}"), &data), d)
+                })
+                .collect();
+            files.parallel.push(parallel);
+        }
+        files
+    }
+}
+
+/// Runs every phase on every server, interleaved repetition by repetition.
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    servers: &[&Server],
+    files: &Files,
+    dir: &Path,
+    size: usize,
+) -> (Limits, Vec<Figures>) {
+    let mut lim = Limits::default();
+    let mut figs: Vec<Figures> = servers.iter().map(|_| Figures::default()).collect();
+    let sha = limits::sha256();
+    for rep in 0..REPS {
+        lim.push.push(sha.min(limits::write_fsync(dir, size)));
+        for (s, f) in servers.iter().zip(&mut figs) {
+            let (file, digest) = &files.mono[rep];
+            let d = curl::push_mono(&s.base, "bench/blob", file, digest);
+            f.mono.push(mbps(size, d));
+            let (chunks, digest) = &files.chunks[rep];
+            let d = curl::push_chunks(&s.base, "bench/blob", chunks, digest);
+            f.chunked.push(mbps(size, d));
+        }
+    }
+    for rep in 0..REPS {
+        lim.aggregate
+            .push(limits::fsync_aggregate(dir, 32, 8 * MIB));
+        for (s, f) in servers.iter().zip(&mut figs) {
+            s.take_peak_rss();
+            let d = curl::push_parallel(&s.base, &format!("bench/par{rep}"), &files.parallel[rep]);
+            f.parallel.push(mbps(32 * 8 * MIB, d));
+            f.parallel_rss = f.parallel_rss.max(s.take_peak_rss());
+        }
+    }
+    lim.tcp = limits::iperf3().unwrap_or_else(|| limits::tcp_probe(size));
+    let blob = format!("/v2/bench/blob/blobs/{}", files.mono[0].1);
+    let sink = PathBuf::from("/dev/null");
+    let half = size as u64 / 2;
+    for (s, f) in servers.iter().zip(&mut figs) {
+        for _ in 0..REPS {
+            let (n, d) = curl::pull(&s.base, &blob, None, &sink);
+            assert_eq!(n as usize, size);
+            f.pull.push(mbps(size, d));
+            let (n, d) = curl::pull(&s.base, &blob, Some((half, size as u64 - 1)), &sink);
+            assert_eq!(n, size as u64 - half);
+            f.range.push(mbps(n as usize, d));
+        }
+        (f.repos, f.tags) = rt.block_on(creation_rates(&s.base));
+    }
+    (lim, figs)
+}
+
+/// Repositories created per second (a cross-repository mount of the config plus a manifest
+/// PUT, the two requests an image push into a new repository makes when its layers exist) and
+/// tags created per second (manifest PUTs under new tags), each with 16 clients for 5 s.
+async fn creation_rates(base: &str) -> (f64, f64) {
+    let cfg = Bytes::from_static(b"{}");
+    let cd = Digest::sha256_of(&cfg);
+    let body = Bytes::from(format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":2}},"layers":[]}}"#
+    ));
+    let c = reqwest::Client::new();
+    // POST then PUT: Distribution 2.8 has no single-POST push.
+    let r = c
+        .post(format!("{base}/v2/create/base/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap();
+    let loc = if loc.starts_with("http") {
+        loc.to_string()
+    } else {
+        format!("{base}{loc}")
+    };
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = c
+        .put(format!("{loc}{sep}digest={cd}"))
+        .body(cfg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mut rates = Vec::new();
+    for new_repo in [true, false] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut tasks = Vec::new();
+        for w in 0..16 {
+            let (base, body, cd) = (base.to_string(), body.clone(), cd.clone());
+            tasks.push(tokio::spawn(async move {
+                let c = reqwest::Client::new();
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let repo = if new_repo {
+                        format!("create/w{w}/r{n}")
+                    } else {
+                        format!("create/tags{w}")
+                    };
+                    if new_repo || n == 0 {
+                        let r = c
+                            .post(format!(
+                                "{base}/v2/{repo}/blobs/uploads/?mount={cd}&from=create/base"
+                            ))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), 201, "mount");
+                    }
+                    let r = c
+                        .put(format!("{base}/v2/{repo}/manifests/t{n}"))
+                        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 201);
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        rates.push(total as f64 / 5.0);
+    }
+    (rates[0], rates[1])
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Prints the limits, then one row per figure: its limit, kura (the first server) against it,
+/// and the peer beside it when there is one. Throughputs are medians of the repetitions.
+pub fn print(lim: &Limits, names: &[&str], figs: &[Figures]) {
+    let fmt = |v: &[f64]| {
+        let s: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
+        s.join(", ")
+    };
+    println!(
+        "limits: min(sha256, write+fsync) {} MB/s; 32 writers' write+fsync {} MB/s; loopback TCP {:.0} MB/s",
+        fmt(&lim.push),
+        fmt(&lim.aggregate),
+        lim.tcp
+    );
+    for (name, f) in names.iter().zip(figs) {
+        println!(
+            "{name}: one PUT {}; PATCHes {}; pull {}; Range pull {}; 32 parallel {} (MB/s)",
+            fmt(&f.mono),
+            fmt(&f.chunked),
+            fmt(&f.pull),
+            fmt(&f.range),
+            fmt(&f.parallel)
+        );
+    }
+    let (push, agg) = (median(&lim.push), median(&lim.aggregate));
+    type Row<'a> = (&'a str, f64, &'a str, fn(&Figures) -> f64);
+    let rows: [Row; 8] = [
+        (
+            "push, one PUT (MB/s)",
+            push,
+            "min(sha256, write+fsync)",
+            |f| median(&f.mono),
+        ),
+        (
+            "push, 16 MiB PATCHes (MB/s)",
+            push,
+            "min(sha256, write+fsync)",
+            |f| median(&f.chunked),
+        ),
+        ("pull (MB/s)", lim.tcp, "iperf3 loopback", |f| {
+            median(&f.pull)
+        }),
+        (
+            "pull, Range of half (MB/s)",
+            lim.tcp,
+            "iperf3 loopback",
+            |f| median(&f.range),
+        ),
+        (
+            "32 parallel 8 MiB pushes (MB/s)",
+            agg,
+            "32 writers' write+fsync",
+            |f| median(&f.parallel),
+        ),
+        (
+            "  peak RSS during them (MiB)",
+            48.0,
+            "the issue's ceiling",
+            |f| f.parallel_rss,
+        ),
+        (
+            "repositories created (/s)",
+            1000.0,
+            "the issue's floor",
+            |f| f.repos,
+        ),
+        ("tags created (/s)", f64::NAN, "", |f| f.tags),
+    ];
+    let peer = names.get(1).copied().unwrap_or("peer");
+    println!("| figure | limit | kura | kura / limit | {peer} | kura / {peer} |");
+    println!("|---|---|---|---|---|---|");
+    for (what, limit, name, get) in rows {
+        let k = get(&figs[0]);
+        let (limit_s, ratio) = if limit.is_nan() {
+            ("-".to_string(), "-".to_string())
+        } else {
+            (format!("{limit:.0} ({name})"), format!("{:.2}", k / limit))
+        };
+        let (ps, pr) = figs.get(1).map_or(("-".into(), "-".into()), |p| {
+            (format!("{:.0}", get(p)), format!("{:.2}", k / get(p)))
+        });
+        println!("| {what} | {limit_s} | {k:.0} | {ratio} | {ps} | {pr} |");
+    }
+}
