@@ -10,7 +10,9 @@
 //! digest and fsyncs the file (outside any lock), `Verified::publish` renames it to
 //! `blobs/<algorithm>/<hex>` and fsyncs the directory.
 
+mod block;
 mod upload;
+mod writeback;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};

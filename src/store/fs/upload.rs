@@ -1,10 +1,11 @@
 //! An upload session's file: appended to while hashed, then verified and published.
 //!
-//! Bytes are hashed as they arrive and gathered into blocks of `BLOCK` bytes; each block is
+//! Bytes are hashed as they arrive and gathered into blocks (`block`); each block is
 //! written by the blocking pool while the next one arrives, so hashing, receiving and writing
 //! overlap. The write of the last block handed over is tracked in the `UploadFile` itself:
 //! whoever touches the upload next (another request, a rollback, the commit) waits for it
-//! first, even when the request that started it was cancelled.
+//! first, even when the request that started it was cancelled. Each written block's
+//! writeback starts at once and the block before it leaves the page cache (`writeback`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -13,13 +14,11 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
+use super::block::Block;
+use super::writeback;
 use super::{FsStore, hash_reader};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::store::CommitError;
-
-/// Bytes gathered before a block is handed to the writer. An upload holds at most two blocks
-/// (one filling, one being written) while a request streams into it, and none between requests.
-const BLOCK: usize = 1024 * 1024;
 
 /// The bytes of one upload in progress, with a running sha256 of them. The file is opened
 /// when a request writes to it and closed by `flush`, so an idle session holds no descriptor
@@ -31,13 +30,17 @@ pub struct UploadFile {
     hasher: Hasher,
     /// Bytes accepted so far: written, being written, or buffered.
     len: u64,
-    buf: Vec<u8>,
-    /// The buffer of the last block written, for the next block.
-    spare: Option<Vec<u8>>,
-    /// The write of the previous block; yields its buffer back for reuse.
-    pending: Option<JoinHandle<io::Result<Vec<u8>>>>,
+    /// The block filling. An upload holds at most two blocks (one filling, one being written)
+    /// while a request streams into it, and none between requests.
+    buf: Option<Block>,
+    /// The last block written, for the next one.
+    spare: Option<Block>,
+    /// The write of the previous block; yields the block back for reuse.
+    pending: Option<JoinHandle<io::Result<Block>>>,
     /// A write failed: the file no longer matches `len`/`hasher` until rolled back.
     broken: bool,
+    /// Bytes handed to the writer: the file offset of the next block.
+    written: u64,
 }
 
 /// The state of an upload before a request appended to it.
@@ -62,10 +65,11 @@ impl UploadFile {
             file: None,
             hasher,
             len,
-            buf: Vec::new(),
+            buf: None,
             spare: None,
             pending: None,
             broken: false,
+            written: len,
         }
     }
 
@@ -126,13 +130,14 @@ impl UploadFile {
     /// leaves no partial chunk behind. The file is closed afterwards.
     pub async fn rollback(&mut self, cp: Checkpoint) -> io::Result<()> {
         let _ = self.settle().await;
-        self.buf.clear();
+        self.buf = None;
         let res = self.file().and_then(|f| f.set_len(cp.len));
         self.file = None;
         res?;
         self.len = cp.len;
         self.hasher = cp.hasher;
         self.broken = false;
+        self.written = cp.len;
         Ok(())
     }
 
@@ -159,14 +164,16 @@ impl UploadFile {
     /// Hands the gathered bytes to the writer (after the previous block is written).
     async fn launch(&mut self) -> io::Result<()> {
         self.settle().await?;
-        if self.buf.is_empty() {
+        let Some(block) = self.buf.take().filter(|b| !b.is_empty()) else {
             return Ok(());
-        }
+        };
         let file = self.file()?;
-        let next = self.spare.take().unwrap_or_default();
-        let block = std::mem::replace(&mut self.buf, next);
+        self.buf = self.spare.take();
+        let span = (self.written, block.len() as u64);
+        self.written += span.1;
         self.pending = Some(tokio::task::spawn_blocking(move || {
             (&*file).write_all(&block)?;
+            writeback::stream(&file, span);
             Ok(block)
         }));
         Ok(())
@@ -181,14 +188,11 @@ impl UploadFile {
         self.len += data.len() as u64;
         let mut data = data;
         while !data.is_empty() {
-            // Fill the block exactly: growing past it would reallocate (and double) it.
-            if self.buf.capacity() == 0 {
-                self.buf.reserve_exact(BLOCK);
-            }
-            let n = BLOCK.saturating_sub(self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..n]);
+            let buf = self.buf.get_or_insert_with(Block::new);
+            let n = buf.room().min(data.len());
+            buf.extend_from_slice(&data[..n]);
             data = &data[n..];
-            if self.buf.len() >= BLOCK {
+            if buf.room() == 0 {
                 self.launch().await?;
             }
         }
@@ -203,7 +207,7 @@ impl UploadFile {
             self.settle().await
         }
         .await;
-        self.buf = Vec::new();
+        self.buf = None;
         self.spare = None;
         if self.pending.is_none() {
             self.file = None;
@@ -216,7 +220,8 @@ impl UploadFile {
     /// digest mismatch the file is removed. Blocking; call `flush` first. Takes no lock: the
     /// caller publishes the result under the digest's lock.
     pub fn verify(self, store: &FsStore, expected: &Digest) -> Result<Verified, CommitError> {
-        if self.pending.is_some() || !self.buf.is_empty() || self.broken {
+        if self.pending.is_some() || self.buf.as_ref().is_some_and(|b| !b.is_empty()) || self.broken
+        {
             return Err(io::Error::other("upload committed with writes outstanding").into());
         }
         drop(self.file);
