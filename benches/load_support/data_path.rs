@@ -19,6 +19,8 @@ pub const REPS: usize = 3;
 pub struct Figures {
     mono: Vec<f64>,
     chunked: Vec<f64>,
+    /// The first pull of a blob after its push (kura keeps no pushed blob in the page cache).
+    pull_first: f64,
     pull: Vec<f64>,
     range: Vec<f64>,
     parallel: Vec<f64>,
@@ -27,15 +29,23 @@ pub struct Figures {
     tags: f64,
 }
 
-/// The limits, measured beside the figures.
+/// The limits, measured beside the figures: the issue's (sha256 on one core, a buffered
+/// write+fsync, iperf3, 32 buffered writers) and the machine's tighter bounds: the disk's
+/// streaming rate, and curl against a server that does nothing (`limits::sink`), which is
+/// what the client and the loopback stack leave on the 2 cores they share with the server.
 #[derive(Default)]
 pub struct Limits {
-    /// min(sha256 on one core, write+fsync of one blob), once per repetition.
-    push: Vec<f64>,
+    sha: f64,
+    /// write+fsync of one blob, buffered, once per repetition.
+    write: Vec<f64>,
+    /// write+fsync of one blob, streamed as kura does, once per repetition.
+    streaming: Vec<f64>,
     /// 32 writers' write+fsync of 8 MiB each, once per repetition.
     aggregate: Vec<f64>,
     /// Loopback TCP (iperf3 when installed).
     tcp: f64,
+    /// curl against the sink: one PUT, PATCHes, pull, 32 parallel pushes (MB/s).
+    sink: Figures,
 }
 
 type Blob = (PathBuf, String);
@@ -97,23 +107,33 @@ pub fn run(
     dir: &Path,
     size: usize,
 ) -> (Limits, Vec<Figures>) {
-    let mut lim = Limits::default();
+    let mut lim = Limits {
+        sha: limits::sha256(),
+        ..Limits::default()
+    };
+    let sink = limits::sink();
     let mut figs: Vec<Figures> = servers.iter().map(|_| Figures::default()).collect();
-    let sha = limits::sha256();
     for rep in 0..REPS {
-        lim.push.push(sha.min(limits::write_fsync(dir, size)));
+        lim.write.push(limits::write_fsync(dir, size));
+        lim.streaming.push(limits::write_fsync_streaming(dir, size));
+        let (file, digest) = &files.mono[rep];
+        let (chunks, chunks_digest) = &files.chunks[rep];
+        let d = curl::push_mono(&sink, "sink", file, digest);
+        lim.sink.mono.push(mbps(size, d));
+        let d = curl::push_chunks(&sink, "sink", chunks, chunks_digest);
+        lim.sink.chunked.push(mbps(size, d));
         for (s, f) in servers.iter().zip(&mut figs) {
-            let (file, digest) = &files.mono[rep];
             let d = curl::push_mono(&s.base, "bench/blob", file, digest);
             f.mono.push(mbps(size, d));
-            let (chunks, digest) = &files.chunks[rep];
-            let d = curl::push_chunks(&s.base, "bench/blob", chunks, digest);
+            let d = curl::push_chunks(&s.base, "bench/blob", chunks, chunks_digest);
             f.chunked.push(mbps(size, d));
         }
     }
     for rep in 0..REPS {
         lim.aggregate
             .push(limits::fsync_aggregate(dir, 32, 8 * MIB));
+        let d = curl::push_parallel(&sink, "sink", &files.parallel[rep]);
+        lim.sink.parallel.push(mbps(32 * 8 * MIB, d));
         for (s, f) in servers.iter().zip(&mut figs) {
             s.take_peak_rss();
             let d = curl::push_parallel(&s.base, &format!("bench/par{rep}"), &files.parallel[rep]);
@@ -123,14 +143,22 @@ pub fn run(
     }
     lim.tcp = limits::iperf3().unwrap_or_else(|| limits::tcp_probe(size));
     let blob = format!("/v2/bench/blob/blobs/{}", files.mono[0].1);
-    let sink = PathBuf::from("/dev/null");
+    let sink_path = PathBuf::from("/dev/null");
     let half = size as u64 / 2;
+    for _ in 0..REPS {
+        let (n, d) = curl::pull(&sink, &format!("/bytes/{size}"), None, &sink_path);
+        assert_eq!(n as usize, size);
+        lim.sink.pull.push(mbps(size, d));
+    }
     for (s, f) in servers.iter().zip(&mut figs) {
+        let (n, d) = curl::pull(&s.base, &blob, None, &sink_path);
+        assert_eq!(n as usize, size);
+        f.pull_first = mbps(size, d);
         for _ in 0..REPS {
-            let (n, d) = curl::pull(&s.base, &blob, None, &sink);
+            let (n, d) = curl::pull(&s.base, &blob, None, &sink_path);
             assert_eq!(n as usize, size);
             f.pull.push(mbps(size, d));
-            let (n, d) = curl::pull(&s.base, &blob, Some((half, size as u64 - 1)), &sink);
+            let (n, d) = curl::pull(&s.base, &blob, Some((half, size as u64 - 1)), &sink_path);
             assert_eq!(n, size as u64 - half);
             f.range.push(mbps(n as usize, d));
         }
@@ -222,86 +250,134 @@ fn median(v: &[f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Prints the limits, then one row per figure: its limit, kura (the first server) against it,
-/// and the peer beside it when there is one. Throughputs are medians of the repetitions.
+fn list(v: &[f64]) -> String {
+    let s: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
+    s.join(", ")
+}
+
+/// Prints every measurement, then one row per figure: the issue's limit and kura (the first
+/// server) against it, the machine's tighter bound and kura against that, and the peer
+/// beside kura when there is one. Throughputs are medians of the repetitions.
 pub fn print(lim: &Limits, names: &[&str], figs: &[Figures]) {
-    let fmt = |v: &[f64]| {
-        let s: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
-        s.join(", ")
-    };
     println!(
-        "limits: min(sha256, write+fsync) {} MB/s; 32 writers' write+fsync {} MB/s; loopback TCP {:.0} MB/s",
-        fmt(&lim.push),
-        fmt(&lim.aggregate),
+        "limits (MB/s): sha256 {:.0}; write+fsync {}; streamed write+fsync {}; 32 writers' write+fsync {}; iperf3 {:.0}",
+        lim.sha,
+        list(&lim.write),
+        list(&lim.streaming),
+        list(&lim.aggregate),
         lim.tcp
     );
-    for (name, f) in names.iter().zip(figs) {
+    let all = std::iter::once(("curl against a null server", &lim.sink))
+        .chain(names.iter().copied().zip(figs));
+    for (name, f) in all {
         println!(
-            "{name}: one PUT {}; PATCHes {}; pull {}; Range pull {}; 32 parallel {} (MB/s)",
-            fmt(&f.mono),
-            fmt(&f.chunked),
-            fmt(&f.pull),
-            fmt(&f.range),
-            fmt(&f.parallel)
+            "{name} (MB/s): one PUT {}; PATCHes {}; pull {:.0}, then {}; Range pull {}; 32 parallel {}",
+            list(&f.mono),
+            list(&f.chunked),
+            f.pull_first,
+            list(&f.pull),
+            list(&f.range),
+            list(&f.parallel)
         );
     }
-    let (push, agg) = (median(&lim.push), median(&lim.aggregate));
-    type Row<'a> = (&'a str, f64, &'a str, fn(&Figures) -> f64);
-    let rows: [Row; 8] = [
+    let issue_push = lim.sha.min(median(&lim.write));
+    let disk = lim.sha.min(median(&lim.streaming));
+    let sink = &lim.sink;
+    // (figure, issue's limit and its name, tighter bound and its name, the figure of a server)
+    type Row<'a> = (&'a str, f64, &'a str, f64, String, fn(&Figures) -> f64);
+    let rows: [Row; 9] = [
         (
             "push, one PUT (MB/s)",
-            push,
+            issue_push,
             "min(sha256, write+fsync)",
+            disk.min(median(&sink.mono)),
+            "min(sha256, streamed disk, curl to null server)".into(),
             |f| median(&f.mono),
         ),
         (
             "push, 16 MiB PATCHes (MB/s)",
-            push,
+            issue_push,
             "min(sha256, write+fsync)",
+            disk.min(median(&sink.chunked)),
+            "min(sha256, streamed disk, curl to null server)".into(),
             |f| median(&f.chunked),
         ),
-        ("pull (MB/s)", lim.tcp, "iperf3 loopback", |f| {
-            median(&f.pull)
-        }),
+        (
+            "pull, first after the push (MB/s)",
+            lim.tcp,
+            "iperf3",
+            median(&sink.pull),
+            "curl from null server".into(),
+            |f| f.pull_first,
+        ),
+        (
+            "pull, again (MB/s)",
+            lim.tcp,
+            "iperf3",
+            median(&sink.pull),
+            "curl from null server".into(),
+            |f| median(&f.pull),
+        ),
         (
             "pull, Range of half (MB/s)",
             lim.tcp,
-            "iperf3 loopback",
+            "iperf3",
+            median(&sink.pull),
+            "curl from null server".into(),
             |f| median(&f.range),
         ),
         (
             "32 parallel 8 MiB pushes (MB/s)",
-            agg,
+            median(&lim.aggregate),
             "32 writers' write+fsync",
+            median(&sink.parallel),
+            "32 curls to null server".into(),
             |f| median(&f.parallel),
         ),
         (
             "  peak RSS during them (MiB)",
             48.0,
             "the issue's ceiling",
+            f64::NAN,
+            String::new(),
             |f| f.parallel_rss,
         ),
         (
             "repositories created (/s)",
             1000.0,
             "the issue's floor",
+            f64::NAN,
+            String::new(),
             |f| f.repos,
         ),
-        ("tags created (/s)", f64::NAN, "", |f| f.tags),
+        (
+            "tags created (/s)",
+            f64::NAN,
+            "",
+            f64::NAN,
+            String::new(),
+            |f| f.tags,
+        ),
     ];
     let peer = names.get(1).copied().unwrap_or("peer");
-    println!("| figure | limit | kura | kura / limit | {peer} | kura / {peer} |");
-    println!("|---|---|---|---|---|---|");
-    for (what, limit, name, get) in rows {
-        let k = get(&figs[0]);
-        let (limit_s, ratio) = if limit.is_nan() {
+    println!(
+        "| figure | issue's limit | kura | kura / limit | machine bound | kura / bound | {peer} | kura / {peer} |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let cell = |limit: f64, name: &str, k: f64| {
+        if limit.is_nan() {
             ("-".to_string(), "-".to_string())
         } else {
             (format!("{limit:.0} ({name})"), format!("{:.2}", k / limit))
-        };
+        }
+    };
+    for (what, limit, name, bound, bound_name, get) in rows {
+        let k = get(&figs[0]);
+        let (l, lr) = cell(limit, name, k);
+        let (b, br) = cell(bound, &bound_name, k);
         let (ps, pr) = figs.get(1).map_or(("-".into(), "-".into()), |p| {
             (format!("{:.0}", get(p)), format!("{:.2}", k / get(p)))
         });
-        println!("| {what} | {limit_s} | {k:.0} | {ratio} | {ps} | {pr} |");
+        println!("| {what} | {l} | {k:.0} | {lr} | {b} | {br} | {ps} | {pr} |");
     }
 }

@@ -115,3 +115,109 @@ pub fn fsync_aggregate(dir: &Path, writers: usize, size: usize) -> f64 {
     }
     v
 }
+
+/// A registry that does nothing: answers a `POST` or `PATCH` with 202 and a Location, a
+/// `GET /bytes/<n>` with `n` bytes from memory, anything else with 201, after reading and
+/// discarding the request's body. What curl achieves against it is what the client and the
+/// loopback stack allow on this machine, the server's work aside. Returns its base URL; the
+/// listener thread lives as long as the process.
+pub fn sink() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(conn) = conn else { continue };
+            std::thread::spawn(move || serve_sink(conn));
+        }
+    });
+    base
+}
+
+fn serve_sink(conn: TcpStream) {
+    use std::io::BufRead;
+    let mut w = conn.try_clone().unwrap();
+    let mut r = std::io::BufReader::with_capacity(4 * MIB, conn);
+    let mut buf = vec![0u8; 4 * MIB];
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut words = line.split(' ');
+        let method = words.next().unwrap_or("").to_string();
+        let path = words.next().unwrap_or("").to_string();
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            if h == "\r\n" || h.is_empty() {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        while len > 0 {
+            let n = r.read(&mut buf[..len.min(4 * MIB)]).unwrap();
+            assert!(n > 0, "body cut short");
+            len -= n;
+        }
+        if let Some(n) = path.strip_prefix("/bytes/") {
+            let mut n: usize = n.parse().unwrap();
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n");
+            if w.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            while n > 0 {
+                let k = n.min(buf.len());
+                if w.write_all(&buf[..k]).is_err() {
+                    return;
+                }
+                n -= k;
+            }
+            continue;
+        }
+        let status = match method.as_str() {
+            "POST" | "PATCH" => "202 Accepted",
+            _ => "201 Created",
+        };
+        let reply = format!(
+            "HTTP/1.1 {status}\r\nLocation: /v2/sink/blobs/uploads/x\r\nRange: 0-0\r\nContent-Length: 0\r\n\r\n"
+        );
+        if w.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Like `write_fsync`, but streaming as kura's filesystem store does (each 1 MiB block's
+/// writeback started when written, the blocks before it dropped from the page cache): the
+/// disk's own rate, without the cost of finding fresh memory for the page cache.
+pub fn write_fsync_streaming(dir: &Path, size: usize) -> f64 {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("limit-probe-streaming");
+    let buf = pattern(MIB, 2);
+    let t = Instant::now();
+    let mut f = std::fs::File::create(&path).unwrap();
+    let fd = f.as_raw_fd();
+    for i in 0..size / MIB {
+        f.write_all(&buf).unwrap();
+        let off = (i * MIB) as i64;
+        // SAFETY: plain system calls on an open descriptor; no memory of ours is passed.
+        unsafe {
+            libc::sync_file_range(fd, off, MIB as i64, libc::SYNC_FILE_RANGE_WRITE);
+            if off > 0 {
+                let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+                libc::sync_file_range(fd, 0, off, all);
+                libc::posix_fadvise(fd, 0, off, libc::POSIX_FADV_DONTNEED);
+            }
+        }
+    }
+    f.sync_all().unwrap();
+    let v = mbps(size, t.elapsed());
+    drop(f);
+    std::fs::remove_file(&path).unwrap();
+    v
+}
