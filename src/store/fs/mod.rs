@@ -11,6 +11,7 @@
 //! `blobs/<algorithm>/<hex>` and fsyncs the directory.
 
 mod block;
+mod read_buf;
 mod upload;
 mod writeback;
 
@@ -206,9 +207,9 @@ impl FsStore {
             .map(move |(pos, n)| {
                 let f = file.clone();
                 tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; n];
+                    let mut buf = read_buf::take(n);
                     f.read_exact_at(&mut buf, pos)?;
-                    Ok::<_, io::Error>(bytes::Bytes::from(buf))
+                    Ok::<_, io::Error>(read_buf::into_bytes(buf))
                 })
             })
             .buffered(READ_AHEAD)
