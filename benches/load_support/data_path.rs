@@ -270,11 +270,16 @@ pub fn print(lim: &Limits, names: &[&str], figs: &[Figures]) {
     let all = std::iter::once(("curl against a null server", &lim.sink))
         .chain(names.iter().copied().zip(figs));
     for (name, f) in all {
+        // The null server holds no blob: it has no first pull and no Range pull.
+        let first = if f.pull_first > 0.0 {
+            format!("{:.0}, then ", f.pull_first)
+        } else {
+            String::new()
+        };
         println!(
-            "{name} (MB/s): one PUT {}; PATCHes {}; pull {:.0}, then {}; Range pull {}; 32 parallel {}",
+            "{name} (MB/s): one PUT {}; PATCHes {}; pull {first}{}; Range pull {}; 32 parallel {}",
             list(&f.mono),
             list(&f.chunked),
-            f.pull_first,
             list(&f.pull),
             list(&f.range),
             list(&f.parallel)
