@@ -25,6 +25,9 @@ pub struct Figures {
     range: Vec<f64>,
     parallel: Vec<f64>,
     parallel_rss: f64,
+    /// During the one-PUT pushes: the share of both cores busy, and the server's CPU seconds
+    /// per GiB pushed (for the null server: none).
+    mono_cpu: (f64, f64),
     repos: f64,
     tags: f64,
 }
@@ -118,13 +121,19 @@ pub fn run(
         lim.streaming.push(limits::write_fsync_streaming(dir, size));
         let (file, digest) = &files.mono[rep];
         let (chunks, chunks_digest) = &files.chunks[rep];
+        let before = limits::Cpu::now(None);
         let d = curl::push_mono(&sink, "sink", file, digest);
         lim.sink.mono.push(mbps(size, d));
+        let (busy, _) = cpu_per_gib(&before, None, size);
+        lim.sink.mono_cpu.0 += busy;
         let d = curl::push_chunks(&sink, "sink", chunks, chunks_digest);
         lim.sink.chunked.push(mbps(size, d));
         for (s, f) in servers.iter().zip(&mut figs) {
+            let before = limits::Cpu::now(Some(s.pid()));
             let d = curl::push_mono(&s.base, "bench/blob", file, digest);
             f.mono.push(mbps(size, d));
+            let (busy, cpu) = cpu_per_gib(&before, Some(s.pid()), size);
+            f.mono_cpu = (f.mono_cpu.0 + busy, f.mono_cpu.1 + cpu);
             let d = curl::push_chunks(&s.base, "bench/blob", chunks, chunks_digest);
             f.chunked.push(mbps(size, d));
         }
@@ -165,6 +174,14 @@ pub fn run(
         (f.repos, f.tags) = rt.block_on(creation_rates(&s.base));
     }
     (lim, figs)
+}
+
+/// CPU use since `before` for one push of `size` bytes, divided by the repetitions so that the
+/// sum over them is the mean: (share of both cores busy, process CPU seconds per GiB).
+fn cpu_per_gib(before: &limits::Cpu, pid: Option<u32>, size: usize) -> (f64, f64) {
+    let (busy, cpu) = limits::Cpu::now(pid).since(before);
+    let per_gib = cpu * (1024 * MIB) as f64 / size as f64;
+    (busy / REPS as f64, per_gib / REPS as f64)
 }
 
 /// Repositories created per second (a cross-repository mount of the config plus a manifest
@@ -285,6 +302,23 @@ pub fn print(lim: &Limits, names: &[&str], figs: &[Figures]) {
             list(&f.parallel)
         );
     }
+    let cpu: Vec<String> = names
+        .iter()
+        .zip(figs)
+        .map(|(n, f)| {
+            format!(
+                "{n} {:.2} CPU-s per GiB, both cores {:.0}% busy",
+                f.mono_cpu.1,
+                f.mono_cpu.0 * 100.0
+            )
+        })
+        .collect();
+    println!(
+        "CPU during the one-PUT pushes (means): {}; curl with the null server: both cores {:.0}% busy; sha256 alone: {:.2} CPU-s per GiB",
+        cpu.join("; "),
+        lim.sink.mono_cpu.0 * 100.0,
+        1024.0 / lim.sha
+    );
     let issue_push = lim.sha.min(median(&lim.write));
     let disk = lim.sha.min(median(&lim.streaming));
     let sink = &lim.sink;

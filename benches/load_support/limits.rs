@@ -221,3 +221,53 @@ pub fn write_fsync_streaming(dir: &Path, size: usize) -> f64 {
     std::fs::remove_file(&path).unwrap();
     v
 }
+
+/// CPU time counters: the machine's busy and total jiffies (all cores, `/proc/stat`) and, for
+/// `pid`, its user+system jiffies.
+#[derive(Clone, Copy, Default)]
+pub struct Cpu {
+    busy: u64,
+    total: u64,
+    process: u64,
+}
+
+impl Cpu {
+    pub fn now(pid: Option<u32>) -> Cpu {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let v: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let total: u64 = v.iter().sum();
+        // idle and iowait are the 4th and 5th fields.
+        let busy = total - v.get(3).copied().unwrap_or(0) - v.get(4).copied().unwrap_or(0);
+        let process = pid
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+            .map(|s| {
+                // The fields after the command name (which may hold spaces) start with the
+                // state (field 3); utime and stime are fields 14 and 15.
+                let rest = &s[s.rfind(')').unwrap() + 2..];
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+            })
+            .unwrap_or(0);
+        Cpu {
+            busy,
+            total,
+            process,
+        }
+    }
+
+    /// Since `earlier`: (the share of all cores that was busy, the process's CPU seconds).
+    pub fn since(&self, earlier: &Cpu) -> (f64, f64) {
+        let total = (self.total - earlier.total).max(1) as f64;
+        (
+            (self.busy - earlier.busy) as f64 / total,
+            (self.process - earlier.process) as f64 / 100.0,
+        )
+    }
+}

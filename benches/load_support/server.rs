@@ -83,6 +83,10 @@ impl Server {
         })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak RSS (VmHWM) in MiB since the last reset, then resets it.
     pub fn take_peak_rss(&self) -> f64 {
         let pid = self.child.id();
