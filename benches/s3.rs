@@ -12,9 +12,11 @@
 #[path = "../tests/common/s3.rs"]
 #[allow(dead_code)]
 mod s3;
+// The load benchmark's servers; this benchmark starts only kura.
+#[allow(dead_code)]
+#[path = "load_support/server.rs"]
+mod server;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,7 @@ use kura::config::StorageConfig;
 use kura::digest::Digest;
 use object_store::path::Path as Key;
 use object_store::{ObjectStoreExt, PutPayload};
+use server::Server;
 
 const MIB: usize = 1024 * 1024;
 const PARALLEL: usize = 32;
@@ -74,47 +77,23 @@ async fn gateway(cfg: &StorageConfig, data: &Bytes, small: &[Bytes]) -> (f64, f6
     (put, get, parallel)
 }
 
-struct Server(Child, String);
-
-impl Server {
-    fn start(cfg: &StorageConfig, root: &std::path::Path, redirect: bool) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--gc-interval",
-                "0s",
-                "--root",
-            ])
-            .arg(root)
-            .env("KURA_STORAGE__KIND", "s3")
-            .env("KURA_STORAGE__BUCKET", &cfg.bucket)
-            .env("KURA_STORAGE__PREFIX", format!("{}/kura", cfg.prefix))
-            .env("KURA_STORAGE__REGION", &cfg.region)
-            .env("KURA_STORAGE__ENDPOINT", &cfg.endpoint)
-            .env("KURA_STORAGE__ACCESS_KEY_ID", &cfg.access_key_id)
-            .env("KURA_STORAGE__SECRET_ACCESS_KEY", &cfg.secret_access_key)
-            .env("KURA_STORAGE__REDIRECT", redirect.to_string())
-            .env("KURA_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line.trim().rsplit(' ').next().unwrap().to_string();
-        Server(child, base)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// kura on the bucket (`KURA_STORAGE__*`), its metadata in `root`.
+fn start(cfg: &StorageConfig, root: &std::path::Path, redirect: bool) -> Server {
+    let env = [
+        ("KURA_STORAGE__KIND", "s3".to_string()),
+        ("KURA_STORAGE__BUCKET", cfg.bucket.clone()),
+        ("KURA_STORAGE__PREFIX", format!("{}/kura", cfg.prefix)),
+        ("KURA_STORAGE__REGION", cfg.region.clone()),
+        ("KURA_STORAGE__ENDPOINT", cfg.endpoint.clone()),
+        ("KURA_STORAGE__ACCESS_KEY_ID", cfg.access_key_id.clone()),
+        (
+            "KURA_STORAGE__SECRET_ACCESS_KEY",
+            cfg.secret_access_key.clone(),
+        ),
+        ("KURA_STORAGE__REDIRECT", redirect.to_string()),
+        ("KURA_LOG", "warn".to_string()),
+    ];
+    Server::kura_with(root, &env)
 }
 
 async fn push_put(c: &reqwest::Client, base: &str, repo: &str, data: Bytes) -> Duration {
@@ -192,8 +171,8 @@ fn main() {
     rt.block_on(async {
         let (g_put, g_get, g_par) = gateway(&cfg, &big, &small).await;
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(&cfg, dir.path(), false);
-        let base = server.1.clone();
+        let server = start(&cfg, dir.path(), false);
+        let base = server.base.clone();
         let c = reqwest::Client::new();
         let mono = mbps(
             big.len(),
@@ -216,11 +195,11 @@ fn main() {
         let par = mbps(PARALLEL * SMALL, t.elapsed());
         // The same pull answered with a 307 to a presigned URL (the client follows it).
         drop(server);
-        let server = Server::start(&cfg, dir.path(), true);
+        let server = start(&cfg, dir.path(), true);
         let follows = reqwest::Client::new();
         let redirected = mbps(
             big.len(),
-            pull(&follows, &server.1, "bench/mono", &big).await,
+            pull(&follows, &server.base, "bench/mono", &big).await,
         );
         println!(
             "S3 driver against the gateway at {} ({mib} MiB blob, one client)",

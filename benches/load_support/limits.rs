@@ -66,7 +66,7 @@ pub fn tcp_probe(size: usize) -> f64 {
 /// Loopback TCP throughput measured by iperf3 (one stream, 5 s), in MiB/s; `None` when
 /// iperf3 is not installed.
 pub fn iperf3() -> Option<f64> {
-    let port = super::free_port();
+    let port = super::server::free_port();
     let mut server = Command::new("iperf3")
         .args(["-s", "-1", "-B", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())

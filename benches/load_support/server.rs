@@ -1,11 +1,20 @@
-//! The registries the load benchmark measures: the release `kura` binary, and CNCF
+//! The registries the benchmarks measure: the bench-built `kura` binary, and CNCF
 //! Distribution (Debian's `docker-registry`) as a peer when it is installed, each on loopback
-//! in its own data directory.
+//! in its own data directory. Shared by `load.rs` and `s3.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// A port free on loopback now (the servers that cannot report theirs are given one).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 pub struct Server {
     pub name: &'static str,
@@ -16,6 +25,11 @@ pub struct Server {
 
 impl Server {
     pub fn kura(root: &Path) -> Server {
+        Server::kura_with(root, &[])
+    }
+
+    /// kura with extra environment (`KURA_*` settings).
+    pub fn kura_with(root: &Path, env: &[(&str, String)]) -> Server {
         let t = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
             .args([
@@ -27,6 +41,7 @@ impl Server {
                 "--root",
             ])
             .arg(root)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             // Default logging (an access-log line per request), written where nobody reads it.
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -48,7 +63,7 @@ impl Server {
     /// Distribution 2.8 on the filesystem driver with deletes enabled and its access log off;
     /// `None` when `docker-registry` is not installed.
     pub fn distribution(root: &Path) -> Option<Server> {
-        let port = super::free_port();
+        let port = free_port();
         std::fs::create_dir_all(root).unwrap();
         let config = root.join("config.yml");
         std::fs::write(
