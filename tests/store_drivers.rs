@@ -142,6 +142,7 @@ drivers!(
     partial_and_concurrent_uploads_of_one_digest_publish_one_blob,
     an_upload_resumes_after_a_restart,
     a_failed_request_is_rolled_back,
+    a_request_cut_off_mid_stream_is_completed_by_the_next,
     ranges_at_the_edges_are_exact,
     missing_objects_are_none,
     listing_and_deleting_blobs,
@@ -271,6 +272,26 @@ async fn an_upload_resumes_after_a_restart(driver: Driver) {
     assert_eq!(commit(&store, u, &d), BIG as u64);
     assert_eq!(store.read_blob(&d).unwrap().unwrap(), bytes);
     assert!(h.uploads().is_empty(), "{:?}", h.uploads());
+}
+
+/// A request whose future is dropped mid-body (the server gave up on it) leaves blocks in
+/// flight and no flush; the next request waits for them, and the upload
+/// completes with every byte accepted, in order.
+async fn a_request_cut_off_mid_stream_is_completed_by_the_next(driver: Driver) {
+    let h = Harness::new(driver, "drv-cutoff");
+    let bytes = data(BIG, 9);
+    let d = Digest::sha256_of(&bytes);
+    let mut u = h.store.create_upload(&id(9)).unwrap();
+    let cut = PART + 3 * (1 << 20) + 5;
+    for c in bytes[..cut].chunks(64 * 1024 + 3) {
+        u.push(c).await.unwrap();
+    }
+    let cp = u.checkpoint();
+    assert_eq!(u.len(), cut as u64);
+    drop(cp);
+    request(&mut u, &bytes[cut..]).await;
+    assert_eq!(commit(&h.store, u, &d), BIG as u64);
+    assert_eq!(read(&h.store, &d, 0, BIG as u64).await.unwrap(), bytes);
 }
 
 async fn a_failed_request_is_rolled_back(driver: Driver) {
