@@ -286,7 +286,7 @@ async fn a_request_cut_off_mid_stream_is_completed_by_the_next(driver: Driver) {
     for c in bytes[..cut].chunks(64 * 1024 + 3) {
         u.push(c).await.unwrap();
     }
-    let cp = u.checkpoint();
+    let cp = u.checkpoint().await.unwrap();
     assert_eq!(u.len(), cut as u64);
     drop(cp);
     request(&mut u, &bytes[cut..]).await;
@@ -300,7 +300,7 @@ async fn a_failed_request_is_rolled_back(driver: Driver) {
     let d = Digest::sha256_of(&bytes);
     let mut u = h.store.create_upload(&id(6)).unwrap();
     request(&mut u, &bytes[..1000]).await;
-    let cp = u.checkpoint();
+    let cp = u.checkpoint().await.unwrap();
     // More than two parts of other bytes, then the request fails.
     for c in data(2 * PART + 99, 66).chunks(1 << 20) {
         u.push(c).await.unwrap();

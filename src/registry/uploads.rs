@@ -398,7 +398,7 @@ where
         .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
         .with_header("Range", range_header(file.len())));
     }
-    let cp = file.checkpoint();
+    let cp = file.checkpoint().await?;
     let mut result = Ok(());
     while let Some(chunk) = body.next().await {
         match chunk {

@@ -348,13 +348,14 @@ impl Upload {
         }
     }
 
-    /// A point to roll back to if the request appending after it fails.
-    pub fn checkpoint(&self) -> Checkpoint {
-        match self {
-            Upload::Fs(u) => Checkpoint::Fs(u.checkpoint()),
+    /// A point to roll back to if the request appending after it fails (after what a
+    /// cut-off request left in flight; its failure is this call's).
+    pub async fn checkpoint(&mut self) -> io::Result<Checkpoint> {
+        Ok(match self {
+            Upload::Fs(u) => Checkpoint::Fs(u.checkpoint().await?),
             Upload::S3(u) => Checkpoint::S3(u.checkpoint()),
             Upload::S3Direct(_) => Checkpoint::Direct,
-        }
+        })
     }
 
     /// Accepts `data`: hashed now, stored in blocks in the background.

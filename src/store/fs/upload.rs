@@ -118,12 +118,16 @@ impl UploadFile {
         self.len == 0
     }
 
-    /// A point to roll back to if the request appending after it fails.
-    pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint {
+    /// A point to roll back to if the request appending after it fails. Waits first for a
+    /// block that a cut-off request left in flight: a checkpoint counting a block whose write
+    /// then failed would make the rollback pad the file with zeros where the hash has seen
+    /// the real bytes. If that write failed, the upload stays failed.
+    pub async fn checkpoint(&mut self) -> io::Result<Checkpoint> {
+        self.settle().await?;
+        Ok(Checkpoint {
             len: self.len,
             hasher: self.hasher.clone(),
-        }
+        })
     }
 
     /// Waits for writes in flight, then truncates the file back to `cp`, so a failed request
