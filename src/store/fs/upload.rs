@@ -145,10 +145,13 @@ impl UploadFile {
         Ok(())
     }
 
-    /// Waits for the write in flight, if any.
+    /// Waits for the write in flight, if any. It is awaited in place, so a caller cut off
+    /// meanwhile leaves it tracked for the next one.
     async fn settle(&mut self) -> io::Result<()> {
-        if let Some(p) = self.pending.take() {
-            match p.await.map_err(io::Error::other).and_then(|r| r) {
+        if let Some(p) = self.pending.as_mut() {
+            let done = p.await;
+            self.pending = None;
+            match done.map_err(io::Error::other).and_then(|r| r) {
                 Ok(mut spare) => {
                     spare.clear();
                     self.spare = Some(spare);
