@@ -164,19 +164,6 @@ impl Oras {
     }
 }
 
-/// Deterministic, poorly compressible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn write(root: &Path, rel: &str, data: &[u8]) {
     let p = root.join(rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -261,7 +248,7 @@ async fn oras_py_pushes_and_pulls_artifact_with_custom_media_types_with(s: TestS
     let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
 
     let readme = b"kura artifact pushed by oras-py\n".to_vec();
-    let data = noise(200_000, 1);
+    let data = common::s3::data(200_000, 1);
     let config = serde_json::to_vec(&json!({"kind": "thing", "version": 1})).unwrap();
     write(&src, "readme.txt", &readme);
     write(&src, "data.bin", &data);

@@ -61,19 +61,6 @@ async fn skopeo(args: &[&str]) -> Vec<u8> {
     run("skopeo", "apt-get install skopeo", all).await
 }
 
-/// Deterministic, poorly compressible bytes.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn path(p: &Path) -> String {
     p.to_str().expect("UTF-8 temp path").to_string()
 }
@@ -114,7 +101,7 @@ async fn umoci_built_image_round_trips_through_kura_and_unpacks_with(s: TestServ
     let rootfs = bundle.join("rootfs");
     let greeting = b"hello from a umoci-built image in kura\n".to_vec();
     let script = b"#!/bin/sh\necho kura umoci e2e \"$@\"\n".to_vec();
-    let data = noise(300_000);
+    let data = common::s3::data(300_000, 1);
     std::fs::create_dir_all(rootfs.join("etc")).unwrap();
     std::fs::create_dir_all(rootfs.join("opt/app/share")).unwrap();
     std::fs::write(rootfs.join("etc/greeting"), &greeting).unwrap();

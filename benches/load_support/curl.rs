@@ -35,7 +35,7 @@ fn start_upload(base: &str, repo: &str) -> String {
 }
 
 /// `location` with the `digest` query parameter added.
-fn with_digest(location: &str, digest: &str) -> String {
+pub fn with_digest(location: &str, digest: &str) -> String {
     let sep = if location.contains('?') { '&' } else { '?' };
     format!("{location}{sep}digest={digest}")
 }
@@ -107,7 +107,8 @@ pub fn push_chunks(base: &str, repo: &str, chunks: &[PathBuf], digest: &str) -> 
     t.elapsed()
 }
 
-fn absolute(base: &str, location: &str) -> String {
+/// `location` (as a Location header gives it) as an absolute URL on `base`.
+pub fn absolute(base: &str, location: &str) -> String {
     let location = location.trim();
     if location.starts_with("http") {
         location.to_string()

@@ -25,9 +25,9 @@ pub struct Figures {
     range: Vec<f64>,
     parallel: Vec<f64>,
     parallel_rss: f64,
-    /// During the one-PUT pushes: the share of both cores busy, and the server's CPU seconds
+    /// During each one-PUT push: the share of both cores busy, and the server's CPU seconds
     /// per GiB pushed (for the null server: none).
-    mono_cpu: (f64, f64),
+    mono_cpu: Vec<(f64, f64)>,
     repos: f64,
     tags: f64,
 }
@@ -124,16 +124,14 @@ pub fn run(
         let before = limits::Cpu::now(None);
         let d = curl::push_mono(&sink, "sink", file, digest);
         lim.sink.mono.push(mbps(size, d));
-        let (busy, _) = cpu_per_gib(&before, None, size);
-        lim.sink.mono_cpu.0 += busy;
+        lim.sink.mono_cpu.push(cpu_per_gib(&before, None, size));
         let d = curl::push_chunks(&sink, "sink", chunks, chunks_digest);
         lim.sink.chunked.push(mbps(size, d));
         for (s, f) in servers.iter().zip(&mut figs) {
             let before = limits::Cpu::now(Some(s.pid()));
             let d = curl::push_mono(&s.base, "bench/blob", file, digest);
             f.mono.push(mbps(size, d));
-            let (busy, cpu) = cpu_per_gib(&before, Some(s.pid()), size);
-            f.mono_cpu = (f.mono_cpu.0 + busy, f.mono_cpu.1 + cpu);
+            f.mono_cpu.push(cpu_per_gib(&before, Some(s.pid()), size));
             let d = curl::push_chunks(&s.base, "bench/blob", chunks, chunks_digest);
             f.chunked.push(mbps(size, d));
         }
@@ -176,12 +174,18 @@ pub fn run(
     (lim, figs)
 }
 
-/// CPU use since `before` for one push of `size` bytes, divided by the repetitions so that the
-/// sum over them is the mean: (share of both cores busy, process CPU seconds per GiB).
+/// CPU use since `before` for one push of `size` bytes: (share of both cores busy, process
+/// CPU seconds per GiB).
 fn cpu_per_gib(before: &limits::Cpu, pid: Option<u32>, size: usize) -> (f64, f64) {
     let (busy, cpu) = limits::Cpu::now(pid).since(before);
-    let per_gib = cpu * (1024 * MIB) as f64 / size as f64;
-    (busy / REPS as f64, per_gib / REPS as f64)
+    (busy, cpu * (1024 * MIB) as f64 / size as f64)
+}
+
+/// The means of the pairs in `v`.
+fn means(v: &[(f64, f64)]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let (a, b) = v.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    (a / n, b / n)
 }
 
 /// Repositories created per second (a cross-repository mount of the config plus a manifest
@@ -200,15 +204,9 @@ async fn creation_rates(base: &str) -> (f64, f64) {
         .send()
         .await
         .unwrap();
-    let loc = r.headers()["location"].to_str().unwrap();
-    let loc = if loc.starts_with("http") {
-        loc.to_string()
-    } else {
-        format!("{base}{loc}")
-    };
-    let sep = if loc.contains('?') { '&' } else { '?' };
+    let loc = curl::absolute(base, r.headers()["location"].to_str().unwrap());
     let r = c
-        .put(format!("{loc}{sep}digest={cd}"))
+        .put(curl::with_digest(&loc, &cd.to_string()))
         .body(cfg)
         .send()
         .await
@@ -306,17 +304,17 @@ pub fn print(lim: &Limits, names: &[&str], figs: &[Figures]) {
         .iter()
         .zip(figs)
         .map(|(n, f)| {
+            let (busy, cpu) = means(&f.mono_cpu);
             format!(
-                "{n} {:.2} CPU-s per GiB, both cores {:.0}% busy",
-                f.mono_cpu.1,
-                f.mono_cpu.0 * 100.0
+                "{n} {cpu:.2} CPU-s per GiB, both cores {:.0}% busy",
+                busy * 100.0
             )
         })
         .collect();
     println!(
         "CPU during the one-PUT pushes (means): {}; curl with the null server: both cores {:.0}% busy; sha256 alone: {:.2} CPU-s per GiB",
         cpu.join("; "),
-        lim.sink.mono_cpu.0 * 100.0,
+        means(&lim.sink.mono_cpu).0 * 100.0,
         1024.0 / lim.sha
     );
     let issue_push = lim.sha.min(median(&lim.write));

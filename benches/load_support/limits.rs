@@ -190,30 +190,18 @@ fn serve_sink(conn: TcpStream) {
     }
 }
 
-/// Like `write_fsync`, but streaming as kura's filesystem store does (each 1 MiB block's
-/// writeback started when written, the blocks before it dropped from the page cache): the
-/// disk's own rate, without the cost of finding fresh memory for the page cache.
+/// Like `write_fsync`, but in 1 MiB blocks streamed to disk by kura's own
+/// `store::writeback::stream` (each block's writeback started when written, the blocks
+/// before it dropped from the page cache): the disk's own rate, without the cost of finding
+/// fresh memory for the page cache.
 pub fn write_fsync_streaming(dir: &Path, size: usize) -> f64 {
-    use std::os::fd::AsRawFd;
     let path = dir.join("limit-probe-streaming");
     let buf = pattern(MIB, 2);
     let t = Instant::now();
     let mut f = std::fs::File::create(&path).unwrap();
-    let fd = f.as_raw_fd();
     for i in 0..size / MIB {
         f.write_all(&buf).unwrap();
-        let off = (i * MIB) as i64;
-        // SAFETY: plain system calls on an open descriptor; no memory of ours is passed.
-        unsafe {
-            libc::sync_file_range(fd, off, MIB as i64, libc::SYNC_FILE_RANGE_WRITE);
-            if off > 0 {
-                let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                    | libc::SYNC_FILE_RANGE_WRITE
-                    | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-                libc::sync_file_range(fd, 0, off, all);
-                libc::posix_fadvise(fd, 0, off, libc::POSIX_FADV_DONTNEED);
-            }
-        }
+        kura::store::writeback::stream(&f, ((i * MIB) as u64, MIB as u64));
     }
     f.sync_all().unwrap();
     let v = mbps(size, t.elapsed());

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{StorageConfig, StorageKind};
 use crate::digest::Digest;
 
-pub use fs::{FsStore, UploadFile, create_dir_durable, sync_dir};
+pub use fs::{FsStore, UploadFile, create_dir_durable, sync_dir, writeback};
 pub use s3::{S3Store, S3Upload};
 
 /// The bytes of a blob (or a range of it) as they are read, for a response body.

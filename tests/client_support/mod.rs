@@ -180,18 +180,8 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// `n` bytes that do not compress, from `seed`.
-pub fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+/// `n` bytes that do not compress, from `seed` (the tests' one generator).
+pub use crate::common::s3::data as noise;
 
 /// A layer to build: its files (path, content), and whether to gzip it.
 pub type LayerSpec<'a> = (&'a [(&'a str, &'a [u8])], bool);

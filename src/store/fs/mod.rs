@@ -13,7 +13,7 @@
 mod block;
 mod read_buf;
 mod upload;
-mod writeback;
+pub mod writeback;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
