@@ -1,8 +1,9 @@
 //! A test double in front of a kura server: a minimal HTTP/1.1 proxy (one request per
 //! connection, `Connection: close` both ways) that can serve TLS, demand basic or bearer
 //! authentication (with a Docker-token-spec endpoint at `/token` that checks basic
-//! credentials and grants the scopes asked for), and cut or corrupt blob downloads. kura itself
-//! has no authentication yet; this stands in for a registry that does.
+//! credentials and grants the scopes asked for) or a fixed bearer token, and cut, hold or
+//! corrupt blob downloads, or go down (close every connection unanswered). It stands in for a
+//! registry that authenticates, or sits in front of one that does (`pass_authorization`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -19,8 +20,16 @@ use tokio_rustls::rustls::ServerConfig;
 #[derive(Clone)]
 pub enum Auth {
     None,
-    Basic { user: String, pass: String },
-    Bearer { user: String, pass: String },
+    Basic {
+        user: String,
+        pass: String,
+    },
+    Bearer {
+        user: String,
+        pass: String,
+    },
+    /// Only this bearer token (a static token; no token endpoint).
+    StaticBearer(String),
 }
 
 /// How the proxy behaves.
@@ -38,6 +47,10 @@ pub struct Options {
     /// to it, and upload session `Location`s point to it (as a registry handing off to an
     /// object store or a CDN would).
     pub hand_off_to: Option<String>,
+    /// Forward the client's `Authorization` header (the server behind authenticates).
+    pub pass_authorization: bool,
+    /// Stop the first blob download after this many body bytes until `release()`.
+    pub hold_first_blob_get_after: Option<usize>,
 }
 
 impl Default for Options {
@@ -49,6 +62,8 @@ impl Default for Options {
             cut_first_blob_get_after: None,
             corrupt_blob_gets: false,
             hand_off_to: None,
+            pass_authorization: false,
+            hold_first_blob_get_after: None,
         }
     }
 }
@@ -81,6 +96,11 @@ struct State {
     tokens: Mutex<HashMap<String, BTreeSet<String>>>,
     counter: AtomicU64,
     cut_done: AtomicBool,
+    hold_done: AtomicBool,
+    corrupt: AtomicBool,
+    down: AtomicBool,
+    held: tokio::sync::watch::Sender<bool>,
+    released: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running proxy; stops when dropped.
@@ -107,12 +127,17 @@ impl Proxy {
         let state = Arc::new(State {
             upstream,
             base: format!("{scheme}://{addr}"),
-            opts,
             seen: Mutex::new(Vec::new()),
             token_requests: Mutex::new(Vec::new()),
             tokens: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
             cut_done: AtomicBool::new(false),
+            hold_done: AtomicBool::new(false),
+            corrupt: AtomicBool::new(opts.corrupt_blob_gets),
+            down: AtomicBool::new(false),
+            held: tokio::sync::watch::channel(false).0,
+            released: tokio::sync::watch::channel(false).0,
+            opts,
         });
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -120,6 +145,10 @@ impl Proxy {
                 let Ok((sock, _)) = listener.accept().await else {
                     return;
                 };
+                if st.down.load(Ordering::SeqCst) {
+                    drop(sock);
+                    continue;
+                }
                 let st = st.clone();
                 tokio::spawn(async move {
                     match st.opts.tls.clone() {
@@ -150,6 +179,30 @@ impl Proxy {
     /// The token requests seen so far.
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         self.state.token_requests.lock().unwrap().clone()
+    }
+
+    /// Corrupts (flips the first byte of) blob downloads from now on, or stops doing so.
+    pub fn set_corrupt(&self, on: bool) {
+        self.state.corrupt.store(on, Ordering::SeqCst);
+    }
+
+    /// Goes down (every new connection is closed unanswered) or comes back.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Waits (at most `limit`) until a download is held by `hold_first_blob_get_after`.
+    pub async fn wait_held(&self, limit: std::time::Duration) {
+        let mut rx = self.state.held.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|h| *h))
+            .await
+            .expect("a blob download reached the hold point in time")
+            .unwrap();
+    }
+
+    /// Lets the held download go on.
+    pub fn release(&self) {
+        self.state.released.send_replace(true);
     }
 }
 
@@ -345,6 +398,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, st: Arc<State>) {
     let need = required_scopes(&method, &target);
     let challenge = match &st.opts.auth {
         Auth::None => None,
+        Auth::StaticBearer(token) => (authorization.as_deref() != Some(&format!("Bearer {token}")))
+            .then(|| r#"Bearer realm="kura-test""#.to_string()),
         Auth::Basic { user, pass } => basic_user(authorization.as_deref(), user, pass)
             .is_err()
             .then(|| r#"Basic realm="kura-test""#.to_string()),
@@ -392,7 +447,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, st: Arc<State>) {
     };
     let mut fwd = format!("{method} {target} HTTP/1.1\r\n");
     for (k, v) in &headers {
-        if !["connection", "keep-alive", "authorization"].contains(&k.as_str()) {
+        let auth_header = k == "authorization" && !st.opts.pass_authorization;
+        if !auth_header && !["connection", "keep-alive"].contains(&k.as_str()) {
             fwd.push_str(&format!("{k}: {v}\r\n"));
         }
     }
@@ -464,7 +520,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, st: Arc<State>) {
         u64::MAX
     };
     let corrupt =
-        blob_get && st.opts.corrupt_blob_gets && (seen.status == 200 || seen.status == 206);
+        blob_get && st.corrupt.load(Ordering::SeqCst) && (seen.status == 200 || seen.status == 206);
+    let mut hold_at = st
+        .opts
+        .hold_first_blob_get_after
+        .filter(|n| blob_get && seen.status == 200 && length > *n as u64)
+        .filter(|_| !st.hold_done.swap(true, Ordering::SeqCst))
+        .map(|n| n as u64);
     if s.write_all(&rbuf[..rhead_end]).await.is_err() {
         return;
     }
@@ -472,20 +534,30 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, st: Arc<State>) {
     let mut sent = 0u64;
     let mut first_byte = true;
     loop {
-        if !body.is_empty() {
+        let mut off = 0;
+        while off < body.len() {
             if corrupt && first_byte {
-                body[0] ^= 0xff;
+                body[off] ^= 0xff;
             }
             first_byte = false;
-            let n = (body.len() as u64).min(limit - sent) as usize;
-            if s.write_all(&body[..n]).await.is_err() {
+            let stop = hold_at.map_or(limit, |h| h.min(limit));
+            let n = ((body.len() - off) as u64).min(stop - sent) as usize;
+            if s.write_all(&body[off..off + n]).await.is_err() {
                 return;
             }
             sent += n as u64;
+            off += n;
             if sent >= limit {
                 let _ = s.flush().await;
                 // Drop both connections mid-body.
                 return;
+            }
+            if hold_at == Some(sent) {
+                // Stall mid-body (the server behind may be killed meanwhile), then go on.
+                let _ = s.flush().await;
+                hold_at = None;
+                st.held.send_replace(true);
+                let _ = st.released.subscribe().wait_for(|r| *r).await;
             }
         }
         match up.read(&mut tmp).await {

@@ -1,0 +1,154 @@
+//! How the pull-through cache logs in to its upstream: Basic, the Docker token flow with
+//! credentials (the token asked for the upstream's repository name), a static bearer token;
+//! and `kura config check` masking the mirrors' secrets. (kura's own `[auth.token]` upstream is
+//! what every other mirror test pulls through.) The upstream here is an anonymous kura behind
+//! the test proxy, which does the authentication.
+
+mod client_support;
+mod common;
+mod mirror_support;
+
+use client_support::noise;
+use client_support::proxy::{Auth, Options, Proxy};
+use common::{KillOnDrop, kura_cmd, spawn_kura_guarded};
+use mirror_support::images::{Image, pull_exact};
+use mirror_support::*;
+
+const REPO: &str = "docker.io/library/app";
+
+/// An anonymous upstream holding `library/app:v1`, behind a proxy demanding `auth`, and a
+/// mirror of it with `spec`'s credentials.
+async fn behind(
+    auth: Auth,
+    creds: MirrorSpec,
+) -> (KillOnDrop, tempfile::TempDir, Proxy, Mirror, Image) {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base) = spawn_kura_guarded(dir.path(), &[]);
+    let img = Image::opaque("auth", &[noise(200_000, 40)]);
+    img.push(&base, "library/app", "v1", None).await;
+    let addr = base.trim_start_matches("http://").parse().unwrap();
+    let proxy = Proxy::start(
+        addr,
+        Options {
+            auth,
+            ..Options::default()
+        },
+    )
+    .await;
+    let mirror = Mirror::start(&[MirrorSpec {
+        upstream: format!("http://{}", proxy.host),
+        ..creds
+    }]);
+    (child, dir, proxy, mirror, img)
+}
+
+fn creds(user: &str, pass: &str, token: &str) -> MirrorSpec {
+    MirrorSpec {
+        username: user.into(),
+        password: pass.into(),
+        token: token.into(),
+        ..MirrorSpec::docker_io("")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_upstream_gets_the_configured_credentials() {
+    let auth = Auth::Basic {
+        user: "hub-user".into(),
+        pass: "hub-pass".into(),
+    };
+    let (_up, _dir, proxy, mirror, img) = behind(auth, creds("hub-user", "hub-pass", "")).await;
+    pull_exact(&mirror.base, REPO, "v1", &img).await;
+    let ok: Vec<_> = answered(&proxy);
+    assert!(!ok.is_empty());
+    let expected = format!("Basic {}", base64_of("hub-user:hub-pass"));
+    assert!(
+        ok.iter()
+            .all(|s| s.authorization.as_deref() == Some(expected.as_str())),
+        "{ok:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_flow_upstream_gets_a_token_for_the_upstream_repository_name() {
+    let auth = Auth::Bearer {
+        user: "hub-user".into(),
+        pass: "access-token".into(),
+    };
+    let (_up, _dir, proxy, mirror, img) = behind(auth, creds("hub-user", "access-token", "")).await;
+    pull_exact(&mirror.base, REPO, "v1", &img).await;
+    let tokens = proxy.token_requests();
+    assert!(!tokens.is_empty(), "the mirror fetched a token");
+    for t in &tokens {
+        assert!(t.granted, "{t:?}");
+        assert_eq!(t.user.as_deref(), Some("hub-user"));
+        assert_eq!(t.service.as_deref(), Some("kura-test"));
+        assert!(
+            t.scopes
+                .iter()
+                .all(|s| s.starts_with("repository:library/app:")),
+            "scopes name the upstream repository: {t:?}"
+        );
+    }
+    assert!(answered(&proxy).iter().all(|s| {
+        s.authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Bearer "))
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_bearer_token_is_sent_as_configured() {
+    let auth = Auth::StaticBearer("static-tok-123".into());
+    let (_up, _dir, proxy, mirror, img) = behind(auth, creds("", "", "static-tok-123")).await;
+    pull_exact(&mirror.base, REPO, "v1", &img).await;
+    let ok = answered(&proxy);
+    assert!(!ok.is_empty());
+    assert!(
+        ok.iter()
+            .all(|s| s.authorization.as_deref() == Some("Bearer static-tok-123")),
+        "{ok:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_upstream_credentials_fail_the_pull_and_cache_nothing() {
+    let auth = Auth::Basic {
+        user: "hub-user".into(),
+        pass: "hub-pass".into(),
+    };
+    let (_up, _dir, _proxy, mirror, img) = behind(auth, creds("hub-user", "wrong", "")).await;
+    let (status, _, _) = mirror_support::images::get_manifest(&mirror.base, REPO, "v1").await;
+    assert!(
+        status >= 400,
+        "pull with wrong upstream credentials answered {status}"
+    );
+    assert!(!mirror.has_blob_file(&img.digest));
+    assert!(!catalog(&mirror.base).await.contains(&REPO.to_string()));
+}
+
+#[test]
+fn config_check_masks_mirror_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kura.toml");
+    let spec = MirrorSpec {
+        tag_ttl: "10m".into(),
+        max_bytes: 5 << 30,
+        upstream: "http://127.0.0.1:5000".into(),
+        ..creds("hub-user", "pw-SECRET-1", "tok-SECRET-2")
+    };
+    std::fs::write(&file, spec.toml()).unwrap();
+    let (ok, out, err) = kura_cmd(&["config", "check", file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("[[mirrors]]") && out.contains("docker.io/"),
+        "{out}"
+    );
+    assert!(out.contains("hub-user"), "the user name is shown: {out}");
+    assert!(!out.contains("SECRET"), "secrets are masked: {out}");
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}

@@ -1,0 +1,395 @@
+//! Support for the pull-through cache tests: an upstream `kura serve` behind kura's own token
+//! auth (restartable on its port, with a fixed signing key so tokens outlive a restart), a
+//! mirror `kura serve` configured with `[[mirrors]]`, the test proxy between them (it records,
+//! cuts, holds and corrupts what the upstream sends), raw pulls, metrics and fsck.
+#![allow(dead_code)]
+
+pub mod images;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::client_support::proxy::{Options, Proxy, Seen};
+use crate::common::{KillOnDrop, client, kura_cmd};
+use kura::digest::Digest;
+
+/// The user the mirror logs in to the upstream as (pull only), and an admin that pushes.
+pub const MIRROR_USER: (&str, &str) = ("mirror", "mirror-pw");
+pub const ADMIN_USER: (&str, &str) = ("admin", "admin-pw");
+/// How long a poll for an asynchronous effect may take.
+pub const POLL_LIMIT: Duration = Duration::from_secs(15);
+
+/// Starts `kura serve --config <config> --root <root> --addr <addr>`; returns it and its URL.
+pub fn serve(config: &Path, root: &Path, addr: &str) -> (KillOnDrop, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args([
+            "serve",
+            "--workers",
+            "2",
+            "--gc-interval",
+            "0s",
+            "--addr",
+            addr,
+        ])
+        .arg("--config")
+        .arg(config)
+        .arg("--root")
+        .arg(root)
+        .env("KURA_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn kura serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let child = KillOnDrop(child);
+    let url = line.trim().rsplit(' ').next().unwrap_or("").to_string();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "kura serve --config {} did not start: {line:?}",
+        config.display()
+    );
+    (child, url)
+}
+
+/// An upstream registry: a real kura with the Docker token flow (`[auth.token]`), where
+/// `MIRROR_USER` may only pull and `ADMIN_USER` may do everything.
+pub struct Upstream {
+    pub dir: tempfile::TempDir,
+    /// `http://127.0.0.1:<port>`, the same across restarts.
+    pub base: String,
+    child: Option<KillOnDrop>,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let dir = tempfile::tempdir().unwrap();
+        let mut htpasswd = String::new();
+        for (u, p) in [MIRROR_USER, ADMIN_USER] {
+            let h = bcrypt::hash(p, 4).unwrap().replacen("$2b$", "$2y$", 1);
+            htpasswd.push_str(&format!("{u}:{h}\n"));
+        }
+        std::fs::write(dir.path().join("htpasswd"), htpasswd).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        std::fs::write(dir.path().join("signing.pem"), key).unwrap();
+        let config = format!(
+            "[auth]\nhtpasswd = {:?}\n\
+             [auth.token]\nservice = \"upstream\"\nissuer = \"upstream\"\nsigning_key = {:?}\n\
+             [[auth.rules]]\nusers = [\"admin\"]\nrepositories = [\"*\"]\nactions = [\"*\", \"admin\"]\n\
+             [[auth.rules]]\nusers = [\"mirror\"]\nrepositories = [\"*\"]\nactions = [\"pull\"]\n",
+            dir.path().join("htpasswd").display().to_string(),
+            dir.path().join("signing.pem").display().to_string(),
+        );
+        std::fs::write(dir.path().join("kura.toml"), config).unwrap();
+        std::fs::create_dir(dir.path().join("root")).unwrap();
+        let (child, base) = serve(
+            &dir.path().join("kura.toml"),
+            &dir.path().join("root"),
+            "127.0.0.1:0",
+        );
+        Upstream {
+            dir,
+            base,
+            child: Some(child),
+        }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.host().parse().unwrap()
+    }
+
+    /// Kills the process (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill();
+        }
+    }
+
+    /// Starts it again over the same data, on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, base) = serve(
+            &self.dir.path().join("kura.toml"),
+            &self.dir.path().join("root"),
+            self.host(),
+        );
+        assert_eq!(base, self.base);
+        self.child = Some(child);
+    }
+
+    /// A token from the upstream's token endpoint granting `ADMIN_USER` pull and push on `repo`.
+    pub async fn admin_token(&self, repo: &str) -> String {
+        let r = client()
+            .get(format!(
+                "{}/auth/token?service=upstream&scope=repository:{repo}:pull,push",
+                self.base
+            ))
+            .basic_auth(ADMIN_USER.0, Some(ADMIN_USER.1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "admin token");
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["token"].as_str().unwrap().to_string()
+    }
+}
+
+/// One `[[mirrors]]` entry.
+#[derive(Clone, Debug, Default)]
+pub struct MirrorSpec {
+    pub name: String,
+    pub prefix: String,
+    pub upstream: String,
+    pub username: String,
+    pub password: String,
+    pub token: String,
+    /// e.g. `"2s"`; the default (`5m`) when empty.
+    pub tag_ttl: String,
+    pub max_bytes: u64,
+}
+
+impl MirrorSpec {
+    /// `docker.io` mirrored under `docker.io/` from `upstream`, logged in as `MIRROR_USER`.
+    pub fn docker_io(upstream: &str) -> MirrorSpec {
+        MirrorSpec {
+            name: "docker.io".into(),
+            prefix: "docker.io/".into(),
+            upstream: upstream.into(),
+            username: MIRROR_USER.0.into(),
+            password: MIRROR_USER.1.into(),
+            ..MirrorSpec::default()
+        }
+    }
+
+    /// The TOML of this entry.
+    pub fn toml(&self) -> String {
+        let mut t = format!(
+            "[[mirrors]]\nname = {:?}\nprefix = {:?}\nupstream = {:?}\n",
+            self.name, self.prefix, self.upstream
+        );
+        for (k, v) in [
+            ("username", &self.username),
+            ("password", &self.password),
+            ("token", &self.token),
+            ("tag_ttl", &self.tag_ttl),
+        ] {
+            if !v.is_empty() {
+                t.push_str(&format!("{k} = {v:?}\n"));
+            }
+        }
+        if self.max_bytes > 0 {
+            t.push_str(&format!("max_bytes = {}\n", self.max_bytes));
+        }
+        t
+    }
+}
+
+/// A kura serving `[[mirrors]]` (anonymous access, no auth of its own).
+pub struct Mirror {
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    child: KillOnDrop,
+}
+
+impl Mirror {
+    pub fn start(specs: &[MirrorSpec]) -> Mirror {
+        let dir = tempfile::tempdir().unwrap();
+        let config: String = specs.iter().map(MirrorSpec::toml).collect();
+        std::fs::write(dir.path().join("kura.toml"), config).unwrap();
+        std::fs::create_dir(dir.path().join("root")).unwrap();
+        let (child, base) = serve(
+            &dir.path().join("kura.toml"),
+            &dir.path().join("root"),
+            "127.0.0.1:0",
+        );
+        Mirror { dir, base, child }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("kura.toml")
+    }
+
+    /// Whether the mirror's store holds a blob file for `d`.
+    pub fn has_blob_file(&self, d: &Digest) -> bool {
+        self.dir
+            .path()
+            .join("root/blobs/sha256")
+            .join(d.hex())
+            .exists()
+    }
+}
+
+/// A proxy in front of `up` that passes the mirror's credentials through, with `opts`.
+pub async fn proxy_to(up: &Upstream, opts: Options) -> Proxy {
+    Proxy::start(
+        up.addr(),
+        Options {
+            pass_authorization: true,
+            ..opts
+        },
+    )
+    .await
+}
+
+/// The upstream requests the proxy answered (authentication challenges and token requests
+/// left out).
+pub fn answered(p: &Proxy) -> Vec<Seen> {
+    p.seen()
+        .into_iter()
+        .filter(|s| s.status != 401 && !s.target.starts_with("/auth/token"))
+        .collect()
+}
+
+/// The answered upstream `GET`s of blob `d`.
+pub fn blob_gets(p: &Proxy, d: &Digest) -> Vec<Seen> {
+    let path = format!("/blobs/{d}");
+    answered(p)
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.target.split('?').next().unwrap().ends_with(&path))
+        .collect()
+}
+
+/// The answered upstream requests (any method) for manifests of `repo`.
+pub fn manifest_requests(p: &Proxy, repo: &str) -> Vec<Seen> {
+    let path = format!("/v2/{repo}/manifests/");
+    answered(p)
+        .into_iter()
+        .filter(|s| s.target.starts_with(&path))
+        .collect()
+}
+
+/// `/metrics` of a kura, parsed.
+pub async fn metrics(base: &str) -> prometheus_parse::Scrape {
+    let r = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "GET /metrics");
+    let text = r.text().await.unwrap();
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("metrics")
+}
+
+/// The sum of the samples of `name` carrying `labels`.
+pub fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// One mirror metric, scraped now.
+pub async fn metric(base: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    value(&metrics(base).await, name, labels)
+}
+
+/// Polls `metric` until it reaches `at_least` (bounded by `POLL_LIMIT`); returns its value.
+pub async fn wait_metric(base: &str, name: &str, labels: &[(&str, &str)], at_least: f64) -> f64 {
+    let start = std::time::Instant::now();
+    loop {
+        let v = metric(base, name, labels).await;
+        if v >= at_least || start.elapsed() > POLL_LIMIT {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `kura fsck --url <base>` must report a clean store.
+pub async fn assert_fsck_clean(base: &str) {
+    let base = base.to_string();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || kura_cmd(&["fsck", "--url", &base]))
+        .await
+        .unwrap();
+    assert!(ok, "kura fsck failed:\n{out}\n{err}");
+    assert!(out.contains("0 error(s)"), "fsck: {out}");
+}
+
+/// `_catalog` of a kura.
+pub async fn catalog(base: &str) -> Vec<String> {
+    let r = client()
+        .get(format!("{base}/v2/_catalog"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "_catalog");
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `tags/list` of `repo`.
+pub async fn tags(base: &str, repo: &str) -> Vec<String> {
+    let r = client()
+        .get(format!("{base}/v2/{repo}/tags/list"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "tags/list of {repo}");
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The OCI error body's first code and message.
+pub async fn error_of(r: reqwest::Response) -> (String, String) {
+    let text = r.text().await.unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("error body {text:?}: {e}"));
+    (
+        v["errors"][0]["code"].as_str().unwrap_or("").to_string(),
+        v["errors"][0]["message"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+impl Upstream {
+    /// Pushes `img` as `repo:tag` with an admin token.
+    pub async fn push(&self, img: &images::Image, repo: &str, tag: &str) {
+        let token = self.admin_token(repo).await;
+        img.push(&self.base, repo, tag, Some(&token)).await;
+    }
+}
+
+/// An upstream, the proxy in front of it and a mirror of it (`MirrorSpec::docker_io`,
+/// changed by `edit`).
+pub struct Setup {
+    pub mirror: Mirror,
+    pub proxy: Proxy,
+    pub up: Upstream,
+}
+
+pub async fn setup(opts: Options, edit: impl FnOnce(&mut MirrorSpec)) -> Setup {
+    let up = Upstream::start();
+    let proxy = proxy_to(&up, opts).await;
+    let mut spec = MirrorSpec::docker_io(&format!("http://{}", proxy.host));
+    edit(&mut spec);
+    let mirror = Mirror::start(&[spec]);
+    Setup { mirror, proxy, up }
+}
