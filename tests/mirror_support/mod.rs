@@ -23,6 +23,16 @@ pub const POLL_LIMIT: Duration = Duration::from_secs(15);
 
 /// Starts `kura serve --config <config> --root <root> --addr <addr>`; returns it and its URL.
 pub fn serve(config: &Path, root: &Path, addr: &str) -> (KillOnDrop, String) {
+    try_serve(config, root, addr).unwrap_or_else(|line| {
+        panic!(
+            "kura serve --config {} did not start: {line:?}",
+            config.display()
+        )
+    })
+}
+
+/// `serve`, or the first line it printed when it did not start.
+pub fn try_serve(config: &Path, root: &Path, addr: &str) -> Result<(KillOnDrop, String), String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
         .args([
             "serve",
@@ -47,12 +57,11 @@ pub fn serve(config: &Path, root: &Path, addr: &str) -> (KillOnDrop, String) {
         .unwrap();
     let child = KillOnDrop(child);
     let url = line.trim().rsplit(' ').next().unwrap_or("").to_string();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "kura serve --config {} did not start: {line:?}",
-        config.display()
-    );
-    (child, url)
+    if url.starts_with("http://127.0.0.1:") {
+        Ok((child, url))
+    } else {
+        Err(line)
+    }
 }
 
 /// An upstream registry: a real kura with the Docker token flow (`[auth.token]`), where
@@ -154,6 +163,7 @@ pub struct MirrorSpec {
     /// e.g. `"2s"`; the default (`5m`) when empty.
     pub tag_ttl: String,
     pub max_bytes: u64,
+    pub insecure: bool,
 }
 
 impl MirrorSpec {
@@ -185,6 +195,9 @@ impl MirrorSpec {
                 t.push_str(&format!("{k} = {v:?}\n"));
             }
         }
+        if self.insecure {
+            t.push_str("insecure = true\n");
+        }
         if self.max_bytes > 0 {
             t.push_str(&format!("max_bytes = {}\n", self.max_bytes));
         }
@@ -201,16 +214,21 @@ pub struct Mirror {
 
 impl Mirror {
     pub fn start(specs: &[MirrorSpec]) -> Mirror {
+        Self::try_start(specs).unwrap_or_else(|line| panic!("the mirror did not start: {line:?}"))
+    }
+
+    /// `start`, or the first line kura printed when it refused to start.
+    pub fn try_start(specs: &[MirrorSpec]) -> Result<Mirror, String> {
         let dir = tempfile::tempdir().unwrap();
         let config: String = specs.iter().map(MirrorSpec::toml).collect();
         std::fs::write(dir.path().join("kura.toml"), config).unwrap();
         std::fs::create_dir(dir.path().join("root")).unwrap();
-        let (child, base) = serve(
+        let (child, base) = try_serve(
             &dir.path().join("kura.toml"),
             &dir.path().join("root"),
             "127.0.0.1:0",
-        );
-        Mirror { dir, base, child }
+        )?;
+        Ok(Mirror { dir, base, child })
     }
 
     /// `127.0.0.1:<port>`.
