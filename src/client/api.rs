@@ -120,6 +120,28 @@ impl Repo {
         Manifest::parse_verified(bytes, content_type.as_deref(), &expected)
     }
 
+    /// The digest the registry gives for manifest `reference` (`HEAD`): `None` when it does
+    /// not know it (404), `Some(None)` when it answered without `Docker-Content-Digest`.
+    pub async fn manifest_digest(&self, reference: &Reference) -> Result<Option<Option<Digest>>> {
+        let url = self.path(&format!("manifests/{reference}"));
+        let resp = self
+            .registry
+            .send(&self.scope("pull"), &|c| {
+                c.head(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
+        if resp.status() == 404 {
+            return Ok(None);
+        }
+        let resp = self
+            .registry
+            .expect(&format!("HEAD {url}"), resp, &[200])
+            .await?;
+        Ok(Some(
+            header(&resp, DIGEST_HEADER).and_then(|d| d.parse::<Digest>().ok()),
+        ))
+    }
+
     /// Pushes `m` under `reference` (a tag, or its digest).
     pub async fn put_manifest(&self, reference: &Reference, m: &Manifest) -> Result<()> {
         let url = self.path(&format!("manifests/{reference}"));

@@ -99,6 +99,15 @@ impl Transport {
 
     /// A handle on `registry` with the given credentials.
     pub fn registry_with(&self, registry: &str, creds: Option<Credentials>) -> Result<Registry> {
+        self.registry_auth(registry, AuthState::new(registry, creds))
+    }
+
+    /// A handle on `registry` sending the bearer `token` with every request.
+    pub fn registry_with_bearer(&self, registry: &str, token: &str) -> Result<Registry> {
+        self.registry_auth(registry, AuthState::with_bearer(registry, token))
+    }
+
+    fn registry_auth(&self, registry: &str, auth: AuthState) -> Result<Registry> {
         let scheme = if self.is_plain_http(registry) {
             "http"
         } else {
@@ -111,7 +120,7 @@ impl Transport {
                 name: registry.to_string(),
                 base,
                 http: self.http.clone(),
-                auth: AuthState::new(registry, creds),
+                auth,
                 retries: self.retries,
             }),
         })

@@ -46,6 +46,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// TLS certificate and key (`[tls]`); plain HTTP without.
     pub tls: TlsConfig,
+    /// Upstream registries served as a pull-through cache (`[[mirrors]]`).
+    pub mirrors: Vec<crate::mirror::MirrorConfig>,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             notifications: NotificationsConfig::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            mirrors: Vec::new(),
         }
     }
 }
@@ -460,6 +463,7 @@ impl Config {
         self.storage.validate().map_err(ConfigError::Invalid)?;
         self.auth.validate().map_err(ConfigError::Invalid)?;
         self.tls.validate().map_err(ConfigError::Invalid)?;
+        crate::mirror::config::validate_all(&self.mirrors).map_err(ConfigError::Invalid)?;
         let mut names = std::collections::BTreeSet::new();
         for e in &self.notifications.endpoints {
             if e.name.is_empty() || !names.insert(e.name.as_str()) {
@@ -510,6 +514,7 @@ impl Config {
                 e.url.replace_range(scheme + 3..at, "********");
             }
         }
+        c.mirrors = c.mirrors.iter().map(|m| m.masked()).collect();
         // Passwords, token signing keys and TLS keys are only referenced by file path; a
         // realm URL with user info is the one inline place a credential could be.
         if let Some(realm) = c.auth.token.as_mut().and_then(|t| t.realm.as_mut())

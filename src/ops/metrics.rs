@@ -47,6 +47,7 @@ pub struct Metrics {
     pub gc_bytes_freed: Counter,
     pub gc_duration: Histogram,
     pub commit_latency: Histogram,
+    pub mirror: crate::mirror::metrics::MirrorMetrics,
 }
 
 fn build() -> Metrics {
@@ -69,8 +70,10 @@ fn build() -> Metrics {
         gc_bytes_freed: Counter::default(),
         gc_duration: Histogram::new(exponential_buckets(0.001, 3.0, 12)),
         commit_latency: Histogram::new(exponential_buckets(0.00005, 2.5, 14)),
+        mirror: Default::default(),
         registry: prometheus_client::registry::Registry::default(),
     };
+    m.mirror.register(&mut r);
     r.register(
         "http_requests",
         "HTTP requests by method, route and status",
