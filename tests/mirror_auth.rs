@@ -128,54 +128,95 @@ async fn wrong_upstream_credentials_fail_the_pull_and_cache_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_http_to_a_non_loopback_upstream_needs_insecure() {
+async fn plain_http_to_a_non_loopback_upstream_needs_insecure_and_never_carries_a_password() {
     let dir = tempfile::tempdir().unwrap();
     let (_up, base) = spawn_kura_guarded(dir.path(), &[]);
     let img = Image::opaque("insecure", &[noise(20_000, 41)]);
     img.push(&base, "library/app", "v1", None).await;
-    let opts = Options {
-        auth: Auth::Basic {
-            user: "hub-user".into(),
-            pass: "hub-pass".into(),
+    let upstream = base.trim_start_matches("http://").parse().unwrap();
+    let bind = format!("{}:0", non_loopback_ip());
+    let open = Proxy::start(
+        upstream,
+        Options {
+            bind: bind.clone(),
+            ..Options::default()
         },
-        bind: format!("{}:0", non_loopback_ip()),
-        ..Options::default()
-    };
-    let proxy = Proxy::start(base.trim_start_matches("http://").parse().unwrap(), opts).await;
+    )
+    .await;
     let spec = MirrorSpec {
-        upstream: format!("http://{}", proxy.host),
-        ..creds("hub-user", "hub-pass", "")
+        upstream: format!("http://{}", open.host),
+        ..creds("", "", "")
     };
 
-    // Without `insecure`: refused at start, or no request (no password in clear) at all.
+    // Without `insecure`: refused at start, or refused without a request.
     if let Ok(mirror) = Mirror::try_start(std::slice::from_ref(&spec)) {
         let (status, _, _) = mirror_support::images::get_manifest(&mirror.base, REPO, "v1").await;
         assert!(
             status >= 400,
             "plain http to {} answered {status}",
-            proxy.host
+            open.host
         );
-        assert!(proxy.seen().is_empty(), "{:#?}", proxy.seen());
+        assert!(open.seen().is_empty(), "{:#?}", open.seen());
     }
     let mirror = Mirror::start(&[MirrorSpec {
         insecure: true,
         ..spec
     }]);
     pull_exact(&mirror.base, REPO, "v1", &img).await;
-    assert!(!answered(&proxy).is_empty());
+    assert!(!answered(&open).is_empty());
+
+    // Even with `insecure`, a password is not sent in clear to a host that is not loopback.
+    let auth = Auth::Basic {
+        user: "hub-user".into(),
+        pass: "hub-pass".into(),
+    };
+    let guarded = Proxy::start(
+        upstream,
+        Options {
+            auth,
+            bind,
+            ..Options::default()
+        },
+    )
+    .await;
+    let mirror = Mirror::start(&[MirrorSpec {
+        upstream: format!("http://{}", guarded.host),
+        insecure: true,
+        ..creds("hub-user", "hub-pass", "")
+    }]);
+    let r = common::client()
+        .get(format!("{}/v2/{REPO}/manifests/v1", mirror.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let (code, message) = error_of(r).await;
+    assert_eq!(code, "UNKNOWN");
+    assert!(message.contains("plain HTTP"), "{message}");
+    assert!(
+        guarded.seen().iter().all(|s| s.authorization.is_none()),
+        "{:#?}",
+        guarded.seen()
+    );
 }
 
 #[test]
 fn config_check_masks_mirror_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kura.toml");
-    let spec = MirrorSpec {
+    let basic = MirrorSpec {
         tag_ttl: "10m".into(),
         max_bytes: 5 << 30,
         upstream: "http://127.0.0.1:5000".into(),
-        ..creds("hub-user", "pw-SECRET-1", "tok-SECRET-2")
+        ..creds("hub-user", "pw-SECRET-1", "")
     };
-    std::fs::write(&file, spec.toml()).unwrap();
+    let bearer = MirrorSpec {
+        name: "ghcr.io".into(),
+        prefix: "ghcr.io/".into(),
+        upstream: "http://127.0.0.1:5001".into(),
+        ..creds("", "", "tok-SECRET-2")
+    };
+    std::fs::write(&file, basic.toml() + &bearer.toml()).unwrap();
     let (ok, out, err) = kura_cmd(&["config", "check", file.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
     assert!(
