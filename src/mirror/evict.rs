@@ -13,10 +13,11 @@ use crate::error::Result;
 use crate::meta::{blobs, mirror};
 use crate::registry::Registry;
 
-/// Items evicted per transaction.
+/// Items evicted per transaction, at most.
 const BATCH: usize = 64;
 
-/// Bytes of the distinct blobs and manifests cached under `prefix`.
+/// Bytes of the distinct blobs and manifests cached under `prefix`: linked to a repository
+/// there, a revision there, or named by one.
 fn usage(reg: &Registry, prefix: &str) -> Result<u64> {
     reg.meta().read(|t| {
         let mut digests = BTreeSet::new();
@@ -29,12 +30,14 @@ fn usage(reg: &Registry, prefix: &str) -> Result<u64> {
             digests.insert(d.to_string());
         }
         for item in t.manifests.range::<(&str, &str)>((prefix, "")..)? {
-            let (k, _) = item?;
+            let (k, v) = item?;
             let (repo, d) = k.value();
             if !repo.starts_with(prefix) {
                 break;
             }
             digests.insert(d.to_string());
+            let rec: crate::meta::ManifestRecord = serde_json::from_slice(v.value())?;
+            digests.extend(rec.blobs.into_iter().chain(rec.manifests));
         }
         let mut total = 0;
         for d in &digests {
@@ -64,16 +67,30 @@ fn evict(reg: &Registry, prefix: &str, max: u64, name: &str) -> Result<()> {
             .meta()
             .read(|t| mirror::pulls_under(&t.mirror_pulls, prefix))?;
         order.sort_by_key(|(_, _, at)| *at);
-        for batch in order.chunks(BATCH) {
+        let mut rest = &order[..];
+        while used > max && !rest.is_empty() {
+            // As many of the least recently pulled as their own sizes say must go (at least
+            // one): an item frees at most its own bytes, plus what only it kept.
+            let sizes = reg.meta().read(|t| {
+                let mut sizes = Vec::new();
+                for (_, d, _) in rest.iter().take(BATCH) {
+                    sizes.push(blobs::get(&t.blobs, d)?.map_or(0, |r| r.size));
+                }
+                Ok(sizes)
+            })?;
+            let (mut take, mut estimate) = (0, 0);
+            while take < sizes.len() && (take == 0 || used.saturating_sub(estimate) > max) {
+                estimate += sizes[take];
+                take += 1;
+            }
+            let (batch, later) = rest.split_at(take);
+            rest = later;
             let (evicted, freed) = evict_batch(reg, batch)?;
             metrics::evicted(name, evicted);
             for chunk in freed.chunks(100) {
                 crate::gc::blobs::remove_unless_recorded(reg, chunk)?;
             }
             used = usage(reg, prefix)?;
-            if used <= max {
-                break;
-            }
         }
     }
     metrics::cached_bytes(name, used);

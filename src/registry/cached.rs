@@ -94,20 +94,20 @@ impl Registry {
         .await
     }
 
-    /// Records pulls of cached items, `(repository, digest)` each, at `at` (one transaction
-    /// for a batch; eviction evicts the least recently pulled first).
-    pub async fn record_cached_pulls(&self, pulls: Vec<(String, String)>, at: u64) -> Result<()> {
+    /// Records pulls of cached items, `(repository, digest, when)` each, in one transaction
+    /// (eviction evicts the least recently pulled first).
+    pub async fn record_cached_pulls(&self, pulls: Vec<(String, String, u64)>) -> Result<()> {
         if pulls.is_empty() {
             return Ok(());
         }
         self.blocking(move |r| {
             r.meta().write(|t| {
-                for (repo, digest) in &pulls {
+                for (repo, digest, at) in &pulls {
                     // Only items still cached: a pull racing an eviction must not leave a row.
                     let cached = t.manifests.get((repo.as_str(), digest.as_str()))?.is_some()
                         || blobs::is_linked(&t.repo_blobs, repo, digest)?;
                     if cached {
-                        mirror::set_pulled(t, repo, digest, at)?;
+                        mirror::set_pulled(t, repo, digest, *at)?;
                     }
                 }
                 Ok(())
