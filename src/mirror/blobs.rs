@@ -12,26 +12,33 @@ use crate::registry::Registry;
 
 pub use super::flight::Pulled;
 
-fn unknown(digest: &Digest, upstream: &str) -> Error {
-    Error::new(
-        Code::BlobUnknown,
-        format!("blob {digest} is unknown here and to upstream {upstream}"),
-    )
+/// The client error for an upstream that did not give blob `digest` (counted when it failed).
+pub(super) fn failed(route: &Route, digest: &Digest, f: Failure) -> Error {
+    let m = &route.mirror;
+    match f {
+        Failure::NotFound => Error::new(
+            Code::BlobUnknown,
+            format!(
+                "blob {digest} is unknown here and to upstream {}",
+                m.cfg.upstream
+            ),
+        ),
+        Failure::Unavailable(why) => {
+            metrics::upstream_error(&m.cfg.name);
+            m.upstream
+                .unavailable(&m.cfg.name, &format!("blob {digest}"), &why)
+        }
+    }
 }
 
 /// Asks the upstream for the size of `digest`, mapping failures to client errors.
 async fn upstream_size(route: &Route, digest: &Digest) -> Result<u64> {
-    let m = &route.mirror;
-    match m.upstream.blob_size(&route.upstream_name, digest).await {
-        Ok(n) => Ok(n),
-        Err(Failure::NotFound) => Err(unknown(digest, &m.cfg.upstream)),
-        Err(Failure::Unavailable(why)) => {
-            metrics::upstream_error(&m.cfg.name);
-            Err(m
-                .upstream
-                .unavailable(&m.cfg.name, &format!("blob {digest}"), &why))
-        }
-    }
+    route
+        .mirror
+        .upstream
+        .blob_size(&route.upstream_name, digest)
+        .await
+        .map_err(|f| failed(route, digest, f))
 }
 
 /// Links a blob the store already holds to `repo` if upstream has it; true when linked.

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
-use super::upstream::Failure;
 use super::{Route, metrics, resume};
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
@@ -125,21 +124,7 @@ pub async fn fetch(
     let first = match m.upstream.blob(&route.upstream_name, digest, 0).await {
         Ok(r) => r,
         Err(f) => {
-            let e = match f {
-                Failure::NotFound => Error::new(
-                    Code::BlobUnknown,
-                    format!(
-                        "blob {digest} is unknown here and to upstream {}",
-                        m.cfg.upstream
-                    ),
-                ),
-                Failure::Unavailable(why) => {
-                    metrics::upstream_error(&m.cfg.name);
-                    m.upstream
-                        .unavailable(&m.cfg.name, &format!("blob {digest}"), &why)
-                }
-            };
-            let out = Err(e);
+            let out = Err(super::blobs::failed(route, digest, f));
             lead.finish(&out);
             return out.map(|()| Pulled::Local);
         }

@@ -33,22 +33,15 @@ impl Registry {
         };
         let (repo, digest) = (repo.to_string(), digest.clone());
         self.blocking(move |r| {
-            let staged = r.store().stage_verified(&digest, &body)?;
-            let lock = r.digest_locks().lock(&digest.to_string());
-            let recorded = r.is_recorded(&digest)?;
-            r.store().publish_staged(&digest, staged, &body, recorded)?;
             let size = body.len() as u64;
-            let committed = r.meta().commit(|t| {
+            r.publish_manifest(&digest, body, |t| {
                 record_manifest(t, &repo, &reference, &digest, &parsed, size, Origin::Cached)?;
                 let now = now_secs();
                 if let Reference::Tag(tag) = &reference {
                     mirror::set_tag_checked(t, &repo, tag, now)?;
                 }
                 mirror::set_pulled(t, &repo, &digest.to_string(), now)
-            })?;
-            drop(lock);
-            r.inner.manifests.insert(digest, body);
-            committed.durable()
+            })
         })
         .await
     }

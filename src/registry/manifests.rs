@@ -123,22 +123,13 @@ impl Registry {
         let subject = parsed.subject.clone();
         let (media_type, size) = (parsed.media_type.clone(), body.len() as u64);
         self.blocking(move |r| {
-            // The file is written and synced before the digest's lock; under it only the
-            // rename and the metadata commit.
-            let staged = r.store().stage_verified(&digest, &body)?;
-            let lock = r.digest_locks().lock(&digest.to_string());
-            let recorded = r.is_recorded(&digest)?;
-            r.store().publish_staged(&digest, staged, &body, recorded)?;
             let size = body.len() as u64;
-            let committed = r.meta().commit(|t| {
+            r.publish_manifest(&digest, body, |t| {
                 record_manifest(t, &repo, &reference, &digest, &parsed, size, Origin::Pushed)?;
                 r.queue_event(t, "push", |base| {
                     manifest_target(base, &repo, &reference, &digest, &parsed.media_type, size)
                 })
             })?;
-            drop(lock);
-            r.inner.manifests.insert(digest, body);
-            committed.durable()?;
             r.events_committed();
             Ok(())
         })
@@ -149,6 +140,26 @@ impl Registry {
             media_type,
             size,
         })
+    }
+
+    /// Stores manifest `body` as blob `digest` and commits `record` (its revision) under the
+    /// digest's lock; returns once durable. The file is written and synced before the lock;
+    /// under it only the rename and the metadata commit. Blocking.
+    pub(super) fn publish_manifest(
+        &self,
+        digest: &Digest,
+        body: Bytes,
+        record: impl FnOnce(&mut WriteTables<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let staged = self.store().stage_verified(digest, &body)?;
+        let lock = self.digest_locks().lock(&digest.to_string());
+        let recorded = self.is_recorded(digest)?;
+        self.store()
+            .publish_staged(digest, staged, &body, recorded)?;
+        let committed = self.meta().commit(record)?;
+        drop(lock);
+        self.inner.manifests.insert(digest.clone(), body);
+        committed.durable()
     }
 
     /// Looks up manifest `reference` of `repo`; reads its bytes when `with_body`. A pull by
