@@ -276,3 +276,23 @@ async fn whole_registry_mirror_with_empty_prefix_maps_names_one_to_one() {
     assert_eq!(got.0, 200);
     assert_fsck_clean(m).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_content_survives_a_mirror_restart_without_upstream_requests() {
+    let mut s = setup(Options::default(), |_| {}).await;
+    let img = Image::opaque("restart", &[noise(500_000, 11)]);
+    s.up.push(&img, "library/app", "v1").await;
+    pull_exact(&s.mirror.base, REPO, "v1", &img).await;
+    let cold = answered(&s.proxy).len();
+
+    s.mirror.restart();
+    pull_exact(&s.mirror.base, REPO, "v1", &img).await;
+    pull_exact(&s.mirror.base, REPO, &img.digest.to_string(), &img).await;
+    assert_eq!(
+        answered(&s.proxy).len(),
+        cold,
+        "served from the store after a restart"
+    );
+    assert_eq!(tags(&s.mirror.base, REPO).await, vec!["v1".to_string()]);
+    assert_fsck_clean(&s.mirror.base).await;
+}

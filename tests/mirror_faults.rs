@@ -248,3 +248,78 @@ async fn twenty_concurrent_pulls_of_one_uncached_blob_make_one_upstream_get() {
     );
     assert_fsck_clean(&s.mirror.base).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_bytes_reach_the_first_client_before_the_upstream_transfer_ends() {
+    let s = setup(
+        Options {
+            hold_first_blob_get_after: Some(1 << 20),
+            ..Options::default()
+        },
+        |_| {},
+    )
+    .await;
+    let img = Image::opaque("stream", &[noise(8 << 20, 16)]);
+    s.up.push(&img, "library/app", "v1").await;
+    let (layer, bytes) = img.blobs[1].clone();
+
+    let url = format!("{}/v2/{REPO}/blobs/{layer}", s.mirror.base);
+    let mut r = common::client().get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    s.proxy.wait_held(Duration::from_secs(30)).await;
+    // The upstream is stalled after 1 MiB: what the client has now was streamed, not buffered.
+    let mut got = Vec::new();
+    while got.len() < 256 << 10 {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+            .await
+            .expect("bytes reach the client while the upstream transfer is stalled")
+            .unwrap()
+            .expect("body goes on");
+        got.extend_from_slice(&chunk);
+    }
+    s.proxy.release();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        got.extend_from_slice(&chunk);
+    }
+    assert!(got == bytes, "{} bytes", got.len());
+    assert_eq!(blob_gets(&s.proxy, &layer).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pulls_of_a_blob_cut_mid_transfer_all_get_every_byte() {
+    let s = setup(
+        Options {
+            cut_first_blob_get_after: Some(1 << 20),
+            ..Options::default()
+        },
+        |_| {},
+    )
+    .await;
+    let img = Image::opaque("herd-cut", &[noise(8 << 20, 17)]);
+    s.up.push(&img, "library/app", "v1").await;
+    let (layer, bytes) = img.blobs[1].clone();
+
+    let pulls: Vec<_> = (0..8)
+        .map(|_| {
+            let (base, layer) = (s.mirror.base.clone(), layer.clone());
+            tokio::spawn(async move { get_blob(&base, REPO, &layer).await })
+        })
+        .collect();
+    for (i, p) in pulls.into_iter().enumerate() {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(120), p)
+            .await
+            .expect("pull ends")
+            .unwrap()
+            .unwrap_or_else(|e| panic!("pull {i}: {e}"));
+        assert_eq!(status, 200, "pull {i}");
+        assert!(body == bytes, "pull {i}: {} bytes", body.len());
+    }
+    let gets = blob_gets(&s.proxy, &layer);
+    let whole = gets.iter().filter(|g| g.range.is_none()).count();
+    assert_eq!(
+        whole, 1,
+        "one GET of the whole blob, then Range GETs: {gets:#?}"
+    );
+    assert!(!resumed(&s.proxy, &layer).is_empty(), "{gets:#?}");
+    assert_fsck_clean(&s.mirror.base).await;
+}
