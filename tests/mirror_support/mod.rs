@@ -36,6 +36,16 @@ pub fn serve(config: &Path, root: &Path, addr: &str) -> (KillOnDrop, String) {
 
 /// `serve`, or the first line it printed when it did not start.
 pub fn try_serve(config: &Path, root: &Path, addr: &str) -> Result<(KillOnDrop, String), String> {
+    try_serve_env(config, root, addr, &[])
+}
+
+/// `try_serve` with extra environment variables.
+pub fn try_serve_env(
+    config: &Path,
+    root: &Path,
+    addr: &str,
+    env: &[(&str, &str)],
+) -> Result<(KillOnDrop, String), String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
         .args([
             "serve",
@@ -51,6 +61,7 @@ pub fn try_serve(config: &Path, root: &Path, addr: &str) -> Result<(KillOnDrop, 
         .arg("--root")
         .arg(root)
         .env("KURA_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn kura serve");
@@ -222,14 +233,20 @@ impl Mirror {
 
     /// `start`, or the first line kura printed when it refused to start.
     pub fn try_start(specs: &[MirrorSpec]) -> Result<Mirror, String> {
+        Self::try_start_env(specs, &[])
+    }
+
+    /// `try_start` with extra environment variables.
+    pub fn try_start_env(specs: &[MirrorSpec], env: &[(&str, &str)]) -> Result<Mirror, String> {
         let dir = tempfile::tempdir().unwrap();
         let config: String = specs.iter().map(MirrorSpec::toml).collect();
         std::fs::write(dir.path().join("kura.toml"), config).unwrap();
         std::fs::create_dir(dir.path().join("root")).unwrap();
-        let (child, base) = try_serve(
+        let (child, base) = try_serve_env(
             &dir.path().join("kura.toml"),
             &dir.path().join("root"),
             "127.0.0.1:0",
+            env,
         )?;
         Ok(Mirror { dir, base, child })
     }
