@@ -19,5 +19,6 @@ pub mod migrations;
 pub mod names;
 pub mod ops;
 pub mod registry;
+pub mod replication;
 pub mod server;
 pub mod store;

@@ -82,6 +82,24 @@ pub fn post_json<T: serde::de::DeserializeOwned>(
     url: &str,
     path: &str,
 ) -> Result<T, super::CliError> {
+    request_json(target, reqwest::Method::POST, url, path)
+}
+
+/// GETs `url` + `path` and decodes the JSON reply.
+pub fn get_json<T: serde::de::DeserializeOwned>(
+    target: &StoreTarget,
+    url: &str,
+    path: &str,
+) -> Result<T, super::CliError> {
+    request_json(target, reqwest::Method::GET, url, path)
+}
+
+fn request_json<T: serde::de::DeserializeOwned>(
+    target: &StoreTarget,
+    method: reqwest::Method,
+    url: &str,
+    path: &str,
+) -> Result<T, super::CliError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -92,7 +110,7 @@ pub fn post_json<T: serde::de::DeserializeOwned>(
     }
     let client = client.build()?;
     rt.block_on(async {
-        let mut req = client.post(format!("{url}{path}"));
+        let mut req = client.request(method, format!("{url}{path}"));
         if let Some(creds) = &target.creds {
             let (user, pass) = creds
                 .split_once(':')

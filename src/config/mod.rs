@@ -42,6 +42,9 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub notifications: NotificationsConfig,
+    /// Replication to other registries (`[[replication.push]]`) and from them
+    /// (`[[replication.pull]]`).
+    pub replication: crate::replication::ReplicationConfig,
     /// Authentication and access rules (`[auth]`); off unless `htpasswd` or `[auth.token]`.
     pub auth: AuthConfig,
     /// TLS certificate and key (`[tls]`); plain HTTP without.
@@ -61,6 +64,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             notifications: NotificationsConfig::default(),
+            replication: Default::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
         }
@@ -460,6 +464,7 @@ impl Config {
         self.storage.validate().map_err(ConfigError::Invalid)?;
         self.auth.validate().map_err(ConfigError::Invalid)?;
         self.tls.validate().map_err(ConfigError::Invalid)?;
+        self.replication.validate().map_err(ConfigError::Invalid)?;
         let mut names = std::collections::BTreeSet::new();
         for e in &self.notifications.endpoints {
             if e.name.is_empty() || !names.insert(e.name.as_str()) {
@@ -510,6 +515,7 @@ impl Config {
                 e.url.replace_range(scheme + 3..at, "********");
             }
         }
+        c.replication.mask();
         // Passwords, token signing keys and TLS keys are only referenced by file path; a
         // realm URL with user info is the one inline place a credential could be.
         if let Some(realm) = c.auth.token.as_mut().and_then(|t| t.realm.as_mut())
