@@ -46,7 +46,7 @@ fn local_config(target: &StoreTarget) -> Result<Config, super::CliError> {
 
 /// Runs `kura sync`; fails when a source failed.
 pub fn run(args: SyncArgs) -> Result<(), super::CliError> {
-    let results: Vec<SyncResult> = match args.target.resolve()? {
+    let results: Vec<SyncResult> = match args.target.resolve_or_create()? {
         Target::Remote(url) => {
             let path = match &args.source {
                 Some(s) => format!(

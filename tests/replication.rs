@@ -1,0 +1,303 @@
+//! Replication between real kura processes on loopback. Push mode: every manifest push and
+//! delete of a matching repository reaches the target with identical digests (every platform,
+//! referrers), a target that was down catches up, and events queued when the source is killed
+//! are delivered after its restart; `GET /admin/replication` shows pending events and errors.
+//! Pull mode: `kura sync` copies the matching tags only and nothing on a second run, and the
+//! periodic sync picks up a new upstream tag.
+
+mod common;
+mod replication_support;
+
+use common::{kura_cmd, spawn_kura_guarded};
+use replication_support::*;
+use serde_json::Value;
+
+/// A source config replicating `team/*` to `target`, retrying fast.
+fn push_config(target: &str) -> String {
+    format!(
+        "[[replication.push]]\nname = \"dr\"\nurl = \"{target}\"\nrepositories = [\"team/*\"]\n\
+         backoff = \"100ms\"\nmax_backoff = \"500ms\"\n"
+    )
+}
+
+fn pull_config(upstream: &str, interval: &str) -> String {
+    format!(
+        "[[replication.pull]]\nname = \"hub\"\nurl = \"{upstream}\"\nrepositories = [\"library/alpine\"]\n\
+         tags = [\"3.*\", \"latest\"]\nprefix = \"hub/\"\ninterval = \"{interval}\"\n"
+    )
+}
+
+async fn referrers(base: &str, repo: &str, subject: &str) -> Vec<String> {
+    let v: Value = http()
+        .get(format!("{base}/v2/{repo}/referrers/{subject}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["digest"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_reach_the_target_with_every_platform_and_referrers_under_identical_digests() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_b, b) = spawn_kura_guarded(db.path(), &[]);
+    let cfg = config_file(da.path(), &push_config(&b));
+    let (_a, a) = spawn_kura_guarded(da.path(), &["--config", &cfg]);
+    // Pushed first and not matching `team/*`: had it been queued, it would arrive first.
+    push_image(&a, "other/app", "not replicated", Some("v1")).await;
+    let (index, children) = push_index(&a, "team/app", "v1").await;
+    let sig = push_referrer(&a, "team/app", &index).await;
+    let sig_digest = sig.0.to_string();
+    wait_for(30, "the referrer at the target", || {
+        manifest_digest(&b, "team/app", &sig_digest)
+    })
+    .await;
+    assert_eq!(
+        manifest_digest(&b, "team/app", "v1").await,
+        Some(index.0.to_string())
+    );
+    for c in &children {
+        let d = c.0.to_string();
+        assert_eq!(manifest_digest(&b, "team/app", &d).await, Some(d));
+    }
+    assert_eq!(
+        referrers(&b, "team/app", &index.0.to_string()).await,
+        vec![sig_digest]
+    );
+    assert_eq!(manifest_digest(&b, "other/app", "v1").await, None);
+    let st = status(&a).await;
+    assert_eq!(st["push"][0]["name"], "dr");
+    assert_eq!(st["push"][0]["pending"], 0);
+    assert_eq!(st["push"][0]["replicated"], 4, "{st}");
+    assert!(st["push"][0]["last_success"].is_string(), "{st}");
+    let metrics = http().get(format!("{a}/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("kura_replication_manifests_total{direction=\"push\",name=\"dr\"} 4"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_of_tags_and_manifests_are_replicated() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_b, b) = spawn_kura_guarded(db.path(), &[]);
+    let cfg = config_file(da.path(), &push_config(&b));
+    let (_a, a) = spawn_kura_guarded(da.path(), &["--config", &cfg]);
+    let one = push_image(&a, "team/app", "one", Some("one")).await;
+    let two = push_image(&a, "team/app", "two", Some("two")).await;
+    let two_digest = two.0.to_string();
+    wait_for(30, "both tags at the target", || {
+        let b = b.clone();
+        async move { (tags(&b, "team/app").await == ["one", "two"]).then_some(()) }
+    })
+    .await;
+    for reference in ["one", two_digest.as_str()] {
+        let r = http()
+            .delete(format!("{a}/v2/team/app/manifests/{reference}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "DELETE {reference}");
+    }
+    wait_for(30, "the deletes at the target", || {
+        let (b, d) = (b.clone(), two_digest.clone());
+        async move {
+            manifest_digest(&b, "team/app", &d)
+                .await
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(tags(&b, "team/app").await, Vec::<String>::new());
+    // The tag's revision stays (only the tag was deleted), as at the source.
+    let d = one.0.to_string();
+    assert_eq!(manifest_digest(&b, "team/app", &d).await, Some(d));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_was_down_catches_up_and_the_status_shows_its_error() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b_addr = format!("127.0.0.1:{}", free_port());
+    let (mut b_proc, b) = spawn_at(db.path(), &b_addr, None);
+    let cfg = config_file(da.path(), &push_config(&b));
+    let (_a, a) = spawn_kura_guarded(da.path(), &["--config", &cfg]);
+    b_proc.kill();
+    let one = push_image(&a, "team/app", "one", Some("one")).await;
+    let two = push_image(&a, "team/app", "two", Some("two")).await;
+    let st = wait_for(30, "2 pending events and an error", || {
+        let a = a.clone();
+        async move {
+            let st = status(&a).await;
+            (st["push"][0]["pending"] == 2 && st["push"][0]["last_error"].is_object()).then_some(st)
+        }
+    })
+    .await;
+    assert!(st["push"][0]["last_success"].is_null(), "{st}");
+    assert!(st["push"][0]["last_error"]["time"].is_string(), "{st}");
+    let (ok, out, err) = kura_cmd(&["replication", "status", "--url", &a]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("push dr -> ") && out.contains(": 2 pending"),
+        "{out}"
+    );
+    assert!(out.contains("last error at "), "{out}");
+    let (_b, _) = spawn_at(db.path(), &b_addr, None);
+    for (tag, d) in [("one", &one.0), ("two", &two.0)] {
+        let got = wait_for(30, "the image at the target", || {
+            manifest_digest(&b, "team/app", tag)
+        })
+        .await;
+        assert_eq!(got, d.to_string());
+    }
+    wait_for(10, "an empty queue and a success", || {
+        let a = a.clone();
+        async move {
+            let st = status(&a).await;
+            (st["push"][0]["pending"] == 0 && st["push"][0]["last_success"].is_string())
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_pending_when_the_source_is_killed_are_delivered_after_its_restart() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b_addr = format!("127.0.0.1:{}", free_port());
+    let b = format!("http://{b_addr}");
+    let cfg = config_file(da.path(), &push_config(&b));
+    let (mut a_proc, a) = spawn_kura_guarded(da.path(), &["--config", &cfg]);
+    let one = push_image(&a, "team/app", "one", Some("one")).await;
+    let two = push_image(&a, "team/app", "two", Some("two")).await;
+    let st = status(&a).await;
+    assert_eq!(st["push"][0]["pending"], 2, "{st}");
+    a_proc.kill(); // SIGKILL: nothing is flushed on the way out
+    let (_a, a) = spawn_kura_guarded(da.path(), &["--config", &cfg]);
+    assert_eq!(status(&a).await["push"][0]["pending"], 2);
+    let (_b, _) = spawn_at(db.path(), &b_addr, None);
+    for (tag, d) in [("one", &one.0), ("two", &two.0)] {
+        let got = wait_for(30, "the image at the target", || {
+            manifest_digest(&b, "team/app", tag)
+        })
+        .await;
+        assert_eq!(got, d.to_string());
+    }
+}
+
+/// An upstream with `library/alpine` tags 3.18, 3.19 (images), latest (an index of two) and
+/// edge; returns the digests of 3.18, 3.19 and latest.
+async fn seed_upstream(u: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for tag in ["3.18", "3.19", "edge"] {
+        let d = push_image(u, "library/alpine", tag, Some(tag)).await;
+        if tag != "edge" {
+            out.push((tag.to_string(), d.0.to_string()));
+        }
+    }
+    let (latest, _) = push_index(u, "library/alpine", "latest").await;
+    out.push(("latest".into(), latest.0.to_string()));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kura_sync_copies_the_matching_tags_only_and_a_second_run_copies_nothing() {
+    let (du, dl, dc) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (_u, u) = spawn_kura_guarded(du.path(), &[]);
+    let want = seed_upstream(&u).await;
+    let cfg = config_file(dc.path(), &pull_config(&u, "0s"));
+    let root = dl.path().display().to_string();
+    let (ok, out, err) = kura_cmd(&["sync", "--root", &root, "--config", &cfg]);
+    assert!(ok, "{out}{err}");
+    // 3 tags: 2 images and an index with 2 children, each image a config and a layer.
+    assert_eq!(
+        out.trim(),
+        "hub: 3 tags copied (5 manifests, 8 blobs), 0 up to date"
+    );
+    let (ok, out, err) = kura_cmd(&["sync", "--root", &root, "--config", &cfg]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        out.trim(),
+        "hub: 0 tags copied (0 manifests, 0 blobs), 3 up to date"
+    );
+    let (_l, l) = spawn_kura_guarded(dl.path(), &["--config", &cfg]);
+    assert_eq!(
+        tags(&l, "hub/library/alpine").await,
+        ["3.18", "3.19", "latest"]
+    );
+    for (tag, d) in &want {
+        assert_eq!(
+            manifest_digest(&l, "hub/library/alpine", tag)
+                .await
+                .as_ref(),
+            Some(d)
+        );
+    }
+    let (ok, out, err) = kura_cmd(&["sync", "--url", &l, "--source", "hub"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        out.trim(),
+        "hub: 0 tags copied (0 manifests, 0 blobs), 3 up to date"
+    );
+    let (ok, out, err) = kura_cmd(&["fsck", "--url", &l]);
+    assert!(ok, "fsck: {out}{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_sync_picks_up_a_new_upstream_tag() {
+    let (du, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_u, u) = spawn_kura_guarded(du.path(), &[]);
+    push_image(&u, "library/alpine", "3.18", Some("3.18")).await;
+    let cfg = config_file(dl.path(), &pull_config(&u, "1s"));
+    let (_l, l) = spawn_kura_guarded(dl.path(), &["--config", &cfg]);
+    wait_for(30, "the first sync", || {
+        let l = l.clone();
+        async move { (tags(&l, "hub/library/alpine").await == ["3.18"]).then_some(()) }
+    })
+    .await;
+    let new = push_image(&u, "library/alpine", "3.20", Some("3.20")).await;
+    let got = wait_for(30, "the new tag", || {
+        manifest_digest(&l, "hub/library/alpine", "3.20")
+    })
+    .await;
+    assert_eq!(got, new.0.to_string());
+    let st = status(&l).await;
+    assert_eq!(st["pull"][0]["name"], "hub");
+    assert!(st["pull"][0]["last_success"].is_string(), "{st}");
+    assert!(st["pull"][0]["last_error"].is_null(), "{st}");
+}
+
+#[test]
+fn config_check_prints_replication_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(
+        dir.path(),
+        "[[replication.push]]\nname = \"dr\"\nurl = \"https://dr.example.com\"\nusername = \"bot\"\npassword = \"hunter2\"\n\
+         [[replication.pull]]\nname = \"hub\"\nurl = \"https://registry-1.docker.io\"\nrepositories = [\"library/alpine\"]\ntoken = \"s3cret\"\n",
+    );
+    let (ok, out, err) = kura_cmd(&["config", "check", &cfg]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("[[replication.push]]") && out.contains("username = \"bot\""),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2") && !out.contains("s3cret"), "{out}");
+    let bad = config_file(
+        dir.path(),
+        "[[replication.push]]\nname = \"dr\"\nurl = \"http://dr.example.com\"\n",
+    );
+    let (ok, _, err) = kura_cmd(&["config", "check", &bad]);
+    assert!(!ok && err.contains("needs insecure = true"), "{err}");
+}
