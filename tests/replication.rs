@@ -5,6 +5,7 @@
 //! Pull mode: `kura sync` copies the matching tags only and nothing on a second run, and the
 //! periodic sync picks up a new upstream tag.
 
+mod auth_support;
 mod common;
 mod replication_support;
 
@@ -191,6 +192,66 @@ async fn events_pending_when_the_source_is_killed_are_delivered_after_its_restar
         .await;
         assert_eq!(got, d.to_string());
     }
+}
+
+/// The digest of `reference` at a token-authenticated kura `base`, read as `user`.
+async fn digest_as(base: &str, user: &str, repo: &str, reference: &str) -> Option<String> {
+    let t: Value = http()
+        .get(format!(
+            "{base}/auth/token?service=kura&scope=repository:{repo}:pull"
+        ))
+        .basic_auth(user, Some(auth_support::pw(user)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = http()
+        .head(format!("{base}/v2/{repo}/manifests/{reference}"))
+        .bearer_auth(t["token"].as_str().unwrap())
+        .header("Accept", IMAGE)
+        .send()
+        .await
+        .unwrap();
+    r.headers()
+        .get("docker-content-digest")
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_behind_token_auth_gets_pushes_with_the_configured_credentials_only() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_, auth_file) = auth_support::auth_config(db.path(), "[token]\nlifetime = \"1m\"\n");
+    let auth_file = auth_file.display().to_string();
+    let (_b, b) = spawn_kura_guarded(&db.path().join("root"), &["--auth-config", &auth_file]);
+    let target = |name: &str, password: &str| {
+        format!(
+            "[[replication.push]]\nname = \"{name}\"\nurl = \"{b}\"\nusername = \"bob\"\n\
+             password = \"{password}\"\nbackoff = \"100ms\"\nmax_backoff = \"500ms\"\n"
+        )
+    };
+    let toml = target("dr", auth_support::pw("bob")) + &target("wrong", "not-the-password");
+    let cfg = config_file(da.path(), &toml);
+    let (_a, a) = spawn_kura_guarded(da.path(), &["--config", &cfg]);
+    let pushed = push_image(&a, "team/app", "signed in", Some("v1")).await;
+    let got = wait_for(30, "the image at the target", || {
+        digest_as(&b, "alice", "team/app", "v1")
+    })
+    .await;
+    assert_eq!(got, pushed.0.to_string());
+    let st = wait_for(30, "the refused target's error", || {
+        let a = a.clone();
+        async move {
+            let st = status(&a).await;
+            st["push"][1]["last_error"].is_object().then_some(st)
+        }
+    })
+    .await;
+    assert_eq!(st["push"][1]["name"], "wrong");
+    assert_eq!(st["push"][1]["pending"], 1, "{st}");
+    let message = st["push"][1]["last_error"]["message"].as_str().unwrap();
+    assert!(message.contains("authentication"), "{message}");
 }
 
 /// An upstream with `library/alpine` tags 3.18, 3.19 (images), latest (an index of two) and

@@ -464,7 +464,9 @@ impl Config {
         self.storage.validate().map_err(ConfigError::Invalid)?;
         self.auth.validate().map_err(ConfigError::Invalid)?;
         self.tls.validate().map_err(ConfigError::Invalid)?;
-        self.replication.validate().map_err(ConfigError::Invalid)?;
+        self.replication
+            .validate(&self.notifications.endpoints)
+            .map_err(ConfigError::Invalid)?;
         let mut names = std::collections::BTreeSet::new();
         for e in &self.notifications.endpoints {
             if e.name.is_empty() || !names.insert(e.name.as_str()) {

@@ -186,8 +186,15 @@ pub fn host_of(url: &str) -> Option<&str> {
 }
 
 impl ReplicationConfig {
-    /// Checks names are unique and non-empty, URLs and credentials usable, patterns given.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks names are unique and non-empty, URLs and credentials usable, patterns given,
+    /// and that no webhook endpoint's queue is named like a target's (`replication:<name>`).
+    pub fn validate(&self, webhooks: &[crate::config::EndpointConfig]) -> Result<(), String> {
+        if let Some(e) = webhooks.iter().find(|e| e.name.starts_with("replication:")) {
+            return Err(format!(
+                "notification endpoint {:?}: names starting with replication: are reserved",
+                e.name
+            ));
+        }
         let mut names = std::collections::BTreeSet::new();
         for t in &self.push {
             let what = format!("replication.push {:?}", t.name);

@@ -46,8 +46,11 @@ pub async fn run(
     let queue = endpoint(&t.name);
     let mut backoff = t.backoff;
     loop {
-        let (r, q) = (registry.clone(), queue.clone());
+        let (r, q, name) = (registry.clone(), queue.clone(), t.name.clone());
         let rows = tokio::task::spawn_blocking(move || {
+            if let Ok(n) = pending(&r, &name) {
+                crate::ops::metrics::set_replication_pending(&name, n);
+            }
             r.meta()
                 .read(|tx| notifications::pending(&tx.notifications, &q, BATCH))
         })
@@ -55,9 +58,6 @@ pub async fn run(
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-        if let Ok(n) = pending(&registry, &t.name) {
-            crate::ops::metrics::set_replication_pending(&t.name, n);
-        }
         if rows.is_empty() {
             // Woken after each commit that queued events; the timeout picks up anything missed.
             let _ = tokio::time::timeout(Duration::from_secs(5), wake.notified()).await;
