@@ -87,6 +87,41 @@ async fn pushes_reach_the_target_with_every_platform_and_referrers_under_identic
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_registries_replicating_to_each_other_do_not_echo_pushes() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pa, pb) = (free_port(), free_port());
+    let (a, b) = (
+        format!("http://127.0.0.1:{pa}"),
+        format!("http://127.0.0.1:{pb}"),
+    );
+    let ca = config_file(da.path(), &push_config(&b));
+    let cb = config_file(db.path(), &push_config(&a));
+    let (_a, _) = spawn_at(da.path(), &format!("127.0.0.1:{pa}"), Some(&ca));
+    let (_b, _) = spawn_at(db.path(), &format!("127.0.0.1:{pb}"), Some(&cb));
+    let pushed = push_image(&a, "team/app", "ping", Some("v1")).await;
+    let got = wait_for(30, "the image at B", || {
+        manifest_digest(&b, "team/app", "v1")
+    })
+    .await;
+    assert_eq!(got, pushed.0.to_string());
+    // B's own event of the replicated push goes back to A, which has it: nothing is written.
+    wait_for(30, "B's echo applied", || {
+        let b = b.clone();
+        async move {
+            let st = status(&b).await;
+            (st["push"][0]["replicated"] == 1 && st["push"][0]["pending"] == 0).then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for base in [&a, &b] {
+        let st = status(base).await;
+        assert_eq!(st["push"][0]["replicated"], 1, "{base}: {st}");
+        assert_eq!(st["push"][0]["pending"], 0, "{base}: {st}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletes_of_tags_and_manifests_are_replicated() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (_b, b) = spawn_kura_guarded(db.path(), &[]);

@@ -120,6 +120,26 @@ impl Repo {
         Manifest::parse_verified(bytes, content_type.as_deref(), &expected)
     }
 
+    /// The digest `reference` resolves to (`HEAD`, its `Docker-Content-Digest`): `None` when
+    /// the manifest is unknown or the registry does not say.
+    pub async fn manifest_digest(&self, reference: &Reference) -> Result<Option<Digest>> {
+        let url = self.path(&format!("manifests/{reference}"));
+        let resp = self
+            .registry
+            .send(&self.scope("pull"), &|c| {
+                c.head(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
+        if resp.status() == 404 {
+            return Ok(None);
+        }
+        let resp = self
+            .registry
+            .expect(&format!("HEAD {url}"), resp, &[200])
+            .await?;
+        Ok(header(&resp, DIGEST_HEADER).and_then(|d| d.parse().ok()))
+    }
+
     /// Pushes `m` under `reference` (a tag, or its digest).
     pub async fn put_manifest(&self, reference: &Reference, m: &Manifest) -> Result<()> {
         let url = self.path(&format!("manifests/{reference}"));

@@ -29,7 +29,8 @@ const BATCH: usize = 50;
 enum Outcome {
     /// Applied at the target; `n` manifests copied.
     Done(u64),
-    /// Nothing to do (the content is gone locally; its delete event follows).
+    /// Nothing to do: the target has it already, or it is gone locally (and its delete
+    /// event follows).
     Skipped,
     /// The target can never accept it: dropped, with the reason.
     Refused(String),
@@ -147,6 +148,11 @@ async fn apply(
                 repo: local,
             };
             let dst_ref = tag.unwrap_or(Reference::Digest(digest.clone()));
+            // Already there (a registry holds a manifest only with everything it names): no
+            // write, so two registries replicating to each other do not echo pushes forever.
+            if dst.manifest_digest(&dst_ref).await? == Some(digest.clone()) {
+                return Ok(Outcome::Skipped);
+            }
             let ctx = Context {
                 progress: crate::client::progress::Progress::new(
                     crate::client::progress::OutputMode::Quiet,
