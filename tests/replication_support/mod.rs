@@ -228,3 +228,37 @@ pub async fn tags(base: &str, repo: &str) -> Vec<String> {
     t.sort();
     t
 }
+
+/// Starts Distribution (`docker-registry`, Debian) with deletes enabled on a free loopback
+/// port over `dir`; returns once `/v2/` answers.
+pub async fn spawn_distribution(dir: &Path) -> (KillOnDrop, String) {
+    let port = free_port();
+    let cfg = dir.join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
+             delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker-registry (Debian package docker-registry) must be installed");
+    let child = KillOnDrop(child);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(10, "Distribution to answer /v2/", || {
+        let url = format!("{base}/v2/");
+        async move {
+            let r = http().get(url).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        }
+    })
+    .await;
+    (child, base)
+}
