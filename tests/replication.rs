@@ -54,7 +54,7 @@ async fn pushes_reach_the_target_with_every_platform_and_referrers_under_identic
     // Pushed first and not matching `team/*`: had it been queued, it would arrive first.
     push_image(&a, "other/app", "not replicated", Some("v1")).await;
     let (index, children) = push_index(&a, "team/app", "v1").await;
-    let sig = push_referrer(&a, "team/app", &index).await;
+    let sig = push_referrer(&a, "team/app", INDEX, &index).await;
     let sig_digest = sig.0.to_string();
     wait_for(30, "the referrer at the target", || {
         manifest_digest(&b, "team/app", &sig_digest)
@@ -289,8 +289,9 @@ async fn a_target_behind_token_auth_gets_pushes_with_the_configured_credentials_
     assert!(message.contains("authentication"), "{message}");
 }
 
-/// An upstream with `library/alpine` tags 3.18, 3.19 (images), latest (an index of two) and
-/// edge; returns the digests of 3.18, 3.19 and latest.
+/// An upstream with `library/alpine` tags 3.18, 3.19 (images), latest (an index of two, with
+/// a signature) and edge; returns the references to find locally (3.18, 3.19, latest and the
+/// signature's digest) with their digests.
 async fn seed_upstream(u: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for tag in ["3.18", "3.19", "edge"] {
@@ -301,6 +302,8 @@ async fn seed_upstream(u: &str) -> Vec<(String, String)> {
     }
     let (latest, _) = push_index(u, "library/alpine", "latest").await;
     out.push(("latest".into(), latest.0.to_string()));
+    let sig = push_referrer(u, "library/alpine", INDEX, &latest).await;
+    out.push((sig.0.to_string(), sig.0.to_string()));
     out
 }
 
@@ -317,10 +320,11 @@ async fn kura_sync_copies_the_matching_tags_only_and_a_second_run_copies_nothing
     let root = dl.path().display().to_string();
     let (ok, out, err) = kura_cmd(&["sync", "--root", &root, "--config", &cfg]);
     assert!(ok, "{out}{err}");
-    // 3 tags: 2 images and an index with 2 children, each image a config and a layer.
+    // 3 tags: 2 images and an index with 2 children, each image a config and a layer; the
+    // index's signature (an empty config and a signature blob).
     assert_eq!(
         out.trim(),
-        "hub: 3 tags copied (5 manifests, 8 blobs), 0 up to date"
+        "hub: 3 tags copied (6 manifests, 10 blobs), 0 up to date"
     );
     let (ok, out, err) = kura_cmd(&["sync", "--root", &root, "--config", &cfg]);
     assert!(ok, "{out}{err}");
@@ -333,14 +337,12 @@ async fn kura_sync_copies_the_matching_tags_only_and_a_second_run_copies_nothing
         tags(&l, "hub/library/alpine").await,
         ["3.18", "3.19", "latest"]
     );
-    for (tag, d) in &want {
-        assert_eq!(
-            manifest_digest(&l, "hub/library/alpine", tag)
-                .await
-                .as_ref(),
-            Some(d)
-        );
+    for (reference, d) in &want {
+        let got = manifest_digest(&l, "hub/library/alpine", reference).await;
+        assert_eq!(got.as_ref(), Some(d));
     }
+    let signatures = referrers(&l, "hub/library/alpine", &want[2].1).await;
+    assert_eq!(signatures, vec![want[3].1.clone()]);
     let (ok, out, err) = kura_cmd(&["sync", "--url", &l, "--source", "hub"]);
     assert!(ok, "{out}{err}");
     assert_eq!(
@@ -355,7 +357,7 @@ async fn kura_sync_copies_the_matching_tags_only_and_a_second_run_copies_nothing
 async fn the_periodic_sync_picks_up_a_new_upstream_tag() {
     let (du, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (_u, u) = spawn_kura_guarded(du.path(), &[]);
-    push_image(&u, "library/alpine", "3.18", Some("3.18")).await;
+    let old = push_image(&u, "library/alpine", "3.18", Some("3.18")).await;
     let cfg = config_file(dl.path(), &pull_config(&u, "1s"));
     let (_l, l) = spawn_kura_guarded(dl.path(), &["--config", &cfg]);
     wait_for(30, "the first sync", || {
@@ -369,6 +371,15 @@ async fn the_periodic_sync_picks_up_a_new_upstream_tag() {
     })
     .await;
     assert_eq!(got, new.0.to_string());
+    // A signature added upstream to a tag already up to date here is picked up too.
+    let sig = push_referrer(&u, "library/alpine", IMAGE, &old).await;
+    let sig = sig.0.to_string();
+    wait_for(30, "the new signature", || {
+        manifest_digest(&l, "hub/library/alpine", &sig)
+    })
+    .await;
+    let signatures = referrers(&l, "hub/library/alpine", &old.0.to_string()).await;
+    assert_eq!(signatures, vec![sig]);
     let st = status(&l).await;
     assert_eq!(st["pull"][0]["name"], "hub");
     assert!(st["pull"][0]["last_success"].is_string(), "{st}");

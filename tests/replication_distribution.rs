@@ -20,7 +20,7 @@ async fn pushes_and_deletes_reach_a_distribution_registry_with_identical_digests
     );
     let (_a, a) = spawn_kura_guarded(da.path(), &["--config", &cfg]);
     let (index, children) = push_index(&a, "team/app", "v1").await;
-    let sig = push_referrer(&a, "team/app", &index).await;
+    let sig = push_referrer(&a, "team/app", INDEX, &index).await;
     let sig = sig.0.to_string();
     wait_for(30, "the referrer at Distribution", || {
         manifest_digest(&d, "copy/team/app", &sig)

@@ -5,6 +5,8 @@
 //! /admin/replication/sync`) and offline (`kura sync --root`), needs no credentials for the
 //! local registry, and queues no webhook or replication event. Resumable: a tag already
 //! pointing at the upstream digest is skipped, and so are blobs and manifests already present.
+//! Referrers (signatures, SBOMs) are copied with what they refer to; new referrers of a tag
+//! already up to date are picked up on later syncs.
 
 use std::collections::HashSet;
 
@@ -14,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{PullSource, matches_any};
 use super::status::SyncCounts;
 use crate::client::api::Repo;
-use crate::client::image::{Descriptor, Manifest, walk};
+use crate::client::image::{Descriptor, Graph, Manifest, walk};
 use crate::client::transport::Registry as Remote;
 use crate::client::{Error, Result};
 use crate::digest::Digest;
@@ -57,7 +59,9 @@ pub async fn sync(registry: &Registry, s: &PullSource, remote: &Remote) -> Resul
     Ok(counts)
 }
 
-/// Copies `tag` of `up` to `local` unless the local tag already names the upstream digest.
+/// Copies `tag` of `up` to `local` unless the local tag already names the upstream digest,
+/// then the referrers (signatures, SBOMs) of what it copied, or of the tagged manifest when it
+/// was up to date.
 async fn sync_tag(
     registry: &Registry,
     up: &Repo,
@@ -66,21 +70,57 @@ async fn sync_tag(
     counts: &mut SyncCounts,
 ) -> Result<()> {
     let reference = Reference::Tag(tag.to_string());
-    let root = up.get_manifest(&reference).await?;
     let (repo, t) = (local.to_string(), tag.to_string());
     let current = registry
         .meta()
         .read(|tx| tags::get(&tx.tags, &repo, &t))
         .map_err(|e| local_error(format!("reading {local}:{tag}"), e))?;
-    if current.as_deref() == Some(root.digest.to_string().as_str()) {
-        counts.skipped += 1;
-        return Ok(());
-    }
-    let graph = walk(root, |d: Descriptor| {
+    let up_to_date = |d: &Digest| current.as_deref() == Some(d.to_string().as_str());
+    // A HEAD first: Docker Hub does not count it against the pull rate limit.
+    let head = match current {
+        Some(_) => up.manifest_digest(&reference).await?,
+        None => None,
+    };
+    let subjects = match head.filter(|d| up_to_date(d)) {
+        Some(d) => {
+            counts.skipped += 1;
+            vec![d]
+        }
+        None => {
+            let root = up.get_manifest(&reference).await?;
+            if up_to_date(&root.digest) {
+                counts.skipped += 1;
+                vec![root.digest]
+            } else {
+                let graph = fetch_graph(up, root).await?;
+                store_graph(registry, up, local, &graph, Some(&reference), counts).await?;
+                counts.tags += 1;
+                graph.manifests.iter().map(|m| m.digest.clone()).collect()
+            }
+        }
+    };
+    copy_referrers(registry, up, local, subjects, counts).await
+}
+
+/// The graph under `root`, children fetched from `up`.
+async fn fetch_graph(up: &Repo, root: Manifest) -> Result<Graph> {
+    walk(root, |d: Descriptor| {
         let up = up.clone();
         async move { up.get_manifest(&Reference::Digest(d.digest()?)).await }
     })
-    .await?;
+    .await
+}
+
+/// Stores `graph`'s blobs, then its manifests (children first), the root under `root_ref`
+/// (by digest when `None`); what is already stored is skipped.
+async fn store_graph(
+    registry: &Registry,
+    up: &Repo,
+    local: &RepoName,
+    graph: &Graph,
+    root_ref: Option<&Reference>,
+    counts: &mut SyncCounts,
+) -> Result<()> {
     for b in &graph.blobs {
         if copy_blob(registry, up, local, b).await? {
             counts.blobs += 1;
@@ -88,20 +128,45 @@ async fn sync_tag(
     }
     let n = graph.manifests.len();
     for (i, m) in graph.manifests.iter().enumerate() {
-        let is_root = i == n - 1;
+        let tagged = root_ref.filter(|_| i == n - 1);
         let had = has_revision(registry, local, &m.digest)?;
-        if had && !is_root {
+        if had && tagged.is_none() {
             continue;
         }
-        let r = if is_root {
-            reference.clone()
-        } else {
-            Reference::Digest(m.digest.clone())
-        };
+        let r = tagged
+            .cloned()
+            .unwrap_or_else(|| Reference::Digest(m.digest.clone()));
         put_manifest(registry, local, &r, m).await?;
         counts.manifests += u64::from(!had);
     }
-    counts.tags += 1;
+    Ok(())
+}
+
+/// Copies the manifests whose subject is one of `subjects`, and theirs, recursively.
+async fn copy_referrers(
+    registry: &Registry,
+    up: &Repo,
+    local: &RepoName,
+    subjects: Vec<Digest>,
+    counts: &mut SyncCounts,
+) -> Result<()> {
+    let mut seen: HashSet<Digest> = subjects.iter().cloned().collect();
+    let mut todo = subjects;
+    while let Some(subject) = todo.pop() {
+        for desc in up.referrers(&subject).await? {
+            let d = desc.digest()?;
+            if !seen.insert(d.clone()) {
+                continue;
+            }
+            todo.push(d.clone());
+            if has_revision(registry, local, &d)? {
+                continue;
+            }
+            let m = up.get_manifest(&Reference::Digest(d)).await?;
+            let graph = fetch_graph(up, m).await?;
+            store_graph(registry, up, local, &graph, None, counts).await?;
+        }
+    }
     Ok(())
 }
 

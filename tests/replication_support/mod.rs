@@ -163,8 +163,13 @@ pub async fn push_index(
     (put_manifest(base, repo, tag, INDEX, &body).await, children)
 }
 
-/// Pushes a signature-like artifact whose subject is `subject` (an index); returns it.
-pub async fn push_referrer(base: &str, repo: &str, subject: &(Digest, usize)) -> (Digest, usize) {
+/// Pushes a signature-like artifact whose subject is `subject` (of `subject_type`); returns it.
+pub async fn push_referrer(
+    base: &str,
+    repo: &str,
+    subject_type: &str,
+    subject: &(Digest, usize),
+) -> (Digest, usize) {
     let empty = push_blob(base, repo, b"{}").await;
     let sig = push_blob(base, repo, b"signature bytes").await;
     let body = serde_json::to_vec(&json!({
@@ -172,7 +177,7 @@ pub async fn push_referrer(base: &str, repo: &str, subject: &(Digest, usize)) ->
         "artifactType": "application/vnd.example.signature",
         "config": descriptor("application/vnd.oci.empty.v1+json", &empty),
         "layers": [descriptor("application/vnd.example.signature", &sig)],
-        "subject": descriptor(INDEX, subject),
+        "subject": descriptor(subject_type, subject),
     }))
     .unwrap();
     let d = Digest::sha256_of(&body).to_string();
