@@ -267,3 +267,21 @@ pub async fn spawn_distribution(dir: &Path) -> (KillOnDrop, String) {
     .await;
     (child, base)
 }
+
+/// The digests of the referrers of `subject` in `repo` at `base`.
+pub async fn referrers(base: &str, repo: &str, subject: &str) -> Vec<String> {
+    let v: Value = http()
+        .get(format!("{base}/v2/{repo}/referrers/{subject}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["digest"].as_str().map(str::to_string))
+        .collect()
+}
