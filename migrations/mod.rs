@@ -7,6 +7,7 @@ mod v2_blob_links;
 mod v3_notifications;
 mod v4_stats;
 mod v5_settings;
+mod v6_mirrors;
 
 /// One schema upgrade step.
 #[derive(Clone, Copy)]
@@ -26,6 +27,7 @@ pub const MIGRATIONS: &[Migration] = &[
     v3_notifications::STEP,
     v4_stats::STEP,
     v5_settings::STEP,
+    v6_mirrors::STEP,
 ];
 
 /// The schema version this build of kura writes.

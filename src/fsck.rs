@@ -70,6 +70,8 @@ struct Snapshot {
     uploads: BTreeMap<String, UploadRecord>,
     /// `stats.blob_bytes` as recorded.
     blob_bytes: u64,
+    /// Deferred references of cached manifests: (digest, repository, manifest).
+    deferred: BTreeSet<(String, String, String)>,
 }
 
 fn snapshot(registry: &Registry) -> Result<Snapshot> {
@@ -117,6 +119,12 @@ fn snapshot(registry: &Registry) -> Result<Snapshot> {
             let (r, subject, d) = k.value();
             s.referrers
                 .push((r.to_string(), subject.to_string(), d.to_string()));
+        }
+        for e in t.deferred_refs.iter()? {
+            let (k, _) = e?;
+            let (d, r, m) = k.value();
+            s.deferred
+                .insert((d.to_string(), r.to_string(), m.to_string()));
         }
         s.uploads = uploads::all(&t.uploads)?.into_iter().collect();
         s.blob_bytes = stats::get(&t.stats, stats::BLOB_BYTES)?;
@@ -266,14 +274,28 @@ pub fn fsck_with_hook(
     })?;
 
     // 3. Reference counts and references, recomputed from the manifests.
+    // A cached manifest's reference to content not stored yet is deferred, not counted; a
+    // deferral is valid only while that content has no row and the revision names it.
     let mut expected: HashMap<&str, u64> = HashMap::new();
     let mut revisions = BTreeSet::new();
+    let mut valid_deferrals = BTreeSet::new();
     for (repo, d, rec) in &s.manifests {
         revisions.insert((repo.as_str(), d.as_str()));
         *expected.entry(d).or_default() += 1;
         for r in rec.blobs.iter().chain(&rec.manifests) {
-            *expected.entry(r).or_default() += 1;
+            let key = (r.clone(), repo.clone(), d.clone());
+            if !s.blobs.contains_key(r) && s.deferred.contains(&key) {
+                valid_deferrals.insert(key);
+            } else {
+                *expected.entry(r).or_default() += 1;
+            }
         }
+    }
+    let bad_deferrals: Vec<_> = s.deferred.difference(&valid_deferrals).cloned().collect();
+    for (d, r, m) in &bad_deferrals {
+        fixable.push(format!(
+            "deferred reference of {r}@{m} to {d} is stale (stored, or not named by a revision)"
+        ));
     }
     let mut count_fixes = Vec::new();
     for (d, want) in &expected {
@@ -372,6 +394,9 @@ pub fn fsck_with_hook(
     registry.meta().write(|t| {
         for (d, row) in &count_fixes {
             blobs::put(t, d, *row)?;
+        }
+        for (d, r, m) in &bad_deferrals {
+            crate::meta::deferred::remove(t, d, r, m)?;
         }
         for (r, d) in dangling_links.iter().chain(&asymmetric) {
             blobs::unlink(t, r, d)?;

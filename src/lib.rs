@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod meta;
 #[path = "../migrations/mod.rs"]
 pub mod migrations;
+pub mod mirror;
 pub mod names;
 pub mod ops;
 pub mod registry;

@@ -40,6 +40,8 @@ pub struct ServerOptions {
     pub deletes: bool,
     /// Requests being handled, which a graceful shutdown waits for (`kura serve`).
     pub in_flight: crate::ops::in_flight::InFlight,
+    /// The pull-through cache's mirrors, when configured (`[[mirrors]]`).
+    pub mirrors: Option<Arc<crate::mirror::Mirrors>>,
 }
 
 impl Default for ServerOptions {
@@ -56,6 +58,7 @@ impl Default for ServerOptions {
             tls: None,
             deletes: true,
             in_flight: Default::default(),
+            mirrors: None,
         }
     }
 }
@@ -87,6 +90,7 @@ pub fn build(
     let auth = opts.auth.clone().map(web::Data::from);
     let deletes = web::Data::new(api::Deletes(opts.deletes));
     let in_flight = web::Data::new(opts.in_flight.clone());
+    let mirrors = opts.mirrors.clone().map(web::Data::from);
     let mut server = HttpServer::new(move || {
         let app = App::new()
             .app_data(data.clone())
@@ -105,6 +109,10 @@ pub fn build(
             .wrap(nosniff())
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz));
+        let app = match &mirrors {
+            Some(m) => app.app_data(m.clone()),
+            None => app,
+        };
         let app = match &notifier {
             Some(n) => app.app_data(n.clone()),
             None => app,

@@ -266,7 +266,7 @@ async fn a_target_behind_token_auth_gets_pushes_with_the_configured_credentials_
 }
 
 #[test]
-fn config_check_prints_replication_with_secrets_masked() {
+fn config_check_prints_replication_with_secrets_masked_and_refuses_unsafe_settings() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(
         dir.path(),
@@ -286,4 +286,15 @@ fn config_check_prints_replication_with_secrets_masked() {
     );
     let (ok, _, err) = kura_cmd(&["config", "check", &bad]);
     assert!(!ok && err.contains("needs insecure = true"), "{err}");
+    let into_mirror = config_file(
+        dir.path(),
+        "[[mirrors]]\nname = \"docker.io\"\nprefix = \"docker.io/\"\nupstream = \"https://registry-1.docker.io\"\n\
+         [[replication.pull]]\nname = \"hub\"\nurl = \"https://registry-1.docker.io\"\n\
+         repositories = [\"library/alpine\"]\nprefix = \"docker.io/\"\n",
+    );
+    let (ok, _, err) = kura_cmd(&["config", "check", &into_mirror]);
+    assert!(
+        !ok && err.contains("under the prefix \"docker.io/\" of mirror"),
+        "{err}"
+    );
 }

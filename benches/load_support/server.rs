@@ -30,6 +30,11 @@ impl Server {
 
     /// kura with extra environment (`KURA_*` settings).
     pub fn kura_with(root: &Path, env: &[(&str, String)]) -> Server {
+        Server::kura_full(root, &[], env)
+    }
+
+    /// kura with extra `serve` arguments (e.g. `--config FILE`) and environment.
+    pub fn kura_full(root: &Path, args: &[&str], env: &[(&str, String)]) -> Server {
         let t = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
             .args([
@@ -41,6 +46,7 @@ impl Server {
                 "--root",
             ])
             .arg(root)
+            .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             // Default logging (an access-log line per request), written where nobody reads it.
             .stdout(Stdio::piped())

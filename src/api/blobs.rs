@@ -14,11 +14,15 @@ fn parse(path: &(String, String)) -> Result<(crate::names::RepoName, crate::dige
 }
 
 pub async fn head(
+    req: HttpRequest,
     path: web::Path<(String, String)>,
     reg: web::Data<Registry>,
 ) -> Result<HttpResponse> {
     let (repo, digest) = parse(&path)?;
-    let size = reg.stat_blob(&repo, &digest).await?;
+    let size = match super::mirror_route(&req, &repo) {
+        Some(route) => crate::mirror::blobs::head(&reg, &route, &repo, &digest).await?,
+        None => reg.stat_blob(&repo, &digest).await?,
+    };
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .insert_header(("Docker-Content-Digest", digest.to_string()))
@@ -36,6 +40,22 @@ pub async fn get(
     reg: web::Data<Registry>,
 ) -> Result<HttpResponse> {
     let (repo, digest) = parse(&path)?;
+    if let Some(route) = super::mirror_route(&req, &repo) {
+        let whole = super::header(req.headers(), "range").is_none();
+        let pulled = crate::mirror::blobs::get(&reg, &route, &repo, &digest, whole).await?;
+        if let crate::mirror::blobs::Pulled::Stream { len, body } = pulled {
+            // The first client of an uncached blob gets it as it arrives from upstream.
+            let body = futures_util::stream::unfold(body, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            });
+            super::notify_pull(&req, || super::blob_target(&req, &repo, &digest, len));
+            return Ok(HttpResponse::Ok()
+                .content_type("application/octet-stream")
+                .insert_header(("Docker-Content-Digest", digest.to_string()))
+                .insert_header(("ETag", format!("\"{digest}\"")))
+                .body(SizedStream::new(len, body)));
+        }
+    }
     let size = reg.stat_blob(&repo, &digest).await?;
     if let Some(url) = reg.store().redirect_url(&digest).await? {
         // The bytes come from the object store: the client follows with no credentials of ours.

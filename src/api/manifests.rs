@@ -49,7 +49,12 @@ async fn fetch(
     with_body: bool,
 ) -> Result<HttpResponse> {
     let (repo, reference) = parse_lookup(&path)?;
-    let m = reg.get_manifest(&repo, &reference, with_body).await?;
+    let m = match super::mirror_route(&req, &repo) {
+        Some(route) => {
+            crate::mirror::manifests::get(&reg, &route, &repo, &reference, with_body).await?
+        }
+        None => reg.get_manifest(&repo, &reference, with_body).await?,
+    };
     if with_body {
         super::notify_pull(&req, || {
             target(&req, &repo, &reference, &m.digest, &m.media_type, m.size)

@@ -40,6 +40,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// The mirror serving `repo`, when it is under a mirror's prefix (`[[mirrors]]`).
+fn mirror_route(req: &HttpRequest, repo: &RepoName) -> Option<crate::mirror::Route> {
+    req.app_data::<web::Data<crate::mirror::Mirrors>>()?
+        .route(repo.as_str())
+}
+
 /// Whether clients may delete manifests and blobs (`[storage] delete`).
 #[derive(Debug, Clone, Copy)]
 pub struct Deletes(pub bool);

@@ -97,10 +97,13 @@ impl Parsed {
         if let Some(p) = req.extensions().get::<Rc<Parsed>>() {
             return p.clone();
         }
-        let p = Rc::new(Parsed {
-            path: req.match_info().as_str().to_string(),
-            query: Query::parse(req.query_string()),
-        });
+        let query = Query::parse(req.query_string());
+        let path = req.match_info().as_str();
+        let path = match &query {
+            Ok(q) => ns_path(req, path, q).unwrap_or_else(|| path.to_string()),
+            Err(_) => path.to_string(),
+        };
+        let p = Rc::new(Parsed { path, query });
         req.extensions_mut().insert(p.clone());
         p
     }
@@ -139,6 +142,18 @@ impl Parsed {
         }
         req.extensions_mut().insert(Rc::new(p));
     }
+}
+
+/// The path a containerd mirror request (`?ns=<registry>`) addresses: upstream name `name`
+/// becomes the local repository of the mirror answering to `ns` (`<prefix><name>`). Rewritten
+/// here, in the one parse, so authorization and the handler see the same repository.
+fn ns_path(req: &HttpRequest, path: &str, q: &Query) -> Option<String> {
+    let ns = q.get("ns")?;
+    let mirrors = req.app_data::<actix_web::web::Data<crate::mirror::Mirrors>>()?;
+    let name = Route::parse(path)?.name()?;
+    let local = mirrors.ns_repository(ns, name)?;
+    let rest = path.strip_prefix("/v2/")?.strip_prefix(name)?;
+    Some(format!("/v2/{local}{rest}"))
 }
 
 #[cfg(test)]

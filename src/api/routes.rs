@@ -122,6 +122,15 @@ pub async fn dispatch(
         ));
     };
     let m = req.method().clone();
+    if let (Some(name), Some(mirrors)) = (
+        route.name(),
+        req.app_data::<web::Data<crate::mirror::Mirrors>>(),
+    ) && matches!(
+        m,
+        Method::PUT | Method::POST | Method::PATCH | Method::DELETE
+    ) {
+        mirrors.refuse_write(name)?;
+    }
     use super::{base, blobs, catalog, manifests, referrers, tags, uploads};
     match route {
         Route::Base if m == Method::GET || m == Method::HEAD => Ok(base::get().await),
@@ -156,7 +165,7 @@ pub async fn dispatch(
             let p = pair(name, digest);
             match m {
                 Method::GET => blobs::get(req, p, reg).await,
-                Method::HEAD => blobs::head(p, reg).await,
+                Method::HEAD => blobs::head(req, p, reg).await,
                 Method::DELETE => blobs::delete(req, p, reg).await,
                 _ => unsupported(),
             }

@@ -73,6 +73,11 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
                 .map_err(std::io::Error::other)?;
             opts.replication = Some(r);
         }
+        if !cfg.mirrors.is_empty() {
+            let mirrors = crate::mirror::Mirrors::new(&cfg.mirrors).map_err(std::io::Error::other)?;
+            mirrors.start(registry.clone());
+            opts.mirrors = Some(std::sync::Arc::new(mirrors));
+        }
         let (server, addr) = crate::server::bind_with(registry.clone(), &cfg.addr, &opts)?;
         let handle = server.handle();
         if let (true, Some(maddr)) = (cfg.metrics.enabled, &cfg.metrics.addr) {

@@ -120,9 +120,9 @@ impl Repo {
         Manifest::parse_verified(bytes, content_type.as_deref(), &expected)
     }
 
-    /// The digest `reference` resolves to (`HEAD`, its `Docker-Content-Digest`): `None` when
-    /// the manifest is unknown or the registry does not say.
-    pub async fn manifest_digest(&self, reference: &Reference) -> Result<Option<Digest>> {
+    /// The digest the registry gives for manifest `reference` (`HEAD`): `None` when it does
+    /// not know it (404), `Some(None)` when it answered without `Docker-Content-Digest`.
+    pub async fn manifest_digest(&self, reference: &Reference) -> Result<Option<Option<Digest>>> {
         let url = self.path(&format!("manifests/{reference}"));
         let resp = self
             .registry
@@ -137,7 +137,9 @@ impl Repo {
             .registry
             .expect(&format!("HEAD {url}"), resp, &[200])
             .await?;
-        Ok(header(&resp, DIGEST_HEADER).and_then(|d| d.parse().ok()))
+        Ok(Some(
+            header(&resp, DIGEST_HEADER).and_then(|d| d.parse::<Digest>().ok()),
+        ))
     }
 
     /// Pushes `m` under `reference` (a tag, or its digest).

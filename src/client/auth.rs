@@ -302,8 +302,8 @@ struct CachedToken {
 pub struct AuthState {
     registry: String,
     creds: Option<Credentials>,
-    /// A static bearer token sent with every request (a configured `token`).
-    bearer: Option<String>,
+    /// A bearer token given by configuration, sent with every request (no challenge needed).
+    fixed_bearer: Option<String>,
     basic: Mutex<bool>,
     tokens: Mutex<Vec<CachedToken>>,
     /// Held while a challenge is answered, so parallel requests fetch one token, not one each.
@@ -316,24 +316,24 @@ impl AuthState {
         AuthState {
             registry: registry.to_string(),
             creds,
-            bearer: None,
+            fixed_bearer: None,
             basic: Mutex::new(false),
             tokens: Mutex::new(Vec::new()),
             answering: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// State for `registry` sending the static bearer `token` with every request.
-    pub fn with_bearer(registry: &str, token: String) -> AuthState {
+    /// State for `registry` that sends the bearer `token` with every request.
+    pub fn with_bearer(registry: &str, token: &str) -> AuthState {
         AuthState {
-            bearer: Some(token),
+            fixed_bearer: Some(token.to_string()),
             ..AuthState::new(registry, None)
         }
     }
 
     /// The `Authorization` header for a request needing `scopes`, if one is known.
     pub fn header_for(&self, scopes: &[String]) -> Option<String> {
-        if let Some(t) = &self.bearer {
+        if let Some(t) = &self.fixed_bearer {
             return Some(format!("Bearer {t}"));
         }
         let need = scope_items(scopes);

@@ -97,20 +97,17 @@ impl Transport {
         self.registry_with(registry, creds)
     }
 
-    /// A handle on `registry` sending the static bearer `token` with every request.
-    pub fn registry_with_bearer(&self, registry: &str, token: &str) -> Result<Registry> {
-        self.handle(
-            registry,
-            AuthState::with_bearer(registry, token.to_string()),
-        )
-    }
-
     /// A handle on `registry` with the given credentials.
     pub fn registry_with(&self, registry: &str, creds: Option<Credentials>) -> Result<Registry> {
-        self.handle(registry, AuthState::new(registry, creds))
+        self.registry_auth(registry, AuthState::new(registry, creds))
     }
 
-    fn handle(&self, registry: &str, auth: AuthState) -> Result<Registry> {
+    /// A handle on `registry` sending the bearer `token` with every request.
+    pub fn registry_with_bearer(&self, registry: &str, token: &str) -> Result<Registry> {
+        self.registry_auth(registry, AuthState::with_bearer(registry, token))
+    }
+
+    fn registry_auth(&self, registry: &str, auth: AuthState) -> Result<Registry> {
         let scheme = if self.is_plain_http(registry) {
             "http"
         } else {

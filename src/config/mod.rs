@@ -49,6 +49,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// TLS certificate and key (`[tls]`); plain HTTP without.
     pub tls: TlsConfig,
+    /// Upstream registries served as a pull-through cache (`[[mirrors]]`).
+    pub mirrors: Vec<crate::mirror::MirrorConfig>,
 }
 
 impl Default for Config {
@@ -67,6 +69,7 @@ impl Default for Config {
             replication: Default::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            mirrors: Vec::new(),
         }
     }
 }
@@ -465,8 +468,9 @@ impl Config {
         self.auth.validate().map_err(ConfigError::Invalid)?;
         self.tls.validate().map_err(ConfigError::Invalid)?;
         self.replication
-            .validate(&self.notifications.endpoints)
+            .validate(&self.notifications.endpoints, &self.mirrors)
             .map_err(ConfigError::Invalid)?;
+        crate::mirror::config::validate_all(&self.mirrors).map_err(ConfigError::Invalid)?;
         let mut names = std::collections::BTreeSet::new();
         for e in &self.notifications.endpoints {
             if e.name.is_empty() || !names.insert(e.name.as_str()) {
@@ -518,6 +522,7 @@ impl Config {
             }
         }
         c.replication.mask();
+        c.mirrors = c.mirrors.iter().map(|m| m.masked()).collect();
         // Passwords, token signing keys and TLS keys are only referenced by file path; a
         // realm URL with user info is the one inline place a credential could be.
         if let Some(realm) = c.auth.token.as_mut().and_then(|t| t.realm.as_mut())

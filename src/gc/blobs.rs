@@ -80,7 +80,10 @@ const DELETE_BATCH: usize = 100;
 /// was removed. Writers hold a digest's lock from placing the object to committing its row, so
 /// under the lock a visible row always has its object, and a missing row means no writer is
 /// between the two: the object may go. Returns the digests whose objects were deleted.
-fn remove_unless_recorded(registry: &Registry, digests: &[Digest]) -> Result<Vec<Digest>> {
+pub(crate) fn remove_unless_recorded(
+    registry: &Registry,
+    digests: &[Digest],
+) -> Result<Vec<Digest>> {
     let names: Vec<String> = digests.iter().map(Digest::to_string).collect();
     let _locks = registry
         .digest_locks()

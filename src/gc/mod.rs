@@ -14,7 +14,7 @@
 //! 5. **Empty repositories** (`repos.rs`): repositories with no tag, manifest or blob link
 //!    leave `_catalog`.
 
-mod blobs;
+pub(crate) mod blobs;
 mod manifests;
 mod repos;
 mod schedule;

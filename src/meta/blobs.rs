@@ -52,9 +52,13 @@ fn insert(t: &mut WriteTables<'_>, digest: &str, row: BlobRow) -> Result<()> {
 }
 
 /// Records a blob file of `size` bytes, or restarts the grace period of an existing row now
-/// (never moving it back: a sighting's lease is kept).
+/// (never moving it back: a sighting's lease is kept). A new row starts with the references
+/// cached manifests made to it before it was stored (`deferred`).
 pub fn touch(t: &mut WriteTables<'_>, digest: &str, size: u64) -> Result<()> {
-    let (refs, touched) = get(&t.blobs, digest)?.map_or((0, 0), |r| (r.refs, r.touched));
+    let (refs, touched) = match get(&t.blobs, digest)? {
+        Some(r) => (r.refs, r.touched),
+        None => (super::deferred::take(t, digest)?, 0),
+    };
     insert(
         t,
         digest,
@@ -64,6 +68,21 @@ pub fn touch(t: &mut WriteTables<'_>, digest: &str, size: u64) -> Result<()> {
             touched: touched.max(now_secs()),
         },
     )
+}
+
+/// Restarts the grace period of the existing row of `digest` now (never moving it back).
+pub fn touch_existing(t: &mut WriteTables<'_>, digest: &str) -> Result<()> {
+    if let Some(row) = get(&t.blobs, digest)? {
+        insert(
+            t,
+            digest,
+            BlobRow {
+                touched: row.touched.max(now_secs()),
+                ..row
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// True when a client sighting of `row` at `now` needs no write: it is referenced (its grace

@@ -3,7 +3,9 @@
 //! transaction; reads are MVCC snapshots that never block writers.
 
 pub mod blobs;
+pub mod deferred;
 pub mod manifests;
+pub mod mirror;
 pub mod notifications;
 pub mod records;
 pub mod referrers;
@@ -99,6 +101,9 @@ pub struct WriteTables<'txn> {
     pub notifications: Table<'txn, (&'static str, u64), &'static [u8]>,
     pub stats: Table<'txn, &'static str, u64>,
     pub settings: Table<'txn, &'static str, &'static str>,
+    pub deferred_refs: Table<'txn, (&'static str, &'static str, &'static str), ()>,
+    pub mirror_tags: Table<'txn, (&'static str, &'static str), u64>,
+    pub mirror_pulls: Table<'txn, (&'static str, &'static str), u64>,
 }
 
 /// Every table, opened in one read snapshot.
@@ -114,6 +119,9 @@ pub struct ReadTables {
     pub notifications: ReadOnlyTable<(&'static str, u64), &'static [u8]>,
     pub stats: ReadOnlyTable<&'static str, u64>,
     pub settings: ReadOnlyTable<&'static str, &'static str>,
+    pub deferred_refs: ReadOnlyTable<(&'static str, &'static str, &'static str), ()>,
+    pub mirror_tags: ReadOnlyTable<(&'static str, &'static str), u64>,
+    pub mirror_pulls: ReadOnlyTable<(&'static str, &'static str), u64>,
 }
 
 impl Meta {
@@ -347,6 +355,9 @@ impl Meta {
             notifications: txn.open_table(NOTIFICATIONS)?,
             stats: txn.open_table(STATS)?,
             settings: txn.open_table(SETTINGS)?,
+            deferred_refs: txn.open_table(DEFERRED_REFS)?,
+            mirror_tags: txn.open_table(MIRROR_TAGS)?,
+            mirror_pulls: txn.open_table(MIRROR_PULLS)?,
         };
         f(&t)
     }
@@ -366,6 +377,9 @@ impl<'txn> WriteTables<'txn> {
             notifications: txn.open_table(NOTIFICATIONS)?,
             stats: txn.open_table(STATS)?,
             settings: txn.open_table(SETTINGS)?,
+            deferred_refs: txn.open_table(DEFERRED_REFS)?,
+            mirror_tags: txn.open_table(MIRROR_TAGS)?,
+            mirror_pulls: txn.open_table(MIRROR_PULLS)?,
         })
     }
 }

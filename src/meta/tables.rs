@@ -34,3 +34,14 @@ pub const STATS: TableDefinition<&str, u64> = TableDefinition::new("stats");
 /// name → value: facts about the store itself (v5). `"blob_store"`: where the blobs of this
 /// metadata live (JSON `StoreIdentity`), checked against the configuration at every open.
 pub const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
+/// (digest, repository, manifest digest) → (): references a cached (mirrored) manifest revision
+/// makes to content not stored yet (v6). A mirror records an upstream manifest before its blobs
+/// are fetched; such a reference is counted on the blob's row when that row is created
+/// (`blobs::touch`), and dropped here instead of uncounted if the revision goes first.
+pub const DEFERRED_REFS: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("deferred_refs");
+/// (repository, tag) → when the cached tag was last confirmed upstream (unix seconds; v6).
+pub const MIRROR_TAGS: TableDefinition<(&str, &str), u64> = TableDefinition::new("mirror_tags");
+/// (repository, digest) → when a client last pulled this cached manifest or blob (unix
+/// seconds; v6): the order in which a mirror over its size budget evicts.
+pub const MIRROR_PULLS: TableDefinition<(&str, &str), u64> = TableDefinition::new("mirror_pulls");

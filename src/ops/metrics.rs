@@ -63,6 +63,7 @@ pub struct Metrics {
     pub replicated_manifests: Family<ReplicationLabels, Counter>,
     pub replication_errors: Family<ReplicationLabels, Counter>,
     pub replication_pending: Family<TargetLabels, Gauge>,
+    pub mirror: crate::mirror::metrics::MirrorMetrics,
 }
 
 fn build() -> Metrics {
@@ -88,8 +89,10 @@ fn build() -> Metrics {
         replicated_manifests: Family::default(),
         replication_errors: Family::default(),
         replication_pending: Family::default(),
+        mirror: Default::default(),
         registry: prometheus_client::registry::Registry::default(),
     };
+    m.mirror.register(&mut r);
     r.register(
         "http_requests",
         "HTTP requests by method, route and status",

@@ -9,7 +9,8 @@ use crate::error::{Code, Error, Result};
 use crate::events::Target;
 use crate::manifest::{self, Parsed};
 use crate::meta::{
-    ManifestRecord, WriteTables, blobs, manifests, now_secs, referrers, repos, tags,
+    ManifestRecord, WriteTables, blobs, deferred, manifests, mirror, now_secs, referrers, repos,
+    tags,
 };
 use crate::names::{Reference, RepoName};
 
@@ -130,7 +131,7 @@ impl Registry {
             r.store().publish_staged(&digest, staged, &body, recorded)?;
             let size = body.len() as u64;
             let committed = r.meta().commit(|t| {
-                record_manifest(t, &repo, &reference, &digest, &parsed, size)?;
+                record_manifest(t, &repo, &reference, &digest, &parsed, size, Origin::Pushed)?;
                 r.queue_event(t, "push", |base| {
                     manifest_target(base, &repo, &reference, &digest, &parsed.media_type, size)
                 })
@@ -310,16 +311,29 @@ pub(crate) fn manifest_target(
     }
 }
 
+/// Where a revision being recorded comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Pushed by a client: every blob and child manifest it names must be in the repository.
+    Pushed,
+    /// Fetched from a mirror's upstream: what it names is fetched when pulled, so references
+    /// to content not stored yet are deferred (`meta::deferred`).
+    Cached,
+}
+
 /// Records a manifest revision (counting its references if new) and points the tag at it.
-fn record_manifest(
+pub(crate) fn record_manifest(
     t: &mut WriteTables<'_>,
     repo: &str,
     reference: &Reference,
     digest: &Digest,
     parsed: &Parsed,
     size: u64,
+    origin: Origin,
 ) -> Result<()> {
-    check_references(&t.repo_blobs, &t.manifests, repo, parsed)?;
+    if origin == Origin::Pushed {
+        check_references(&t.repo_blobs, &t.manifests, repo, parsed)?;
+    }
     let d = digest.to_string();
     repos::ensure(t, repo)?;
     if manifests::get(&t.manifests, repo, &d)?.is_none() {
@@ -337,7 +351,11 @@ fn record_manifest(
         blobs::touch(t, &d, size)?;
         blobs::add_ref(t, &d, 1)?;
         for r in rec.blobs.iter().chain(&rec.manifests) {
-            blobs::add_ref(t, r, 1)?;
+            if origin == Origin::Cached && blobs::get(&t.blobs, r)?.is_none() {
+                deferred::defer(t, r, repo, &d)?;
+            } else {
+                blobs::add_ref(t, r, 1)?;
+            }
         }
         if let Some(s) = &rec.subject {
             referrers::add(t, repo, s, &d)?;
@@ -374,7 +392,10 @@ pub(crate) fn remove_revision(
     }
     blobs::add_ref(t, digest, -1)?;
     for r in rec.blobs.iter().chain(&rec.manifests) {
-        blobs::add_ref(t, r, -1)?;
+        if !deferred::remove(t, r, repo, digest)? {
+            blobs::add_ref(t, r, -1)?;
+        }
     }
+    mirror::forget_pulled(t, repo, digest)?;
     Ok(Some(()))
 }

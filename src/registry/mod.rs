@@ -4,6 +4,7 @@
 
 mod blobs;
 mod cache;
+mod cached;
 mod listing;
 mod locks;
 mod manifests;

@@ -187,8 +187,13 @@ pub fn host_of(url: &str) -> Option<&str> {
 
 impl ReplicationConfig {
     /// Checks names are unique and non-empty, URLs and credentials usable, patterns given,
-    /// and that no webhook endpoint's queue is named like a target's (`replication:<name>`).
-    pub fn validate(&self, webhooks: &[crate::config::EndpointConfig]) -> Result<(), String> {
+    /// that no webhook endpoint's queue is named like a target's (`replication:<name>`), and
+    /// that no pull source writes into a mirror's prefix (the cache's content, evicted at will).
+    pub fn validate(
+        &self,
+        webhooks: &[crate::config::EndpointConfig],
+        mirrors: &[crate::mirror::config::MirrorConfig],
+    ) -> Result<(), String> {
         if let Some(e) = webhooks.iter().find(|e| e.name.starts_with("replication:")) {
             return Err(format!(
                 "notification endpoint {:?}: names starting with replication: are reserved",
@@ -218,8 +223,15 @@ impl ReplicationConfig {
                 return Err(format!("{what}: list the upstream repositories to copy"));
             }
             for r in &s.repositories {
-                crate::names::RepoName::parse(&format!("{}{r}", s.prefix))
-                    .map_err(|e| format!("{what}: {}{r}: {e}", s.prefix))?;
+                let local = format!("{}{r}", s.prefix);
+                crate::names::RepoName::parse(&local)
+                    .map_err(|e| format!("{what}: {local}: {e}"))?;
+                if let Some(m) = mirrors.iter().find(|m| local.starts_with(&m.prefix)) {
+                    return Err(format!(
+                        "{what}: {local} is under the prefix {:?} of mirror {:?}; choose another prefix",
+                        m.prefix, m.name
+                    ));
+                }
             }
         }
         Ok(())

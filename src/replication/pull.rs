@@ -78,7 +78,7 @@ async fn sync_tag(
     let up_to_date = |d: &Digest| current.as_deref() == Some(d.to_string().as_str());
     // A HEAD first: Docker Hub does not count it against the pull rate limit.
     let head = match current {
-        Some(_) => up.manifest_digest(&reference).await?,
+        Some(_) => up.manifest_digest(&reference).await?.flatten(),
         None => None,
     };
     let subjects = match head.filter(|d| up_to_date(d)) {

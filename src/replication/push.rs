@@ -150,7 +150,7 @@ async fn apply(
             let dst_ref = tag.unwrap_or(Reference::Digest(digest.clone()));
             // Already there (a registry holds a manifest only with everything it names): no
             // write, so two registries replicating to each other do not echo pushes forever.
-            if dst.manifest_digest(&dst_ref).await? == Some(digest.clone()) {
+            if dst.manifest_digest(&dst_ref).await?.flatten() == Some(digest.clone()) {
                 return Ok(Outcome::Skipped);
             }
             let ctx = Context {

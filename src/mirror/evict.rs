@@ -1,0 +1,133 @@
+//! The size budget of a mirror (`max_bytes`): when the content cached under its prefix
+//! outgrows it, the least recently pulled items go first — a manifest revision with its tags,
+//! or a repository's link to a blob — and a blob left with no reference and no link anywhere
+//! is deleted at once (the collector's protocol: row removed in a transaction that re-checks
+//! it, then the file under the digest's lock unless a writer recorded it again). Content a
+//! repository outside the mirror links or references is never freed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Mirror, metrics};
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::meta::{blobs, mirror};
+use crate::registry::Registry;
+
+/// Items evicted per transaction, at most.
+const BATCH: usize = 64;
+
+/// Bytes of the distinct blobs and manifests cached under `prefix`: linked to a repository
+/// there, a revision there, or named by one.
+fn usage(reg: &Registry, prefix: &str) -> Result<u64> {
+    reg.meta().read(|t| {
+        let mut digests = BTreeSet::new();
+        for item in t.repo_blobs.range::<(&str, &str)>((prefix, "")..)? {
+            let (k, _) = item?;
+            let (repo, d) = k.value();
+            if !repo.starts_with(prefix) {
+                break;
+            }
+            digests.insert(d.to_string());
+        }
+        for item in t.manifests.range::<(&str, &str)>((prefix, "")..)? {
+            let (k, v) = item?;
+            let (repo, d) = k.value();
+            if !repo.starts_with(prefix) {
+                break;
+            }
+            digests.insert(d.to_string());
+            let rec: crate::meta::ManifestRecord = serde_json::from_slice(v.value())?;
+            digests.extend(rec.blobs.into_iter().chain(rec.manifests));
+        }
+        let mut total = 0;
+        for d in &digests {
+            total += blobs::get(&t.blobs, d)?.map_or(0, |r| r.size);
+        }
+        Ok(total)
+    })
+}
+
+/// Evicts from `m` until its cached bytes fit its budget; updates the gauge.
+pub async fn keep_budget(reg: &Registry, m: &Mirror) -> Result<()> {
+    let (reg, prefix, max, name) = (
+        reg.clone(),
+        m.cfg.prefix.clone(),
+        m.cfg.max_bytes,
+        m.cfg.name.clone(),
+    );
+    tokio::task::spawn_blocking(move || evict(&reg, &prefix, max, &name))
+        .await
+        .map_err(|e| crate::error::Error::internal("eviction task", e))?
+}
+
+fn evict(reg: &Registry, prefix: &str, max: u64, name: &str) -> Result<()> {
+    let mut used = usage(reg, prefix)?;
+    if max > 0 && used > max {
+        let mut order = reg
+            .meta()
+            .read(|t| mirror::pulls_under(&t.mirror_pulls, prefix))?;
+        order.sort_by_key(|(_, _, at)| *at);
+        let mut rest = &order[..];
+        while used > max && !rest.is_empty() {
+            // As many of the least recently pulled as their own sizes say must go (at least
+            // one): an item frees at most its own bytes, plus what only it kept.
+            let sizes = reg.meta().read(|t| {
+                let mut sizes = Vec::new();
+                for (_, d, _) in rest.iter().take(BATCH) {
+                    sizes.push(blobs::get(&t.blobs, d)?.map_or(0, |r| r.size));
+                }
+                Ok(sizes)
+            })?;
+            let (mut take, mut estimate) = (0, 0);
+            while take < sizes.len() && (take == 0 || used.saturating_sub(estimate) > max) {
+                estimate += sizes[take];
+                take += 1;
+            }
+            let (batch, later) = rest.split_at(take);
+            rest = later;
+            let (evicted, freed) = evict_batch(reg, batch)?;
+            metrics::evicted(name, evicted);
+            for chunk in freed.chunks(100) {
+                crate::gc::blobs::remove_unless_recorded(reg, chunk)?;
+            }
+            used = usage(reg, prefix)?;
+        }
+    }
+    metrics::cached_bytes(name, used);
+    Ok(())
+}
+
+/// Evicts `batch` in one transaction; returns how many items went and the blobs whose rows
+/// were removed (their files are deleted after the commit).
+fn evict_batch(reg: &Registry, batch: &[(String, String, u64)]) -> Result<(u64, Vec<Digest>)> {
+    reg.meta().write(|t| {
+        let mut evicted = 0;
+        // Blobs that may have lost their last reference or link.
+        let mut touched: BTreeMap<String, ()> = BTreeMap::new();
+        for (repo, d, _) in batch {
+            if let Some(rec) = crate::meta::manifests::get(&t.manifests, repo, d)? {
+                crate::registry::remove_revision(t, repo, d)?;
+                touched.insert(d.clone(), ());
+                for r in rec.blobs.iter().chain(&rec.manifests) {
+                    touched.insert(r.clone(), ());
+                }
+                evicted += 1;
+            } else if blobs::unlink(t, repo, d)? {
+                touched.insert(d.clone(), ());
+                evicted += 1;
+            }
+            mirror::forget_pulled(t, repo, d)?;
+        }
+        let mut freed = Vec::new();
+        for d in touched.keys() {
+            let Some(row) = blobs::get(&t.blobs, d)? else {
+                continue;
+            };
+            if row.refs == 0 && blobs::links_of(&t.blob_links, d)?.is_empty() {
+                blobs::remove(t, d)?;
+                freed.push(d.parse::<Digest>()?);
+            }
+        }
+        Ok((evicted, freed))
+    })
+}
