@@ -265,6 +265,51 @@ async fn a_target_behind_token_auth_gets_pushes_with_the_configured_credentials_
     assert!(message.contains("authentication"), "{message}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_cached_by_a_mirror_is_not_replicated() {
+    let (du, da, db) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (_u, u) = spawn_kura_guarded(du.path(), &[]);
+    let upstream = push_image(&u, "library/x", "upstream", Some("v1")).await;
+    let (_b, b) = spawn_kura_guarded(db.path(), &[]);
+    let toml = format!(
+        "[[mirrors]]\nname = \"up\"\nprefix = \"mirror/\"\nupstream = \"{u}\"\n\
+         [[replication.push]]\nname = \"dr\"\nurl = \"{b}\"\nbackoff = \"100ms\"\n"
+    );
+    let cfg = config_file(da.path(), &toml);
+    let (_a, a) = spawn_kura_guarded(da.path(), &["--config", &cfg]);
+    // Cached through the mirror, then a push: events are applied in order, so had the cached
+    // manifest been queued it would be at B before the push.
+    let r = http()
+        .get(format!("{a}/v2/mirror/library/x/manifests/v1"))
+        .header("Accept", IMAGE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cached = r.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(cached, upstream.0.to_string());
+    assert_eq!(
+        tags(&a, "mirror/library/x").await,
+        ["v1"],
+        "cached in A's tables"
+    );
+    let pushed = push_image(&a, "team/app", "pushed", Some("v1")).await;
+    let got = wait_for(30, "the push at B", || {
+        manifest_digest(&b, "team/app", "v1")
+    })
+    .await;
+    assert_eq!(got, pushed.0.to_string());
+    assert_eq!(manifest_digest(&b, "mirror/library/x", "v1").await, None);
+    assert_eq!(status(&a).await["push"][0]["replicated"], 1);
+}
+
 #[test]
 fn config_check_prints_replication_with_secrets_masked_and_refuses_unsafe_settings() {
     let dir = tempfile::tempdir().unwrap();
