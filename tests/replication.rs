@@ -162,6 +162,16 @@ async fn a_target_that_was_down_catches_up_and_the_status_shows_its_error() {
         "{out}"
     );
     assert!(out.contains("last error at "), "{out}");
+    let metrics = http().get(format!("{a}/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("kura_replication_pending{target=\"dr\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kura_replication_errors_total{direction=\"push\",name=\"dr\"}"),
+        "{metrics}"
+    );
     let (_b, _) = spawn_at(db.path(), &b_addr, None);
     for (tag, d) in [("one", &one.0), ("two", &two.0)] {
         let got = wait_for(30, "the image at the target", || {
