@@ -78,6 +78,7 @@ pub async fn run(
                     backoff = t.backoff;
                     if !dequeue(&registry, &queue, seq).await {
                         tracing::error!(target: "kura::replication", target_name = %t.name, seq, "replicated event not dequeued; it will be applied again");
+                        tokio::time::sleep(t.max_backoff.min(Duration::from_secs(5))).await;
                         break;
                     }
                 }
