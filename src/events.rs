@@ -2,7 +2,7 @@
 //! is built from. Events of writes are queued by `registry` in the transaction of the change
 //! they report (the outbox, `registry/outbox.rs`); `ops::notify` delivers them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What an event is about.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -86,5 +86,37 @@ impl EventContext {
     /// The event `action` of `target` caused by this request, stamped now.
     pub fn event(&self, action: &str, target: Target) -> Event {
         Event::new(action, target, self.request.clone(), self.actor.clone())
+    }
+}
+
+/// The media type of blob events' targets (manifest events carry the manifest's, or none).
+pub const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// What a replication target is told of a write (`replication::push`): a manifest pushed (by
+/// tag or digest) or deleted (a tag, or a revision by digest). Blob events are not replicated:
+/// a manifest's push carries its blobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationEvent {
+    /// `push` or `delete`.
+    pub action: String,
+    pub repository: String,
+    /// The manifest's digest; empty for a tag delete.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl ReplicationEvent {
+    /// The replication event of write event `ev`, if it is a manifest push or delete.
+    pub fn of(ev: &Event) -> Option<ReplicationEvent> {
+        let wanted = matches!(ev.action.as_str(), "push" | "delete")
+            && ev.target.media_type != BLOB_MEDIA_TYPE;
+        wanted.then(|| ReplicationEvent {
+            action: ev.action.clone(),
+            repository: ev.target.repository.clone(),
+            digest: ev.target.digest.clone(),
+            tag: ev.target.tag.clone(),
+        })
     }
 }

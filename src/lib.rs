@@ -20,5 +20,6 @@ pub mod mirror;
 pub mod names;
 pub mod ops;
 pub mod registry;
+pub mod replication;
 pub mod server;
 pub mod store;

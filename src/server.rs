@@ -30,6 +30,8 @@ pub struct ServerOptions {
     pub metrics: bool,
     /// Webhook notifications, when configured.
     pub notifier: Option<crate::ops::notify::Notifier>,
+    /// Replication targets and sources, when configured (`GET /admin/replication`).
+    pub replication: Option<Arc<crate::replication::Replication>>,
     /// Authentication and access rules, when configured (`crate::auth`).
     pub auth: Option<Arc<Auth>>,
     /// TLS (rustls; HTTP/2 by ALPN), when configured; plain HTTP otherwise.
@@ -51,6 +53,7 @@ impl Default for ServerOptions {
             limits: LimitsConfig::default(),
             metrics: true,
             notifier: None,
+            replication: None,
             auth: None,
             tls: None,
             deletes: true,
@@ -83,6 +86,7 @@ pub fn build(
     let readiness = web::Data::new(health::Readiness::default());
     let with_metrics = opts.metrics;
     let notifier = opts.notifier.clone().map(web::Data::new);
+    let replication = opts.replication.clone().map(web::Data::from);
     let auth = opts.auth.clone().map(web::Data::from);
     let deletes = web::Data::new(api::Deletes(opts.deletes));
     let in_flight = web::Data::new(opts.in_flight.clone());
@@ -111,6 +115,10 @@ pub fn build(
         };
         let app = match &notifier {
             Some(n) => app.app_data(n.clone()),
+            None => app,
+        };
+        let app = match &replication {
+            Some(r) => app.app_data(r.clone()),
             None => app,
         };
         let app = match &auth {

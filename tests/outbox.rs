@@ -170,3 +170,36 @@ async fn a_failed_write_or_a_handle_without_request_queues_no_event() {
     w.put_blob(&app, &d, body(b"plain")).await.unwrap();
     assert_eq!(queued(&reg, "all").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_queues_get_only_manifest_pushes_and_deletes_of_matching_repositories() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let outbox = Outbox::new(Vec::new(), "x".into())
+        .with_replication(vec![("replication:dr".into(), vec!["team/*".into()])]);
+    reg.install_outbox(outbox).unwrap();
+    let w = reg.with_event(ctx());
+    let tag = Reference::parse("v1").unwrap();
+    let mut digests = Vec::new();
+    for repo in ["other/app", "team/app"] {
+        let repo = RepoName::parse(repo).unwrap();
+        let (config, layer) = (b"{}".to_vec(), format!("layer of {repo}").into_bytes());
+        let (cd, ld) = (Digest::sha256_of(&config), Digest::sha256_of(&layer));
+        w.put_blob(&repo, &cd, body(&config)).await.unwrap();
+        w.put_blob(&repo, &ld, body(&layer)).await.unwrap();
+        let m = manifest(&cd, config.len(), &ld, layer.len());
+        digests.push(Digest::sha256_of(&m));
+        w.put_manifest(&repo, &tag, None, Bytes::from(m))
+            .await
+            .unwrap();
+        w.delete_manifest(&repo, &tag).await.unwrap();
+        w.delete_blob(&repo, &ld).await.unwrap();
+    }
+    assert_eq!(
+        queued(&reg, "replication:dr"),
+        vec![
+            json!({"action": "push", "repository": "team/app", "digest": digests[1].to_string(), "tag": "v1"}),
+            json!({"action": "delete", "repository": "team/app", "tag": "v1"}),
+        ]
+    );
+}

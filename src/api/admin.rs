@@ -1,4 +1,5 @@
-//! Administration endpoints under `/admin/`: garbage collection and verification on demand.
+//! Administration endpoints under `/admin/`: garbage collection and verification on demand,
+//! the read-only switch, replication status and syncs.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -74,4 +75,37 @@ pub async fn read_only(
         ro.set(on);
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "read_only": ro.is_on() })))
+}
+
+fn replication(
+    rep: Option<web::Data<crate::replication::Replication>>,
+) -> Result<web::Data<crate::replication::Replication>> {
+    rep.ok_or_else(|| {
+        Error::new(Code::Unsupported, "no [replication] is configured")
+            .with_status(actix_web::http::StatusCode::NOT_FOUND)
+    })
+}
+
+/// `GET /admin/replication`: per push target and pull source, what is pending, the last
+/// success and the last error.
+pub async fn replication_status(
+    rep: Option<web::Data<crate::replication::Replication>>,
+) -> Result<HttpResponse> {
+    let rep = replication(rep)?;
+    let report = tokio::task::spawn_blocking(move || rep.report())
+        .await
+        .map_err(|e| Error::internal("replication status", e))??;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// `POST /admin/replication/sync?source=`: syncs every pull source (or one) now; replies with
+/// what each copied.
+pub async fn replication_sync(
+    req: HttpRequest,
+    rep: Option<web::Data<crate::replication::Replication>>,
+) -> Result<HttpResponse> {
+    let rep = replication(rep)?;
+    let only = super::query_param(&req, "source")?;
+    let results = rep.sync(only.as_deref()).await.map_err(bad)?;
+    Ok(HttpResponse::Ok().json(results))
 }

@@ -29,7 +29,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/gc", web::post().to(admin::gc))
             .route("/fsck", web::post().to(admin::fsck))
             .route("/read-only", web::get().to(admin::read_only))
-            .route("/read-only", web::post().to(admin::read_only)),
+            .route("/read-only", web::post().to(admin::read_only))
+            .route("/replication", web::get().to(admin::replication_status))
+            .route("/replication/sync", web::post().to(admin::replication_sync)),
     );
     cfg.service(
         web::scope("/v2")
@@ -86,13 +88,12 @@ fn client_id(req: &HttpRequest) -> String {
     }
 }
 
-/// The request context of a write's webhook event, when notifications are configured: the
-/// registry queues the event in the write's own transaction (`Registry::with_event`).
-fn event_context(req: &HttpRequest) -> Option<crate::events::EventContext> {
+/// The request context of a write's event: the registry queues the event in the write's own
+/// transaction (`Registry::with_event`).
+fn event_context(req: &HttpRequest) -> crate::events::EventContext {
     use actix_web::HttpMessage;
-    req.app_data::<web::Data<crate::ops::notify::Notifier>>()?;
     let info = req.connection_info();
-    Some(crate::events::EventContext {
+    crate::events::EventContext {
         request: crate::events::RequestInfo {
             id: uuid::Uuid::new_v4().to_string(),
             addr: req.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -107,12 +108,16 @@ fn event_context(req: &HttpRequest) -> Option<crate::events::EventContext> {
             .get::<crate::ops::access_log::User>()
             .map(|u| u.0.clone()),
         base_url: format!("{}://{}", info.scheme(), info.host()),
-    })
+    }
 }
 
-/// The registry handle a write of `req` goes through: it queues the write's event.
+/// The registry handle a write of `req` goes through: it queues the write's event when an
+/// outbox (webhooks, replication) is installed.
 fn writer(req: &HttpRequest, reg: &Registry) -> Registry {
-    reg.with_event(event_context(req))
+    match reg.outbox() {
+        Some(_) => reg.with_event(Some(event_context(req))),
+        None => reg.clone(),
+    }
 }
 
 /// Emits a pull's webhook event (best-effort, see `ops::notify`) when notifications are
@@ -121,10 +126,7 @@ fn notify_pull(req: &HttpRequest, target: impl FnOnce() -> crate::ops::notify::T
     let Some(n) = req.app_data::<web::Data<crate::ops::notify::Notifier>>() else {
         return;
     };
-    let Some(ctx) = event_context(req) else {
-        return;
-    };
-    n.emit(ctx.event("pull", target()));
+    n.emit(event_context(req).event("pull", target()));
 }
 
 /// The event target of blob `digest` of `repo`.

@@ -13,6 +13,7 @@ mod pull;
 mod push;
 mod serve;
 mod store_target;
+mod sync;
 mod tags;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,10 @@ pub enum Command {
     /// Copy a stopped registry's blobs to another blob store (e.g. a bucket), verified and
     /// resumable, then switch its configuration to it.
     MigrateStorage(migrate::MigrateArgs),
+    /// Copy the tags of the `[[replication.pull]]` sources into the store now (resumable).
+    Sync(sync::SyncArgs),
+    /// Replication status: pending events, last success and last error per target and source.
+    Replication(sync::ReplicationArgs),
     /// Push an OCI image layout or a `docker save` tarball to a registry.
     Push(push::PushArgs),
     /// Pull an image into an OCI image layout directory.
@@ -78,6 +83,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Gc(args) => gc::run(args),
         Command::Fsck(args) => fsck::run(args),
         Command::MigrateStorage(args) => migrate::run(args),
+        Command::Sync(args) => sync::run(args),
+        Command::Replication(args) => sync::replication(args),
         Command::Push(args) => push::run(args),
         Command::Pull(args) => pull::run(args),
         Command::Copy(args) => copy::run(args),

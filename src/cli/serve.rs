@@ -54,10 +54,24 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let addr_file = cfg.root.join(ADDR_FILE);
     rt.block_on(async {
-        if !cfg.notifications.endpoints.is_empty() {
-            let n = crate::ops::notify::Notifier::start(registry.clone(), cfg.notifications.endpoints.clone(), cfg.addr.clone())
+        // Webhooks and replication targets are endpoints of one outbox, written in the
+        // transaction of each change.
+        let outbox = if cfg.notifications.endpoints.is_empty() && cfg.replication.push.is_empty() {
+            None
+        } else {
+            let outbox = crate::registry::Outbox::new(cfg.notifications.endpoints.clone(), cfg.addr.clone())
+                .with_replication(crate::replication::outbox_queues(&cfg.replication));
+            Some(registry.install_outbox(outbox).map_err(std::io::Error::other)?)
+        };
+        if let (Some(outbox), false) = (&outbox, cfg.notifications.endpoints.is_empty()) {
+            let n = crate::ops::notify::Notifier::start(registry.clone(), outbox.clone())
                 .map_err(std::io::Error::other)?;
             opts.notifier = Some(n);
+        }
+        if !cfg.replication.push.is_empty() || !cfg.replication.pull.is_empty() {
+            let r = crate::replication::Replication::start(registry.clone(), &cfg.replication, outbox.as_deref())
+                .map_err(std::io::Error::other)?;
+            opts.replication = Some(r);
         }
         if !cfg.mirrors.is_empty() {
             let mirrors = crate::mirror::Mirrors::new(&cfg.mirrors).map_err(std::io::Error::other)?;

@@ -38,6 +38,16 @@ pub enum Target {
 impl StoreTarget {
     /// Opens the data directory, or finds the server that holds it.
     pub fn resolve(&self) -> Result<Target, super::CliError> {
+        self.resolve_inner(false)
+    }
+
+    /// `resolve`, creating the store when the data directory holds none yet (`kura sync`
+    /// seeding a new registry).
+    pub fn resolve_or_create(&self) -> Result<Target, super::CliError> {
+        self.resolve_inner(true)
+    }
+
+    fn resolve_inner(&self, create: bool) -> Result<Target, super::CliError> {
         if let Some(url) = &self.url {
             return Ok(Target::Remote(url.trim_end_matches('/').to_string()));
         }
@@ -50,7 +60,7 @@ impl StoreTarget {
             (None, Some(c)) => c.root.clone(),
             (None, None) => PathBuf::from("./kura-data"),
         };
-        if !root.join("meta.redb").exists() {
+        if !create && !root.join("meta.redb").exists() {
             return Err(format!("{} holds no kura store (no meta.redb)", root.display()).into());
         }
         // Without a config file, the blob store the metadata records (credentials for a
@@ -82,6 +92,24 @@ pub fn post_json<T: serde::de::DeserializeOwned>(
     url: &str,
     path: &str,
 ) -> Result<T, super::CliError> {
+    request_json(target, reqwest::Method::POST, url, path)
+}
+
+/// GETs `url` + `path` and decodes the JSON reply.
+pub fn get_json<T: serde::de::DeserializeOwned>(
+    target: &StoreTarget,
+    url: &str,
+    path: &str,
+) -> Result<T, super::CliError> {
+    request_json(target, reqwest::Method::GET, url, path)
+}
+
+fn request_json<T: serde::de::DeserializeOwned>(
+    target: &StoreTarget,
+    method: reqwest::Method,
+    url: &str,
+    path: &str,
+) -> Result<T, super::CliError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -92,7 +120,7 @@ pub fn post_json<T: serde::de::DeserializeOwned>(
     }
     let client = client.build()?;
     rt.block_on(async {
-        let mut req = client.post(format!("{url}{path}"));
+        let mut req = client.request(method, format!("{url}{path}"));
         if let Some(creds) = &target.creds {
             let (user, pass) = creds
                 .split_once(':')

@@ -8,7 +8,12 @@
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use reqwest::{Response, Url};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -53,6 +58,17 @@ pub enum BlobSource {
     Local(LocalBlob),
     /// Another repository (possibly on another registry): `kura copy`.
     Remote(Repo),
+    /// Any other store that streams a blob from an offset (kura's own, for replication).
+    Opener(Arc<dyn BlobOpener>),
+}
+
+/// A blob's bytes from `offset` on, as a stream.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+/// Opens blobs as streams from an offset.
+pub trait BlobOpener: Send + Sync {
+    /// Streams blob `digest` from byte `offset` to its end.
+    fn open(&self, digest: &Digest, offset: u64) -> BoxFuture<'static, Result<ByteStream>>;
 }
 
 /// What an upload did.
@@ -112,6 +128,10 @@ enum Stream {
         resp: Response,
         buf: Bytes,
         skip: u64,
+    },
+    Chunks {
+        stream: ByteStream,
+        buf: Bytes,
     },
 }
 
@@ -181,6 +201,10 @@ impl<'a> Reader<'a> {
                     skip,
                 })
             }
+            BlobSource::Opener(o) => Ok(Stream::Chunks {
+                stream: o.open(digest, offset).await?,
+                buf: Bytes::new(),
+            }),
         }
     }
 
@@ -251,6 +275,17 @@ impl<'a> Reader<'a> {
                         .map_err(|e| Error::http(format!("reading blob {}", self.digest), e))?
                     {
                         Some(c) => *buf = c,
+                        None => return Ok(false),
+                    }
+                }
+                let n = want.min(buf.len());
+                out.extend_from_slice(&buf.split_to(n));
+                Ok(true)
+            }
+            Stream::Chunks { stream, buf } => {
+                while buf.is_empty() {
+                    match stream.next().await {
+                        Some(c) => *buf = c?,
                         None => return Ok(false),
                     }
                 }

@@ -54,13 +54,49 @@ where
     }
 }
 
-async fn fetch_child(repo: Repo, desc: Descriptor) -> Result<Manifest> {
-    repo.get_manifest(&Reference::Digest(desc.digest()?)).await
+/// Where a copy reads an image from: a repository on a registry (`Repo`), or another store
+/// (kura's own, which replicates from it in process).
+pub trait ImageSource: Clone + Send + Sync + 'static {
+    /// The manifest `reference` names, its digest checked.
+    fn manifest(&self, reference: &Reference) -> impl Future<Output = Result<Manifest>> + Send;
+    /// The descriptors of the manifests whose subject is `digest`.
+    fn referrers(&self, digest: &Digest) -> impl Future<Output = Result<Vec<Descriptor>>> + Send;
+    /// Where blob bytes are read from.
+    fn blob_source(&self) -> BlobSource;
+    /// Repositories of `dst`'s registry that blobs may be mounted from (the source itself,
+    /// when both are on one registry).
+    fn mount_from(&self, dst: &Repo) -> Vec<RepoName>;
 }
 
-/// The graph under `root`, children fetched from `repo`.
-async fn remote_graph(repo: &Repo, root: Manifest) -> Result<Graph> {
-    walk(root, |d| fetch_child(repo.clone(), d)).await
+impl ImageSource for Repo {
+    fn manifest(&self, reference: &Reference) -> impl Future<Output = Result<Manifest>> + Send {
+        self.get_manifest(reference)
+    }
+
+    fn referrers(&self, digest: &Digest) -> impl Future<Output = Result<Vec<Descriptor>>> + Send {
+        Repo::referrers(self, digest)
+    }
+
+    fn blob_source(&self) -> BlobSource {
+        BlobSource::Remote(self.clone())
+    }
+
+    fn mount_from(&self, dst: &Repo) -> Vec<RepoName> {
+        if self.registry.name() == dst.registry.name() {
+            vec![self.name.clone()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+async fn fetch_child<S: ImageSource>(src: S, desc: Descriptor) -> Result<Manifest> {
+    src.manifest(&Reference::Digest(desc.digest()?)).await
+}
+
+/// The graph under `root`, children fetched from `src`.
+async fn remote_graph<S: ImageSource>(src: &S, root: Manifest) -> Result<Graph> {
+    walk(root, |d| fetch_child(src.clone(), d)).await
 }
 
 /// Pushes the non-root manifests of `graph` by digest, then its root under `reference`
@@ -211,7 +247,7 @@ pub async fn pull(
 }
 
 /// The graphs of every referrer of the manifests in `graph`, and of theirs, recursively.
-async fn referrer_graphs(src: &Repo, graph: &Graph) -> Result<Vec<Graph>> {
+async fn referrer_graphs<S: ImageSource>(src: &S, graph: &Graph) -> Result<Vec<Graph>> {
     let mut seen: HashSet<Digest> = graph.manifests.iter().map(|m| m.digest.clone()).collect();
     let mut subjects: Vec<Digest> = seen.iter().cloned().collect();
     let mut out = Vec::new();
@@ -236,15 +272,15 @@ async fn referrer_graphs(src: &Repo, graph: &Graph) -> Result<Vec<Graph>> {
 /// Copies `src_ref` of `src` to `dst` under `dst_ref` (by digest when `None`): every platform
 /// of an index, and with `referrers` every manifest whose subject is one of them. Blobs are
 /// mounted when both repositories are on one registry, streamed through otherwise.
-pub async fn copy(
+pub async fn copy<S: ImageSource>(
     ctx: &Context,
-    src: &Repo,
+    src: &S,
     src_ref: &Reference,
     dst: &Repo,
     dst_ref: Option<&Reference>,
     referrers: bool,
 ) -> Result<Manifest> {
-    let root = src.get_manifest(src_ref).await?;
+    let root = src.manifest(src_ref).await?;
     check_digest(dst_ref, &root)?;
     let graph = remote_graph(src, root).await?;
     let extra = if referrers {
@@ -263,16 +299,12 @@ pub async fn copy(
     }
     ctx.progress
         .start_total("copy", blobs.iter().map(|b| b.size).sum());
-    let mount: Arc<Vec<RepoName>> = Arc::new(if src.registry.name() == dst.registry.name() {
-        vec![src.name.clone()]
-    } else {
-        Vec::new()
-    });
+    let mount: Arc<Vec<RepoName>> = Arc::new(src.mount_from(dst));
+    let source = src.blob_source();
     parallel(ctx.jobs, blobs, |desc| {
-        let (src, dst, c, mount) = (src.clone(), dst.clone(), ctx.clone(), mount.clone());
+        let (source, dst, c, mount) = (source.clone(), dst.clone(), ctx.clone(), mount.clone());
         async move {
             let mut bar = c.progress.blob(&desc.digest, desc.size);
-            let source = BlobSource::Remote(src);
             let out = upload(&dst, &desc, &source, &mount, &c.opts, &mut bar).await?;
             let (action, extra) = uploaded_fields(&out);
             bar.done(action, extra);

@@ -42,6 +42,9 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub notifications: NotificationsConfig,
+    /// Replication to other registries (`[[replication.push]]`) and from them
+    /// (`[[replication.pull]]`).
+    pub replication: crate::replication::ReplicationConfig,
     /// Authentication and access rules (`[auth]`); off unless `htpasswd` or `[auth.token]`.
     pub auth: AuthConfig,
     /// TLS certificate and key (`[tls]`); plain HTTP without.
@@ -63,6 +66,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             notifications: NotificationsConfig::default(),
+            replication: Default::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             mirrors: Vec::new(),
@@ -463,6 +467,9 @@ impl Config {
         self.storage.validate().map_err(ConfigError::Invalid)?;
         self.auth.validate().map_err(ConfigError::Invalid)?;
         self.tls.validate().map_err(ConfigError::Invalid)?;
+        self.replication
+            .validate(&self.notifications.endpoints, &self.mirrors)
+            .map_err(ConfigError::Invalid)?;
         crate::mirror::config::validate_all(&self.mirrors).map_err(ConfigError::Invalid)?;
         let mut names = std::collections::BTreeSet::new();
         for e in &self.notifications.endpoints {
@@ -514,6 +521,7 @@ impl Config {
                 e.url.replace_range(scheme + 3..at, "********");
             }
         }
+        c.replication.mask();
         c.mirrors = c.mirrors.iter().map(|m| m.masked()).collect();
         // Passwords, token signing keys and TLS keys are only referenced by file path; a
         // realm URL with user info is the one inline place a credential could be.

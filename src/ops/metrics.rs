@@ -29,6 +29,19 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Labels of replication counters: `push` (to a target) or `pull` (from a source), and its name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicationLabels {
+    pub direction: String,
+    pub name: String,
+}
+
+/// Labels of the pending-events gauge: the push target.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub target: String,
+}
+
 /// Every metric kura exports.
 pub struct Metrics {
     registry: prometheus_client::registry::Registry,
@@ -47,6 +60,9 @@ pub struct Metrics {
     pub gc_bytes_freed: Counter,
     pub gc_duration: Histogram,
     pub commit_latency: Histogram,
+    pub replicated_manifests: Family<ReplicationLabels, Counter>,
+    pub replication_errors: Family<ReplicationLabels, Counter>,
+    pub replication_pending: Family<TargetLabels, Gauge>,
     pub mirror: crate::mirror::metrics::MirrorMetrics,
 }
 
@@ -70,6 +86,9 @@ fn build() -> Metrics {
         gc_bytes_freed: Counter::default(),
         gc_duration: Histogram::new(exponential_buckets(0.001, 3.0, 12)),
         commit_latency: Histogram::new(exponential_buckets(0.00005, 2.5, 14)),
+        replicated_manifests: Family::default(),
+        replication_errors: Family::default(),
+        replication_pending: Family::default(),
         mirror: Default::default(),
         registry: prometheus_client::registry::Registry::default(),
     };
@@ -145,6 +164,21 @@ fn build() -> Metrics {
         "Metadata write transaction commit latency",
         m.commit_latency.clone(),
     );
+    r.register(
+        "replication_manifests",
+        "Manifests replicated, to push targets and from pull sources",
+        m.replicated_manifests.clone(),
+    );
+    r.register(
+        "replication_errors",
+        "Failed replication attempts (push events, pull syncs)",
+        m.replication_errors.clone(),
+    );
+    r.register(
+        "replication_pending",
+        "Events queued for a push target, as of the last status read or dispatch",
+        m.replication_pending.clone(),
+    );
     Metrics { registry: r, ..m }
 }
 
@@ -165,6 +199,39 @@ pub fn record_gc(report: &GcReport) {
     m.gc_manifests_removed.inc_by(report.manifests_removed);
     m.gc_bytes_freed.inc_by(report.bytes_freed);
     m.gc_duration.observe(report.duration_ms as f64 / 1000.0);
+}
+
+fn replication_labels(direction: &str, name: &str) -> ReplicationLabels {
+    ReplicationLabels {
+        direction: direction.into(),
+        name: name.into(),
+    }
+}
+
+/// Records `n` manifests replicated by `direction` (`push`/`pull`) target or source `name`.
+pub fn record_replicated(direction: &str, name: &str, n: u64) {
+    global()
+        .replicated_manifests
+        .get_or_create(&replication_labels(direction, name))
+        .inc_by(n);
+}
+
+/// Records a failed replication attempt.
+pub fn record_replication_error(direction: &str, name: &str) {
+    global()
+        .replication_errors
+        .get_or_create(&replication_labels(direction, name))
+        .inc();
+}
+
+/// Sets the events pending for push target `target`.
+pub fn set_replication_pending(target: &str, n: u64) {
+    global()
+        .replication_pending
+        .get_or_create(&TargetLabels {
+            target: target.into(),
+        })
+        .set(n as i64);
 }
 
 /// Records one metadata commit's latency.

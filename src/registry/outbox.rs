@@ -1,7 +1,9 @@
-//! The outbox of webhook events: a write's event rows go into the `notifications` table in the
+//! The outbox of write events: a write's event rows go into the `notifications` table in the
 //! same metadata transaction as the change they report, so a 2xx implies a queued event, even
-//! across a crash. The dispatchers of `ops::notify` only read that table; they are woken once
-//! the transaction is durable.
+//! across a crash. Two kinds of endpoint read that table: webhooks (`ops::notify`, rows in
+//! Distribution's event format) and replication targets (`replication::push`, endpoint
+//! `replication:<name>`, a `ReplicationEvent` per manifest push or delete). Their dispatchers
+//! only read the table; they are woken once the transaction is durable.
 
 use std::sync::Arc;
 
@@ -10,14 +12,24 @@ use tokio::sync::Notify;
 use super::Registry;
 use crate::config::EndpointConfig;
 use crate::error::{Error, Result};
-use crate::events::{Event, EventContext, Source, Target};
+use crate::events::{Event, EventContext, ReplicationEvent, Source, Target};
 use crate::meta::{WriteTables, notifications};
 
 /// The configured endpoints, which events each wants, and the wake-up of each dispatcher.
 #[derive(Debug)]
 pub struct Outbox {
     endpoints: Vec<(EndpointConfig, Arc<Notify>)>,
+    replication: Vec<ReplicationQueue>,
     source: Source,
+}
+
+/// A replication target's queue: the endpoint its rows are kept under, the glob patterns of the
+/// repositories it wants (all when empty), and the wake-up of its dispatcher.
+#[derive(Debug)]
+pub struct ReplicationQueue {
+    pub endpoint: String,
+    pub repositories: Vec<String>,
+    pub wake: Arc<Notify>,
 }
 
 impl Outbox {
@@ -28,11 +40,31 @@ impl Outbox {
                 .into_iter()
                 .map(|e| (e, Arc::new(Notify::new())))
                 .collect(),
+            replication: Vec::new(),
             source: Source {
                 addr: source_addr,
                 instance_id: uuid::Uuid::new_v4().to_string(),
             },
         }
+    }
+
+    /// The outbox also queues manifest pushes and deletes for each of `queues`: (endpoint,
+    /// repository patterns).
+    pub fn with_replication(mut self, queues: Vec<(String, Vec<String>)>) -> Outbox {
+        self.replication = queues
+            .into_iter()
+            .map(|(endpoint, repositories)| ReplicationQueue {
+                endpoint,
+                repositories,
+                wake: Arc::new(Notify::new()),
+            })
+            .collect();
+        self
+    }
+
+    /// The replication queue kept under `endpoint`.
+    pub fn replication_queue(&self, endpoint: &str) -> Option<&ReplicationQueue> {
+        self.replication.iter().find(|q| q.endpoint == endpoint)
     }
 
     /// Each endpoint with the `Notify` its dispatcher waits on.
@@ -50,6 +82,19 @@ impl Outbox {
             }
             notifications::push(t, &e.name, json.as_deref().expect("set above"))?;
         }
+        let Some(rep) = ReplicationEvent::of(&ev) else {
+            return Ok(());
+        };
+        let mut json = None;
+        for q in &self.replication {
+            if !crate::replication::config::matches_any(&q.repositories, &rep.repository) {
+                continue;
+            }
+            if json.is_none() {
+                json = Some(serde_json::to_vec(&rep).map_err(|e| Error::internal("event", e))?);
+            }
+            notifications::push(t, &q.endpoint, json.as_deref().expect("set above"))?;
+        }
         Ok(())
     }
 
@@ -57,6 +102,9 @@ impl Outbox {
     pub fn wake(&self) {
         for (_, n) in &self.endpoints {
             n.notify_one();
+        }
+        for q in &self.replication {
+            q.wake.notify_one();
         }
     }
 }
@@ -120,7 +168,7 @@ impl Registry {
 /// The event target of blob `digest` of `repo`, addressed under `base`.
 pub(super) fn blob_target(base: &str, repo: &str, digest: &str, size: u64) -> Target {
     Target {
-        media_type: "application/octet-stream".into(),
+        media_type: crate::events::BLOB_MEDIA_TYPE.into(),
         size,
         digest: digest.to_string(),
         length: size,

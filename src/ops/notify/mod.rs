@@ -12,11 +12,11 @@
 
 mod dispatch;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::config::EndpointConfig;
 use crate::error::Result;
 use crate::registry::{Outbox, Registry};
 
@@ -29,14 +29,9 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Installs the outbox of `endpoints` in `registry` and starts one dispatcher per endpoint
-    /// and the pull-event writer on the current runtime.
-    pub fn start(
-        registry: Registry,
-        endpoints: Vec<EndpointConfig>,
-        source_addr: String,
-    ) -> Result<Notifier> {
-        let outbox = registry.install_outbox(Outbox::new(endpoints, source_addr))?;
+    /// Starts one dispatcher per webhook endpoint of `outbox` (installed in `registry`) and
+    /// the pull-event writer on the current runtime.
+    pub fn start(registry: Registry, outbox: Arc<Outbox>) -> Result<Notifier> {
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| crate::error::Error::internal("webhook client", e))?;
