@@ -230,3 +230,23 @@ fn base64_of(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upstream_token_is_replaced_by_a_new_one() {
+    let mut s = setup(Options::default(), |_| {}).await;
+    let a = Image::opaque("before", &[noise(10_000, 42)]);
+    let b = Image::opaque("after", &[noise(10_000, 43)]);
+    s.up.push(&a, "library/app", "v1").await;
+    s.up.push(&b, "library/app", "v2").await;
+    pull_exact(&s.mirror.base, REPO, "v1", &a).await;
+    // The upstream forgets its key (as after a key rotation): the mirror's token is now invalid.
+    s.up.restart_with_new_key();
+    pull_exact(&s.mirror.base, REPO, "v2", &b).await;
+    let tokens = s
+        .proxy
+        .seen()
+        .iter()
+        .filter(|r| r.target.starts_with("/auth/token"))
+        .count();
+    assert!(tokens >= 2, "a new token was fetched: {tokens}");
+}

@@ -136,6 +136,14 @@ impl Upstream {
         }
     }
 
+    /// Restarts it with a new token signing key: tokens issued before are refused.
+    pub fn restart_with_new_key(&mut self) {
+        self.kill();
+        let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        std::fs::write(self.dir.path().join("signing.pem"), key).unwrap();
+        self.restart();
+    }
+
     /// Starts it again over the same data, on the same port.
     pub fn restart(&mut self) {
         self.kill();
