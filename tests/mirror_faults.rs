@@ -323,3 +323,32 @@ async fn concurrent_pulls_of_a_blob_cut_mid_transfer_all_get_every_byte() {
     assert!(!resumed(&s.proxy, &layer).is_empty(), "{gets:#?}");
     assert_fsck_clean(&s.mirror.base).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_or_failing_upstream_serves_cached_tags_and_errors_for_the_rest() {
+    let s = setup(Options::default(), |spec| spec.tag_ttl = "1s".into()).await;
+    let img = Image::opaque("limited", &[noise(50_000, 18)]);
+    s.up.push(&img, "library/app", "v1").await;
+    s.up.push(&img, "library/other", "v1").await;
+    let m = &s.mirror.base;
+    pull_exact(m, REPO, "v1", &img).await;
+
+    for status in [429, 503] {
+        s.proxy.set_answer(Some(status));
+        tokio::time::sleep(Duration::from_millis(1500)).await; // past tag_ttl
+        let asked = answered(&s.proxy).len();
+        pull_exact(m, REPO, "v1", &img).await;
+        assert!(
+            answered(&s.proxy).len() > asked,
+            "{status}: the tag was revalidated"
+        );
+        let (code, _, _) = get_manifest(m, "docker.io/library/other", "v1").await;
+        assert!(
+            code >= 400 && code != 404,
+            "{status}: uncached answered {code}"
+        );
+    }
+    s.proxy.set_answer(None);
+    pull_exact(m, "docker.io/library/other", "v1", &img).await;
+    assert_fsck_clean(m).await;
+}

@@ -99,6 +99,8 @@ struct State {
     hold_done: AtomicBool,
     corrupt: AtomicBool,
     down: AtomicBool,
+    /// When non-zero, every registry request is answered with this status (not forwarded).
+    answer: std::sync::atomic::AtomicU16,
     held: tokio::sync::watch::Sender<bool>,
     released: tokio::sync::watch::Sender<bool>,
 }
@@ -135,6 +137,7 @@ impl Proxy {
             hold_done: AtomicBool::new(false),
             corrupt: AtomicBool::new(opts.corrupt_blob_gets),
             down: AtomicBool::new(false),
+            answer: std::sync::atomic::AtomicU16::new(0),
             held: tokio::sync::watch::channel(false).0,
             released: tokio::sync::watch::channel(false).0,
             opts,
@@ -189,6 +192,14 @@ impl Proxy {
     /// Goes down (every new connection is closed unanswered) or comes back.
     pub fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Answers every registry request with `status` (e.g. 429, 503) from now on, or forwards
+    /// them again (`None`).
+    pub fn set_answer(&self, status: Option<u16>) {
+        self.state
+            .answer
+            .store(status.unwrap_or(0), Ordering::SeqCst);
     }
 
     /// Waits (at most `limit`) until a download is held by `hold_first_blob_get_after`.
@@ -434,6 +445,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, st: Arc<State>) {
         return respond(&mut s, 401, &[("WWW-Authenticate", c)], body).await;
     }
 
+    let forced = st.answer.load(Ordering::SeqCst);
+    if forced != 0 {
+        let _ = tokio::io::copy(&mut (&mut s).take(remaining), &mut tokio::io::sink()).await;
+        seen.status = forced;
+        st.seen.lock().unwrap().push(seen);
+        let body =
+            br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"forced by the test proxy"}]}"#;
+        return respond(&mut s, forced, &[("Retry-After", "1".into())], body).await;
+    }
     let blob_get = method == "GET" && target.contains("/blobs/") && !target.contains("/uploads/");
     if let Some(other) = st.opts.hand_off_to.as_ref().filter(|_| blob_get) {
         seen.status = 307;
