@@ -356,3 +356,42 @@ async fn multi_platform_index_pulls_through_with_children_by_digest_and_media_ty
     assert_eq!(tags(m, repo).await, vec!["v1".to_string()]);
     assert_fsck_clean(m).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_and_range_requests_of_uncached_content_are_answered() {
+    let s = setup(Options::default(), |_| {}).await;
+    let img = Image::opaque("head", &[noise(50_000, 14)]);
+    s.up.push(&img, "library/app", "v1").await;
+    let (m, layer) = (&s.mirror.base, &img.blobs[1]);
+    for (path, len, digest) in [
+        (format!("blobs/{}", layer.0), layer.1.len(), &layer.0),
+        ("manifests/v1".to_string(), img.manifest.len(), &img.digest),
+    ] {
+        let r = client()
+            .head(format!("{m}/v2/{REPO}/{path}"))
+            .header("Accept", mirror_support::images::ACCEPT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "HEAD {path}");
+        assert_eq!(r.headers()["content-length"], len.to_string().as_str());
+        assert_eq!(
+            r.headers()["docker-content-digest"],
+            digest.to_string().as_str()
+        );
+    }
+    let other = &img.blobs[0];
+    let r = client()
+        .get(format!("{m}/v2/{REPO}/blobs/{}", other.0))
+        .header("Range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert!(
+        r.bytes().await.unwrap() == other.1[10..20],
+        "the range's bytes"
+    );
+    pull_exact(m, REPO, "v1", &img).await;
+    assert_fsck_clean(m).await;
+}
