@@ -250,3 +250,77 @@ async fn a_refused_upstream_token_is_replaced_by_a_new_one() {
         .count();
     assert!(tokens >= 2, "a new token was fetched: {tokens}");
 }
+
+/// An `[auth]` section for a mirror in `dir`: Basic users `hubpull` (may pull `docker.io/*`)
+/// and `libpull` (may pull `library/*`), kura's own tokens.
+fn mirror_access(dir: &std::path::Path) -> String {
+    let mut h = String::new();
+    for (u, p) in [("hubpull", "pw1"), ("libpull", "pw2")] {
+        let hash = bcrypt::hash(p, 4).unwrap().replacen("$2b$", "$2y$", 1);
+        h.push_str(&format!("{u}:{hash}\n"));
+    }
+    std::fs::write(dir.join("htpasswd"), h).unwrap();
+    format!(
+        "[auth]\nhtpasswd = {:?}\n[auth.token]\nservice = \"mirror\"\n\
+         [[auth.rules]]\nusers = [\"hubpull\"]\nrepositories = [\"docker.io/*\"]\nactions = [\"pull\"]\n\
+         [[auth.rules]]\nusers = [\"libpull\"]\nrepositories = [\"library/*\"]\nactions = [\"pull\"]\n",
+        dir.join("htpasswd").display().to_string()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_rules_and_token_scopes_of_ns_requests_name_the_local_repository() {
+    let s = setup(Options::default(), |_| {}).await;
+    let img = Image::opaque("authz", &[noise(30_000, 44)]);
+    s.up.push(&img, "library/app", "v1").await;
+    let spec = MirrorSpec::docker_io(&format!("http://{}", s.proxy.host));
+    let mirror = Mirror::try_start_with(&[spec], &[], mirror_access).unwrap();
+    let m = &mirror.base;
+    let paths = [
+        "/v2/library/app/manifests/v1?ns=docker.io".to_string(),
+        format!("/v2/library/app/blobs/{}?ns=docker.io", img.blobs[1].0),
+        format!("/v2/{REPO}/manifests/v1"),
+    ];
+    for (user, pass, allowed) in [("hubpull", "pw1", true), ("libpull", "pw2", false)] {
+        for path in &paths {
+            let r = common::client()
+                .get(format!("{m}{path}"))
+                .basic_auth(user, Some(pass))
+                .header("Accept", mirror_support::images::ACCEPT)
+                .send()
+                .await
+                .unwrap();
+            let want = if allowed { 200 } else { 403 };
+            assert_eq!(r.status(), want, "{user} GET {path}");
+        }
+    }
+    // containerd's token flow: the challenge names the local repository, and its token works.
+    let r = common::client()
+        .get(format!("{m}{}", paths[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let scope = format!("repository:{REPO}:pull");
+    assert!(challenge.contains(&scope), "{challenge}");
+    let r = common::client()
+        .get(format!("{m}/auth/token?service=mirror&scope={scope}"))
+        .basic_auth("hubpull", Some("pw1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token: serde_json::Value = r.json().await.unwrap();
+    let r = common::client()
+        .get(format!("{m}{}", paths[0]))
+        .bearer_auth(token["token"].as_str().unwrap())
+        .header("Accept", mirror_support::images::ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

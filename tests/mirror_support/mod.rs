@@ -246,8 +246,19 @@ impl Mirror {
 
     /// `try_start` with extra environment variables.
     pub fn try_start_env(specs: &[MirrorSpec], env: &[(&str, &str)]) -> Result<Mirror, String> {
+        Self::try_start_with(specs, env, |_| String::new())
+    }
+
+    /// `try_start_env` with more configuration: `extra` gets the mirror's directory and
+    /// returns TOML written before the `[[mirrors]]` tables (e.g. an `[auth]` section).
+    pub fn try_start_with(
+        specs: &[MirrorSpec],
+        env: &[(&str, &str)],
+        extra: impl FnOnce(&Path) -> String,
+    ) -> Result<Mirror, String> {
         let dir = tempfile::tempdir().unwrap();
-        let config: String = specs.iter().map(MirrorSpec::toml).collect();
+        let mut config = extra(dir.path());
+        config.extend(specs.iter().map(MirrorSpec::toml));
         std::fs::write(dir.path().join("kura.toml"), config).unwrap();
         std::fs::create_dir(dir.path().join("root")).unwrap();
         let (child, base) = try_serve_env(
