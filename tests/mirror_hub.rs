@@ -3,7 +3,8 @@
 //! (`HTTP_PROXY`, honoured by kura's HTTP client) that forwards to a local kura, so the Hub
 //! rules are exercised without the Internet: single names get `library/`, Docker daemons ask a
 //! whole-registry mirror for `library/<name>` without `?ns=`, containerd's `?ns=docker.io`
-//! finds a Hub mirror whatever its name.
+//! finds a Hub mirror whatever its name; and, as the Hub does, blob downloads redirected to a
+//! CDN (followed, resumed, without the Hub credentials).
 
 mod client_support;
 mod common;
@@ -141,4 +142,56 @@ async fn containerd_ns_docker_io_finds_a_hub_mirror_whatever_its_name() {
     // Stored under the mirror's prefix.
     pull_exact(m, "hub/library/alpine", "v1", &h.alpine).await;
     assert!(catalog(m).await.contains(&"hub/library/alpine".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_redirects_to_a_cdn_are_followed_and_resumed_without_the_upstream_credentials() {
+    // Docker Hub answers blob GETs with a 307 to its CDN: here a token-auth front (`front`)
+    // hands blob downloads off to an open one (`cdn`) over the same content.
+    let dir = tempfile::tempdir().unwrap();
+    let (_up, base) = spawn_kura_guarded(dir.path(), &[]);
+    let img = Image::opaque("cdn", &[noise(300_000, 52)]);
+    img.push(&base, "library/alpine", "v1", None).await;
+    let addr = base.trim_start_matches("http://").parse().unwrap();
+    let cut = Options {
+        cut_first_blob_get_after: Some(100_000),
+        ..Options::default()
+    };
+    let cdn = Proxy::start(addr, cut).await;
+    let auth = client_support::proxy::Auth::Bearer {
+        user: "hub-user".into(),
+        pass: "hub-token".into(),
+    };
+    let front = Proxy::start(
+        addr,
+        Options {
+            auth,
+            hand_off_to: Some(format!("http://{}", cdn.host)),
+            ..Options::default()
+        },
+    )
+    .await;
+    let mirror = Mirror::start(&[MirrorSpec {
+        username: "hub-user".into(),
+        password: "hub-token".into(),
+        ..MirrorSpec::docker_io(&format!("http://{}", front.host))
+    }]);
+
+    pull_exact(&mirror.base, "docker.io/library/alpine", "v1", &img).await;
+    let redirected: Vec<_> = front
+        .seen()
+        .into_iter()
+        .filter(|s| s.status == 307)
+        .collect();
+    assert!(redirected.len() >= img.blobs.len(), "{redirected:#?}");
+    let fetched = answered(&cdn);
+    assert!(
+        fetched.iter().any(|s| s.status == 206),
+        "the cut download was resumed: {fetched:#?}"
+    );
+    assert!(
+        fetched.iter().all(|s| s.authorization.is_none()),
+        "credentials went to the CDN: {fetched:#?}"
+    );
+    assert_fsck_clean(&mirror.base).await;
 }
