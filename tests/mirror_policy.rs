@@ -25,6 +25,9 @@ async fn tag_moved_upstream_is_seen_after_the_ttl_and_not_before() {
     let a = Image::opaque("a", &[noise(10_000, 20)]);
     let b = Image::opaque("b", &[noise(10_000, 21)]);
     s.up.push(&a, "library/app", "t").await;
+    // b's blobs are pushed now, so that moving the tag later is one quick manifest PUT.
+    s.up.push(&b, "library/app", "b").await;
+    let token = s.up.admin_token("library/app").await;
     let m = &s.mirror.base;
     let rev = |result| [("mirror", "docker.io"), ("result", result)];
 
@@ -50,19 +53,26 @@ async fn tag_moved_upstream_is_seen_after_the_ttl_and_not_before() {
     assert!(metric(m, "kura_mirror_revalidations_total", &rev("unchanged")).await >= 1.0);
 
     // Move the tag upstream: not seen before the TTL, seen after it.
-    s.up.push(&b, "library/app", "t").await;
+    b.push(&s.up.base, "library/app", "t", Some(&token)).await;
     let asked = answered(&s.proxy).len();
+    let within = revalidated_at.elapsed() + CLOCK_SLACK < TTL;
     let (status, digest, _) = get_manifest(m, REPO, "t").await;
-    assert_eq!(
-        (status, digest),
-        (200, a.digest.to_string()),
-        "within the TTL"
-    );
-    assert_eq!(
-        answered(&s.proxy).len(),
-        asked,
-        "no upstream request within the TTL"
-    );
+    if within {
+        assert_eq!(
+            (status, digest),
+            (200, a.digest.to_string()),
+            "within the TTL"
+        );
+        assert_eq!(
+            answered(&s.proxy).len(),
+            asked,
+            "no upstream request within the TTL"
+        );
+    } else {
+        eprintln!(
+            "this machine is too slow to check the tag within its TTL; checked after it only"
+        );
+    }
     let seen_at = loop {
         let (status, digest, _) = get_manifest(m, REPO, "t").await;
         assert_eq!(status, 200);
