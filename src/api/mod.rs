@@ -48,6 +48,13 @@ fn mirror_route(req: &HttpRequest, repo: &RepoName) -> Option<crate::mirror::Rou
 #[derive(Debug, Clone, Copy)]
 pub struct Deletes(pub bool);
 
+impl Deletes {
+    /// Whether deletes are allowed by the app's setting (allowed when it has none).
+    pub fn allowed(req: &HttpRequest) -> bool {
+        deletes_allowed(req).is_ok()
+    }
+}
+
 /// Refuses a manifest or blob `DELETE` with 405 `UNSUPPORTED` when deletes are switched off.
 fn deletes_allowed(req: &HttpRequest) -> Result<()> {
     match req.app_data::<web::Data<Deletes>>() {
@@ -88,7 +95,7 @@ fn client_id(req: &HttpRequest) -> String {
 
 /// The request context of a write's webhook event, when notifications are configured: the
 /// registry queues the event in the write's own transaction (`Registry::with_event`).
-fn event_context(req: &HttpRequest) -> Option<crate::events::EventContext> {
+pub(crate) fn event_context(req: &HttpRequest) -> Option<crate::events::EventContext> {
     use actix_web::HttpMessage;
     req.app_data::<web::Data<crate::ops::notify::Notifier>>()?;
     let info = req.connection_info();
