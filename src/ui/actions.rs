@@ -38,31 +38,33 @@ pub fn with_cookie(res: &mut HttpResponse, cookie: Option<String>) {
     }
 }
 
-fn confirm(
-    mut v: Viewer,
-    state: &UiState,
+/// Answers with confirmation page `page` (its `nav` filled in here, after the visitor has a
+/// session and so a CSRF token).
+fn confirm(mut v: Viewer, state: &UiState, mut page: ConfirmPage) -> HttpResponse {
+    let cookie = ensure_session(&mut v, state);
+    page.nav = Nav::of(&v);
+    let mut res = views::html(StatusCode::OK, &page);
+    with_cookie(&mut res, cookie);
+    res
+}
+
+/// A confirmation page posting `fields` to `action`.
+fn confirm_page(
     title: &str,
     text: String,
     action: &str,
     fields: Vec<(String, String)>,
-    button: &str,
-    cancel: String,
-) -> HttpResponse {
-    let cookie = ensure_session(&mut v, state);
-    let mut res = views::html(
-        StatusCode::OK,
-        &ConfirmPage {
-            nav: Nav::of(&v),
-            title: title.into(),
-            text,
-            action: action.into(),
-            fields,
-            button: button.into(),
-            cancel_href: cancel,
-        },
-    );
-    with_cookie(&mut res, cookie);
-    res
+    cancel_href: String,
+) -> ConfirmPage {
+    ConfirmPage {
+        nav: Nav::default(),
+        title: title.into(),
+        text,
+        action: action.into(),
+        fields,
+        button: title.into(),
+        cancel_href,
+    }
 }
 
 #[derive(Deserialize)]
@@ -112,12 +114,7 @@ pub async fn confirm_tag(
     confirm(
         v,
         &state,
-        "Delete tag",
-        text,
-        "/ui/delete-tag",
-        fields,
-        "Delete tag",
-        cancel,
+        confirm_page("Delete tag", text, "/ui/delete-tag", fields, cancel),
     )
 }
 
@@ -140,12 +137,13 @@ pub async fn confirm_manifest(
     confirm(
         v,
         &state,
-        "Delete manifest",
-        text,
-        "/ui/delete-manifest",
-        fields,
-        "Delete manifest",
-        cancel,
+        confirm_page(
+            "Delete manifest",
+            text,
+            "/ui/delete-manifest",
+            fields,
+            cancel,
+        ),
     )
 }
 
@@ -257,12 +255,7 @@ pub async fn confirm_gc(req: HttpRequest, state: web::Data<UiState>) -> HttpResp
     confirm(
         v,
         &state,
-        "Run garbage collection",
-        text,
-        "/ui/gc",
-        fields,
-        "Run GC",
-        "/ui/ops".into(),
+        confirm_page("Run GC", text, "/ui/gc", fields, "/ui/ops".into()),
     )
 }
 

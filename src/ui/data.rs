@@ -153,8 +153,11 @@ fn repo_row(t: &ReadTables, name: String) -> Result<RepoRow> {
     let mut size = Bounded::default();
     let mut last_push = 0;
     let mut seen = BTreeSet::new();
-    let mut read = 0usize;
-    for item in t.manifests.range::<(&str, &str)>((name.as_str(), "")..)? {
+    for (read, item) in t
+        .manifests
+        .range::<(&str, &str)>((name.as_str(), "")..)?
+        .enumerate()
+    {
         let (k, v) = item?;
         if k.value().0 != name {
             break;
@@ -163,7 +166,6 @@ fn repo_row(t: &ReadTables, name: String) -> Result<RepoRow> {
             size.more = true;
             break;
         }
-        read += 1;
         let Ok(rec) = serde_json::from_slice::<ManifestRecord>(v.value()) else {
             continue;
         };
