@@ -36,6 +36,12 @@ impl Viewer {
             Some(u) if auth.is_some() => Principal::User(u),
             _ => Principal::Anonymous,
         };
+        if let Principal::User(u) = &who {
+            // For the access log and the webhook events of the user's actions, as on the API.
+            use actix_web::HttpMessage;
+            req.extensions_mut()
+                .insert(crate::ops::access_log::User(u.clone()));
+        }
         Viewer {
             who,
             session,
