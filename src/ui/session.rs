@@ -6,7 +6,8 @@
 //! be forged without guessing an id. Sessions end after `TTL`, at logout, or when the process
 //! restarts. Visitors without a login get a session too (no user) when a page shows a form,
 //! so every action carries a CSRF token. At most `MAX` sessions are kept; beyond it, expired
-//! ones are dropped first, then the oldest.
+//! ones are dropped first, then the oldest of
+//! the visitors who never signed in, then the oldest.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -70,13 +71,17 @@ impl Sessions {
         if map.len() >= MAX {
             map.retain(|_, s| s.created.elapsed() < TTL);
         }
-        if map.len() >= MAX
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.created)
-                .map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
+        if map.len() >= MAX {
+            // Visitors who never signed in go first, so a flood of them signs nobody out.
+            let oldest = |anonymous_only: bool| {
+                map.iter()
+                    .filter(|(_, s)| !anonymous_only || s.user.is_none())
+                    .min_by_key(|(_, s)| s.created)
+                    .map(|(k, _)| k.clone())
+            };
+            if let Some(k) = oldest(true).or_else(|| oldest(false)) {
+                map.remove(&k);
+            }
         }
         map.insert(id.clone(), s.clone());
         (id, s)
@@ -149,6 +154,17 @@ mod tests {
         s.remove(&a);
         assert!(s.get(&a).is_none());
         assert!(s.get(&b).is_some());
+    }
+
+    #[test]
+    fn a_flood_of_anonymous_sessions_signs_nobody_out() {
+        let s = Sessions::default();
+        let (user, _) = s.create(Some("alice".into()));
+        for _ in 0..MAX + 10 {
+            s.create(None);
+        }
+        assert_eq!(s.len(), MAX);
+        assert!(s.get(&user).is_some());
     }
 
     #[test]
