@@ -1,8 +1,8 @@
 //! The web interface end to end: a real kura process with htpasswd users, a two-platform
 //! image pushed by skopeo, a signature-like referrer pushed over HTTP, then headless Chromium
-//! driven by Playwright (`tests/ui/e2e.mjs`) browsing, signing in and out, deleting a tag with
-//! confirmation, and checking that a pull-only user and a request without the CSRF token are
-//! refused. Screenshots of every page at desktop and phone widths go to
+//! driven by Playwright (`tests/ui/e2e.mjs`) browsing (JavaScript off), signing in and out,
+//! deleting a tag and a manifest with confirmation, a GC dry run and run, and checking that a
+//! pull-only user and a request without the CSRF token are refused. Screenshots of every page at desktop and phone widths go to
 //! `target/ui-screenshots/` (not committed).
 //!
 //! Needs `skopeo`, `node`, Debian's `chromium` (/usr/bin/chromium) and `npm install` in

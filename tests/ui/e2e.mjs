@@ -44,8 +44,8 @@ const browser = await chromium.launch({
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 try {
-  // --- admin ---
-  const ctx = await browser.newContext({ viewport: DESKTOP });
+  // --- admin, with JavaScript off: browsing and every action work without it ---
+  const ctx = await browser.newContext({ viewport: DESKTOP, javaScriptEnabled: false });
   const page = await ctx.newPage();
   const resp = await page.goto(`${base}/ui/`);
   check(page.url() === `${base}/ui/login`, 'anonymous visitor is sent to the sign-in page');
@@ -80,6 +80,7 @@ try {
   const plats = await v1.locator('td').nth(4).textContent();
   check(X.platforms.every((p) => plats.includes(p)), `platforms of v1 shown: ${plats}`);
   check((await v1.locator('input.copy').inputValue()).endsWith(`/${X.repo}:${X.keepTag}`), 'pull command shown');
+  check(!(await v1.locator('button.copybtn').isVisible()), 'without JS the pull command is a plain selectable field');
   await shoot(page, 'repo');
 
   // The index: platforms and the signature referrer.
@@ -122,6 +123,18 @@ try {
   const tags = (await api.json()).tags;
   check(JSON.stringify(tags) === JSON.stringify([X.keepTag]), `deleted tag gone from the API too: ${tags}`);
 
+  // Delete the signature manifest with confirmation: gone from the index's referrers and the API.
+  const sigUrl = `${base}/ui/manifest?name=${encodeURIComponent(X.repo)}&ref=${encodeURIComponent(X.signature)}`;
+  await page.goto(sigUrl);
+  await page.getByRole('link', { name: /Delete this manifest/ }).click();
+  check((await page.textContent('h1')).trim() === 'Delete manifest', 'manifest delete asks for confirmation');
+  await page.getByRole('button', { name: 'Delete manifest' }).click();
+  await page.waitForURL(repoUrl);
+  const refs = await page.request.get(`${base}/v2/${X.repo}/referrers/${X.index}`, { headers: { Authorization: basic(X.admin) } });
+  check((await refs.json()).manifests.length === 0, 'deleted signature gone from the referrers API');
+  await page.goto(`${base}/ui/manifest?name=${encodeURIComponent(X.repo)}&ref=${encodeURIComponent(X.index)}`);
+  check(await page.locator('section.refgroup').count() === 0, 'index page lists no referrer any more');
+
   // Operations and a GC dry run.
   await page.goto(`${base}/ui/ops`);
   check((await page.textContent('#read-only')).trim() === 'no', 'ops page shows read-only state');
@@ -131,6 +144,12 @@ try {
   check((await page.textContent('#gc-summary')).includes('would remove'), 'dry run says what it would remove');
   await page.goto(`${base}/ui/ops`);
   check((await page.textContent('#runs')).includes('dry run'), 'dry run listed among the last runs');
+  await page.getByRole('link', { name: /Run GC/ }).click();
+  check((await page.textContent('h1')).trim() === 'Run GC', 'GC asks for confirmation');
+  await page.getByRole('button', { name: 'Run GC' }).click();
+  check((await page.textContent('h1')).trim() === 'GC finished', 'GC ran');
+  await page.goto(`${base}/ui/ops`);
+  check((await page.textContent('#runs')).includes('collection'), 'the run is listed among the last runs');
 
   // Logout.
   await page.getByRole('button', { name: 'Sign out' }).click();
@@ -147,6 +166,7 @@ try {
   check(await rpage.locator(`tr[data-tag="${X.keepTag}"]`).count() === 1, 'reader sees the tag');
   check(await rpage.getByRole('link', { name: 'Delete tag' }).count() === 0, 'reader sees no delete button');
   check(await rpage.getByRole('link', { name: 'Operations' }).count() === 0, 'reader sees no operations link');
+  check(await rpage.locator(`tr[data-tag="${X.keepTag}"] button.copybtn`).isVisible(), 'with JS a Copy button joins the pull command');
   const csrf = await rpage.locator('form[action="/ui/logout"] input[name=csrf]').inputValue();
   const forgedGet = await rpage.request.get(`${base}/ui/delete-tag?name=${encodeURIComponent(X.repo)}&tag=${X.keepTag}`);
   check(forgedGet.status() === 403, `reader's confirmation page refused (${forgedGet.status()})`);
