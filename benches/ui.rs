@@ -19,6 +19,14 @@ const TAGS: usize = 10_000;
 const WARMUP: usize = 20;
 const SAMPLES: usize = 300;
 
+/// `REPOS`, `TAGS`, `SAMPLES`, or a smaller figure from `UI_BENCH_<NAME>` (for a smoke run).
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(format!("UI_BENCH_{name}"))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn stream(b: Bytes) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Unpin {
     futures_util::stream::iter(vec![Ok(b)])
 }
@@ -68,8 +76,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn measure(client: &reqwest::Client, url: &str, label: &str) {
-    let mut times = Vec::with_capacity(SAMPLES);
-    for i in 0..WARMUP + SAMPLES {
+    let samples = setting("SAMPLES", SAMPLES);
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..WARMUP + samples {
         let start = Instant::now();
         let r = client.get(url).send().await.unwrap();
         assert!(r.status().is_success(), "{url}: {}", r.status());
@@ -93,6 +102,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let (repos_n, tags_n) = (setting("REPOS", REPOS), setting("TAGS", TAGS));
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let reg = Registry::open(dir.path()).unwrap();
@@ -100,14 +110,14 @@ fn main() {
         let (digest, rec) = seed_image(&reg, &big).await;
         reg.meta()
             .write(|t| {
-                for i in 0..TAGS {
+                for i in 0..tags_n {
                     tags::set(t, big.as_str(), &format!("t{i:05}"), &digest)?;
                 }
                 Ok(())
             })
             .unwrap();
         // 100k repositories, each with one tagged revision of the same content.
-        for chunk in (0..REPOS).collect::<Vec<_>>().chunks(20_000) {
+        for chunk in (0..repos_n).collect::<Vec<_>>().chunks(20_000) {
             reg.meta()
                 .write(|t| {
                     for i in chunk {
@@ -125,14 +135,17 @@ fn main() {
         tokio::spawn(server);
         let base = format!("http://{addr}");
         let client = reqwest::Client::new();
-        println!("web UI pages, {REPOS} repositories, {TAGS} tags in bench/big, {SAMPLES} sequential requests each:");
-        measure(&client, &format!("{base}/ui/"), "repositories, first page of 100k").await;
+        println!(
+            "web UI pages, {repos_n} repositories, {tags_n} tags in bench/big, {} sequential requests each:",
+            setting("SAMPLES", SAMPLES)
+        );
+        measure(&client, &format!("{base}/ui/"), "repositories, first page").await;
         measure(&client, &format!("{base}/ui/?q=zzz"), "repositories, substring matching none").await;
-        measure(&client, &format!("{base}/ui/repo?name=bench/big"), "tags, first page of 10k").await;
+        measure(&client, &format!("{base}/ui/repo?name=bench/big"), "tags, first page").await;
         measure(
             &client,
             &format!("{base}/ui/repo?name=bench/big&last=t05000"),
-            "tags, page after t05000 of 10k",
+            "tags, page after t05000",
         )
         .await;
         handle.stop(true).await;
