@@ -23,3 +23,4 @@ pub mod registry;
 pub mod replication;
 pub mod server;
 pub mod store;
+pub mod ui;

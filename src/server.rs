@@ -42,6 +42,8 @@ pub struct ServerOptions {
     pub in_flight: crate::ops::in_flight::InFlight,
     /// The pull-through cache's mirrors, when configured (`[[mirrors]]`).
     pub mirrors: Option<Arc<crate::mirror::Mirrors>>,
+    /// Serve the web interface at `/ui/` (`[ui] enabled`).
+    pub ui: bool,
 }
 
 impl Default for ServerOptions {
@@ -59,6 +61,7 @@ impl Default for ServerOptions {
             deletes: true,
             in_flight: Default::default(),
             mirrors: None,
+            ui: true,
         }
     }
 }
@@ -91,6 +94,9 @@ pub fn build(
     let deletes = web::Data::new(api::Deletes(opts.deletes));
     let in_flight = web::Data::new(opts.in_flight.clone());
     let mirrors = opts.mirrors.clone().map(web::Data::from);
+    let ui = opts
+        .ui
+        .then(|| web::Data::new(crate::ui::UiState::new(opts.tls.is_some())));
     let mut server = HttpServer::new(move || {
         let app = App::new()
             .app_data(data.clone())
@@ -131,6 +137,10 @@ pub fn build(
             app.route("/metrics", web::get().to(metrics::handler))
         } else {
             app
+        };
+        let app = match &ui {
+            Some(u) => app.app_data(u.clone()).configure(crate::ui::configure),
+            None => app,
         };
         app.configure(api::configure)
     })

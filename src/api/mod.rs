@@ -50,6 +50,13 @@ fn mirror_route(req: &HttpRequest, repo: &RepoName) -> Option<crate::mirror::Rou
 #[derive(Debug, Clone, Copy)]
 pub struct Deletes(pub bool);
 
+impl Deletes {
+    /// Whether deletes are allowed by the app's setting (allowed when it has none).
+    pub fn allowed(req: &HttpRequest) -> bool {
+        deletes_allowed(req).is_ok()
+    }
+}
+
 /// Refuses a manifest or blob `DELETE` with 405 `UNSUPPORTED` when deletes are switched off.
 fn deletes_allowed(req: &HttpRequest) -> Result<()> {
     match req.app_data::<web::Data<Deletes>>() {
@@ -113,7 +120,7 @@ fn event_context(req: &HttpRequest) -> crate::events::EventContext {
 
 /// The registry handle a write of `req` goes through: it queues the write's event when an
 /// outbox (webhooks, replication) is installed.
-fn writer(req: &HttpRequest, reg: &Registry) -> Registry {
+pub(crate) fn writer(req: &HttpRequest, reg: &Registry) -> Registry {
     match reg.outbox() {
         Some(_) => reg.with_event(Some(event_context(req))),
         None => reg.clone(),

@@ -168,6 +168,9 @@ mod tests {
         let get = Method::GET;
         assert_eq!(need(&get, "/healthz"), None);
         assert_eq!(need(&get, "/auth/token"), None);
+        // The web interface decides access itself, with `Auth::authorize` (src/ui/access.rs).
+        assert_eq!(need(&get, "/ui/"), None);
+        assert_eq!(need(&Method::POST, "/ui/delete-tag"), None);
         assert_eq!(need(&get, "/v2/"), Some(Need::Login));
         assert_eq!(need(&get, "/v2"), Some(Need::Login));
         assert_eq!(need(&get, "/v2/_catalog"), Some(Need::Catalog));

@@ -43,6 +43,7 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         limits: cfg.limits.clone(),
         metrics: cfg.metrics.enabled && cfg.metrics.addr.is_none(),
         deletes: cfg.storage.delete,
+        ui: cfg.ui.enabled,
         ..ServerOptions::default()
     };
     opts.auth = crate::auth::Auth::from_config(&cfg.auth)?;

@@ -51,6 +51,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Upstream registries served as a pull-through cache (`[[mirrors]]`).
     pub mirrors: Vec<crate::mirror::MirrorConfig>,
+    /// The web interface at `/ui/` (`[ui]`).
+    pub ui: UiConfig,
 }
 
 impl Default for Config {
@@ -70,6 +72,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             mirrors: Vec::new(),
+            ui: UiConfig::default(),
         }
     }
 }
@@ -279,6 +282,20 @@ impl Default for LogConfig {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// The web interface (`[ui]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// Serve the web interface at `/ui/`.
+    pub enabled: bool,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig { enabled: true }
+    }
 }
 
 /// Prometheus metrics (`[metrics]`).

@@ -190,6 +190,7 @@ pub fn global() -> &'static Metrics {
 
 /// Records a finished garbage collection.
 pub fn record_gc(report: &GcReport) {
+    super::gc_history::record(report);
     if report.dry_run {
         return;
     }
