@@ -5,45 +5,12 @@
 
 mod common;
 
-use std::sync::Arc;
-
+use common::mirror::pair;
 use common::{TestServer, client, push_blob, push_image};
 use kura::digest::Digest;
-use kura::mirror::{MirrorConfig, Mirrors};
 use redb::ReadableTableMetadata;
 
 const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
-
-struct Pair {
-    upstream: TestServer,
-    mirror: TestServer,
-    mirrors: Arc<Mirrors>,
-}
-
-async fn pair(max_bytes: u64) -> Pair {
-    let upstream = TestServer::start().await;
-    let cfg = MirrorConfig {
-        name: "up".into(),
-        prefix: "up/".into(),
-        upstream: upstream.base.clone(),
-        max_bytes,
-        ..MirrorConfig::default()
-    };
-    let mirrors = Arc::new(Mirrors::new(&[cfg]).unwrap());
-    let mirror = TestServer::start_with_options(
-        None,
-        kura::server::ServerOptions {
-            mirrors: Some(mirrors.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
-    Pair {
-        upstream,
-        mirror,
-        mirrors,
-    }
-}
 
 async fn get(s: &TestServer, path: &str) -> reqwest::Response {
     client()

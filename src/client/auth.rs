@@ -391,7 +391,11 @@ impl AuthState {
                 let mut items = scope_items(&all);
                 // A token is good for what we asked; the registry decides what it grants.
                 items.extend(scope_items(scopes));
-                self.tokens.lock().expect("tokens lock").push(CachedToken {
+                let mut tokens = self.tokens.lock().expect("tokens lock");
+                // The token just refused (e.g. signed with a key the registry rotated) must not
+                // be found again before the new one.
+                tokens.retain(|t| used != Some(format!("Bearer {}", t.token).as_str()));
+                tokens.push(CachedToken {
                     items,
                     token,
                     expires: Instant::now() + ttl,

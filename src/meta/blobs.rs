@@ -177,6 +177,8 @@ pub fn link(t: &mut WriteTables<'_>, repo: &str, digest: &str) -> Result<()> {
 /// Stops `repo` serving `digest`; returns whether it did.
 pub fn unlink(t: &mut WriteTables<'_>, repo: &str, digest: &str) -> Result<bool> {
     t.blob_links.remove((digest, repo))?;
+    // A cached blob's last pull goes with its link.
+    t.mirror_pulls.remove((repo, digest))?;
     Ok(t.repo_blobs.remove((repo, digest))?.is_some())
 }
 

@@ -27,6 +27,8 @@ pub fn set(t: &mut WriteTables<'_>, repo: &str, tag: &str, digest: &str) -> Resu
 
 /// Removes `tag`; returns the digest it pointed to.
 pub fn remove(t: &mut WriteTables<'_>, repo: &str, tag: &str) -> Result<Option<String>> {
+    // A cached tag's confirmation time goes with it.
+    t.mirror_tags.remove((repo, tag))?;
     Ok(t.tags.remove((repo, tag))?.map(|v| v.value().to_string()))
 }
 

@@ -1,5 +1,5 @@
 //! The size budget of a mirror (`max_bytes`): when the content cached under its prefix
-//! outgrows it, the least recently pulled items go first — a manifest revision with its tags,
+//! outgrows it, the least recently pulled items go first, one at a time until it fits — a manifest revision with its tags,
 //! or a repository's link to a blob — and a blob left with no reference and no link anywhere
 //! is deleted at once (the collector's protocol: row removed in a transaction that re-checks
 //! it, then the file under the digest's lock unless a writer recorded it again). Content a
@@ -13,8 +13,8 @@ use crate::error::Result;
 use crate::meta::{blobs, mirror};
 use crate::registry::Registry;
 
-/// Items evicted per transaction, at most.
-const BATCH: usize = 64;
+/// Items evicted per upkeep pass, at most (each is one transaction and one measurement).
+const MAX_PER_PASS: usize = 10_000;
 
 /// Bytes of the distinct blobs and manifests cached under `prefix`: linked to a repository
 /// there, a revision there, or named by one.
@@ -67,30 +67,19 @@ fn evict(reg: &Registry, prefix: &str, max: u64, name: &str) -> Result<()> {
             .meta()
             .read(|t| mirror::pulls_under(&t.mirror_pulls, prefix))?;
         order.sort_by_key(|(_, _, at)| *at);
-        let mut rest = &order[..];
-        while used > max && !rest.is_empty() {
-            // As many of the least recently pulled as their own sizes say must go (at least
-            // one): an item frees at most its own bytes, plus what only it kept.
-            let sizes = reg.meta().read(|t| {
-                let mut sizes = Vec::new();
-                for (_, d, _) in rest.iter().take(BATCH) {
-                    sizes.push(blobs::get(&t.blobs, d)?.map_or(0, |r| r.size));
-                }
-                Ok(sizes)
-            })?;
-            let (mut take, mut estimate) = (0, 0);
-            while take < sizes.len() && (take == 0 || used.saturating_sub(estimate) > max) {
-                estimate += sizes[take];
-                take += 1;
-            }
-            let (batch, later) = rest.split_at(take);
-            rest = later;
-            let (evicted, freed) = evict_batch(reg, batch)?;
+        // One item at a time, measured after each: what an item frees depends on the rest
+        // (a blob link frees nothing while a cached manifest names the blob; a manifest frees
+        // the blobs only it kept), so no estimate taken beforehand is right both ways.
+        for item in order.iter().take(MAX_PER_PASS) {
+            let (evicted, freed) = evict_batch(reg, std::slice::from_ref(item))?;
             metrics::evicted(name, evicted);
             for chunk in freed.chunks(100) {
                 crate::gc::blobs::remove_unless_recorded(reg, chunk)?;
             }
             used = usage(reg, prefix)?;
+            if used <= max {
+                break;
+            }
         }
     }
     metrics::cached_bytes(name, used);

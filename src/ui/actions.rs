@@ -92,6 +92,16 @@ fn delete_refused(req: &HttpRequest, v: &Viewer, repo: &str) -> Option<HttpRespo
             "Deletes are disabled on this registry ([storage] delete = false).",
         ));
     }
+    // A mirrored repository is read-only, as in the API (`DENIED`).
+    let mirrors = req.app_data::<web::Data<crate::mirror::Mirrors>>();
+    if let Some(Err(e)) = mirrors.map(|m| m.refuse_write(repo)) {
+        return Some(views::message(
+            StatusCode::FORBIDDEN,
+            v,
+            "Refused",
+            &e.message,
+        ));
+    }
     None
 }
 
@@ -199,19 +209,10 @@ async fn delete(
             "Not a repository name, tag or digest.",
         );
     };
-    // The API's rules for writes: a mirrored repository is read-only (`DENIED`).
-    let refused = req
-        .app_data::<web::Data<crate::mirror::Mirrors>>()
-        .map_or(Ok(()), |m| m.refuse_write(repo.as_str()));
-    let deleted = match refused {
-        Ok(()) => {
-            crate::api::writer(&req, &reg)
-                .delete_manifest(&repo, &reference)
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    match deleted {
+    match crate::api::writer(&req, &reg)
+        .delete_manifest(&repo, &reference)
+        .await
+    {
         Ok(()) => {
             tracing::info!(user = v.user().unwrap_or("-"), repo = %repo, reference = ?form.tag.as_ref().or(form.digest.as_ref()), "deleted from the web UI");
             views::redirect(&format!("/ui/repo?name={}", q(repo.as_str())))

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod layout;
+pub mod mirror;
 pub mod s3;
 pub mod s3_ops;
 
