@@ -1,0 +1,488 @@
+//! `kura backup` / `kura restore` (issue 16): a consistent backup of a store that is serving
+//! pushes and collecting garbage, restored into a new root that fsck finds clean and that
+//! serves every image acknowledged before the backup byte for byte; incremental backups copy
+//! only new blobs; partial or damaged backups are refused; the collector leaves the files a
+//! running backup's snapshot names.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use kura::backup::{BackupReport, Event, RestoreReport};
+use kura::digest::Digest;
+use kura::names::RepoName;
+use kura::registry::Registry;
+
+/// An image pushed over HTTP: its manifest bytes and the bytes of every blob it names.
+#[derive(Clone)]
+struct Pushed {
+    repo: String,
+    tag: String,
+    manifest: Vec<u8>,
+    blobs: Vec<(Digest, Vec<u8>)>,
+}
+
+async fn put_blob(base: &str, repo: &str, data: &[u8]) -> Option<Digest> {
+    let d = Digest::sha256_of(data);
+    let r = client()
+        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"))
+        .body(data.to_vec())
+        .send()
+        .await
+        .ok()?;
+    (r.status() == 201).then_some(d)
+}
+
+/// Pushes a config and two unique layers of `size` bytes, tagged; `None` unless every
+/// request was acknowledged.
+async fn push(base: &str, repo: &str, tag: &str, seed: u64, size: usize) -> Option<Pushed> {
+    let config = format!("{{\"repo\":\"{repo}\",\"tag\":\"{tag}\",\"seed\":{seed}}}").into_bytes();
+    let layer = |n: u64| -> Vec<u8> {
+        let mut v = format!("{seed}/{n}/{}", uuid::Uuid::new_v4()).into_bytes();
+        v.resize(size, (seed as u8).wrapping_add(n as u8));
+        v
+    };
+    let mut blobs = vec![(put_blob(base, repo, &config).await?, config.clone())];
+    for n in 0..2 {
+        let l = layer(n);
+        blobs.push((put_blob(base, repo, &l).await?, l));
+    }
+    let ls: Vec<(Digest, usize)> = blobs[1..]
+        .iter()
+        .map(|(d, b)| (d.clone(), b.len()))
+        .collect();
+    let manifest = image_manifest(
+        &(blobs[0].0.clone(), config.len()),
+        &ls,
+        serde_json::json!({}),
+    );
+    let r = client()
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .ok()?;
+    (r.status() == 201).then(|| Pushed {
+        repo: repo.into(),
+        tag: tag.into(),
+        manifest,
+        blobs,
+    })
+}
+
+/// Pulls `p` by tag from `base` and asserts every byte is what was pushed.
+async fn assert_pulls_identical(base: &str, p: &Pushed) {
+    let r = client()
+        .get(format!("{base}/v2/{}/manifests/{}", p.repo, p.tag))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}:{}", p.repo, p.tag);
+    assert_eq!(r.bytes().await.unwrap(), p.manifest, "{}:{}", p.repo, p.tag);
+    for (d, bytes) in &p.blobs {
+        let r = client()
+            .get(format!("{base}/v2/{}/blobs/{d}", p.repo))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}@{d}", p.repo);
+        assert_eq!(r.bytes().await.unwrap(), bytes.as_slice(), "{}@{d}", p.repo);
+    }
+}
+
+/// Runs `kura <args>` (blocking) and returns its stdout; panics with stderr on failure.
+fn kura_ok(args: &[&str]) -> String {
+    let (ok, out, err) = kura_cmd(args);
+    assert!(ok, "kura {args:?} failed: {err}");
+    out
+}
+
+/// The report line (`"event":"done"`) of a `--json` run.
+fn done<T: serde::de::DeserializeOwned>(out: &str) -> T {
+    let line = out
+        .lines()
+        .find(|l| l.contains("\"event\":\"done\""))
+        .unwrap_or_else(|| panic!("no done event in {out}"));
+    serde_json::from_str(line).unwrap()
+}
+
+fn fsck_clean(root: &Path) {
+    let (ok, out, err) = kura_cmd(&["fsck", "--quiet", "--root", root.to_str().unwrap()]);
+    assert!(ok, "fsck of {} not clean: {out} {err}", root.display());
+}
+
+/// Stops a server with SIGTERM (a clean shutdown), bounded.
+fn stop(child: &mut KillOnDrop) {
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if child.0.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("kura did not stop on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_under_pushes_and_gc_restores_every_image_acknowledged_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, dest, restored) = (
+        dir.path().join("root"),
+        dir.path().join("bk"),
+        dir.path().join("new"),
+    );
+    let (mut server, base) =
+        spawn_kura_guarded_env(&root, &["--gc-interval", "0s"], &short_online_grace_env());
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    // The push loop: stable tags that stay, and a tag that moves (its old revisions and their
+    // layers are what the collector removes meanwhile).
+    let pusher = {
+        let (base, stop_flag) = (base.clone(), stop_flag.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..400u64 {
+                if stop_flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Some(p) = push(&base, "app", &format!("v{i}"), i, 48 * 1024).await {
+                    acked.push((Instant::now(), p));
+                }
+                let _ = push(&base, "churn", "latest", 10_000 + i, 16 * 1024).await;
+            }
+            acked
+        })
+    };
+    let collector = {
+        let (base, stop_flag) = (base.clone(), stop_flag.clone());
+        tokio::spawn(async move {
+            let mut runs = 0;
+            while !stop_flag.load(Ordering::SeqCst) && runs < 2000 {
+                let r = client()
+                    .post(format!("{base}/admin/gc?grace=2s&delete_untagged=true"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200, "{:?}", r.text().await);
+                runs += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            runs
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let started = Instant::now();
+    let args: Vec<String> = ["backup", "--json", "--root", root.to_str().unwrap()]
+        .into_iter()
+        .chain([dest.to_str().unwrap()])
+        .map(String::from)
+        .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        kura_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let report: BackupReport = done(&out);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_flag.store(true, Ordering::SeqCst);
+    let acked = pusher.await.unwrap();
+    let gc_runs = collector.await.unwrap();
+    stop(&mut server);
+    let before: Vec<&Pushed> = acked
+        .iter()
+        .filter(|(t, _)| *t < started)
+        .map(|(_, p)| p)
+        .collect();
+    assert!(
+        before.len() >= 5,
+        "only {} images before the backup",
+        before.len()
+    );
+    assert!(gc_runs >= 10, "the collector ran {gc_runs} times");
+    assert_eq!(
+        report.copied, report.blobs,
+        "a first backup copies every blob"
+    );
+    assert!(
+        out.lines()
+            .filter(|l| l.contains("\"event\":\"blob\""))
+            .count() as u64
+            == report.blobs
+    );
+
+    let out = kura_ok(&[
+        "restore",
+        "--json",
+        dest.to_str().unwrap(),
+        "--root",
+        restored.to_str().unwrap(),
+    ]);
+    let restored_report: RestoreReport = done(&out);
+    assert_eq!(restored_report.blobs, report.blobs);
+    fsck_clean(&restored);
+    let (_new, new_base) = spawn_kura_guarded(&restored, &["--gc-interval", "0s"]);
+    for p in &before {
+        assert_pulls_identical(&new_base, p).await;
+    }
+    // Whatever else the snapshot caught is exactly what was pushed too.
+    let tags: serde_json::Value = client()
+        .get(format!("{new_base}/v2/app/tags/list?n=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tags: Vec<&str> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(tags.len() >= before.len());
+    for (_, p) in acked.iter().filter(|(_, p)| tags.contains(&p.tag.as_str())) {
+        assert_pulls_identical(&new_base, p).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_backup_then_a_second_one_through_the_server_copies_only_new_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, dest) = (dir.path().join("root"), dir.path().join("bk"));
+    let (r, d) = (root.to_str().unwrap(), dest.to_str().unwrap());
+    let (mut server, base) = spawn_kura_guarded(&root, &["--gc-interval", "0s"]);
+    let mut images = Vec::new();
+    for i in 0..4 {
+        images.push(
+            push(&base, "inc", &format!("a{i}"), i, 8 * 1024)
+                .await
+                .unwrap(),
+        );
+    }
+    stop(&mut server);
+    // Offline: no server holds the store, so kura opens it itself.
+    let first: BackupReport = done(&kura_ok(&["backup", "--json", "--root", r, d]));
+    assert_eq!(
+        (first.blobs, first.copied, first.reused),
+        (16, 16, 0),
+        "4 x (config, 2 layers, manifest)"
+    );
+    let (_server, base) = spawn_kura_guarded(&root, &["--gc-interval", "0s"]);
+    for i in 4..6 {
+        images.push(
+            push(&base, "inc", &format!("a{i}"), i, 8 * 1024)
+                .await
+                .unwrap(),
+        );
+    }
+    // Online: the server holding the store (kura.addr) writes the backup.
+    let second: BackupReport = done(&kura_ok(&["backup", "--json", "--root", r, d]));
+    assert_eq!(
+        (second.blobs, second.copied, second.reused),
+        (24, 8, 16),
+        "only the 2 new images' blobs"
+    );
+    assert_ne!(first.id, second.id);
+    let metas = std::fs::read_dir(&dest)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("meta-")
+        })
+        .count();
+    assert_eq!(
+        metas, 1,
+        "the previous snapshot is dropped once the new one is complete"
+    );
+    let third: BackupReport = done(&kura_ok(&["backup", "--json", "--root", r, d]));
+    assert_eq!((third.copied, third.reused), (0, 24));
+
+    let restored = dir.path().join("new");
+    kura_ok(&["restore", d, "--root", restored.to_str().unwrap()]);
+    fsck_clean(&restored);
+    let (_new, new_base) = spawn_kura_guarded(&restored, &["--gc-interval", "0s"]);
+    for p in &images {
+        assert_pulls_identical(&new_base, p).await;
+    }
+}
+
+/// A backup with its blobs written but no manifest yet: what an interrupted one leaves.
+fn backup_dir_of(dir: &Path) -> (std::path::PathBuf, BackupReport) {
+    let root = dir.join("root");
+    let reg = Registry::open(&root).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for i in 0..3u8 {
+        let data = vec![i; 4096];
+        let d = Digest::sha256_of(&data);
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data))]);
+        rt.block_on(reg.put_blob(&RepoName::parse("r").unwrap(), &d, body))
+            .unwrap();
+    }
+    let dest = dir.join("bk");
+    let report = kura::backup::backup(&reg, &dest, &|_| {}).unwrap();
+    (dest, report)
+}
+
+fn restore_refused(src: &Path, root: &Path, why: &str) {
+    let (ok, _, err) = kura_cmd(&[
+        "restore",
+        src.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    assert!(!ok, "restore of {} succeeded", src.display());
+    assert!(err.contains(why), "expected {why:?} in {err}");
+    assert!(
+        !root.join("meta.redb").exists(),
+        "a refused restore left a store behind"
+    );
+}
+
+#[test]
+fn restore_refuses_a_partial_or_damaged_backup_and_a_non_empty_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dest, report) = backup_dir_of(dir.path());
+    let target = dir.path().join("target");
+    // Interrupted: the completion marker was never written.
+    let manifest = std::fs::read(dest.join("backup.json")).unwrap();
+    std::fs::remove_file(dest.join("backup.json")).unwrap();
+    restore_refused(&dest, &target, "holds no complete backup");
+    std::fs::write(dest.join("backup.json"), &manifest).unwrap();
+    // A corrupt blob, then a missing one.
+    let blob = std::fs::read_dir(dest.join("blobs/sha256"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let good = std::fs::read(&blob).unwrap();
+    let mut bad = good.clone();
+    bad[100] ^= 1;
+    std::fs::write(&blob, &bad).unwrap();
+    restore_refused(&dest, &target, "1 blob(s) missing or corrupt");
+    std::fs::remove_file(&blob).unwrap();
+    restore_refused(&dest, &target, "missing from the backup");
+    std::fs::write(&blob, &good).unwrap();
+    // Into a root that holds something.
+    let busy = dir.path().join("busy");
+    std::fs::create_dir_all(&busy).unwrap();
+    std::fs::write(busy.join("x"), b"x").unwrap();
+    restore_refused(&dest, &busy, "is not empty");
+    // Whole again: it restores, and the store is clean.
+    let out = kura_ok(&[
+        "restore",
+        dest.to_str().unwrap(),
+        "--root",
+        target.to_str().unwrap(),
+    ]);
+    assert!(out.contains(&format!("{} blobs", report.blobs)), "{out}");
+    fsck_clean(&target);
+}
+
+#[test]
+fn a_blob_recorded_but_missing_from_the_source_fails_the_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _) = backup_dir_of(dir.path());
+    let root = dir.path().join("root");
+    let gone = std::fs::read_dir(root.join("blobs/sha256"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&gone).unwrap();
+    let dest = dir.path().join("bk2");
+    let (ok, _, err) = kura_cmd(&[
+        "backup",
+        "--root",
+        root.to_str().unwrap(),
+        dest.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("recorded but missing from the blob store"),
+        "{err}"
+    );
+    assert!(
+        !dest.join("backup.json").exists(),
+        "a failed backup has no completion marker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_during_a_backup_leaves_the_files_the_snapshot_names_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let reg = Registry::open(&root).unwrap();
+    // Unreferenced blobs: a collection with no grace removes them.
+    let mut digests = Vec::new();
+    for i in 0..5u8 {
+        let data = vec![i; 1000 + i as usize];
+        let d = Digest::sha256_of(&data);
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data))]);
+        reg.put_blob(&RepoName::parse("r").unwrap(), &d, body)
+            .await
+            .unwrap();
+        digests.push(d);
+    }
+    let dest = dir.path().join("bk");
+    let (reg2, dest2) = (reg.clone(), dest.clone());
+    let (report, gc_report) = tokio::task::spawn_blocking(move || {
+        let during = std::sync::Mutex::new(None);
+        // Once the snapshot is taken (the Start event), the collector runs before any copy.
+        let report = kura::backup::backup(&reg2, &dest2, &|e| {
+            if matches!(e, Event::Start { .. }) {
+                *during.lock().unwrap() = Some(kura::gc::collect(&reg2, &opts(0)).unwrap());
+            }
+        })
+        .unwrap();
+        (report, during.into_inner().unwrap().unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        gc_report.blobs_removed, 5,
+        "the rows went while the backup ran"
+    );
+    assert_eq!(
+        (report.blobs, report.copied),
+        (5, 5),
+        "and every file was still there to copy"
+    );
+    for d in &digests {
+        assert!(
+            root.join("blobs/sha256").join(d.hex()).exists(),
+            "{d} unlinked under a backup"
+        );
+    }
+    // Once the backup is done, the next collection sweeps them as orphans.
+    let after = tokio::task::spawn_blocking({
+        let reg = reg.clone();
+        move || kura::gc::collect(&reg, &opts(0)).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(after.orphan_files_removed, 5);
+    drop(reg);
+    let restored = dir.path().join("new");
+    let out = kura_ok(&[
+        "restore",
+        dest.to_str().unwrap(),
+        "--root",
+        restored.to_str().unwrap(),
+    ]);
+    assert!(out.contains("5 blobs"), "{out}");
+    fsck_clean(&restored);
+}
