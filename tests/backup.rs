@@ -281,6 +281,23 @@ async fn offline_backup_then_a_second_one_through_the_server_copies_only_new_blo
                 .unwrap(),
         );
     }
+    // The admin route wants an absolute destination, and one backup per directory at a time.
+    let post = |q: &str| client().post(format!("{base}/admin/backup{q}")).send();
+    assert_eq!(post("").await.unwrap().status(), 400);
+    assert_eq!(post("?dest=relative/dir").await.unwrap().status(), 400);
+    {
+        let held = std::fs::File::open(dest.join(".lock")).unwrap();
+        use std::os::fd::AsRawFd;
+        assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let r = post(&format!("?dest={d}")).await.unwrap();
+        assert_eq!(r.status(), 409);
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("another backup is running")
+        );
+    }
     // Online: the server holding the store (kura.addr) writes the backup.
     let second: BackupReport = done(&kura_ok(&["backup", "--json", "--root", r, d]));
     assert_eq!(
