@@ -162,21 +162,24 @@ async fn backup_under_pushes_and_gc_restores_every_image_acknowledged_before_it(
     let collector = {
         let (base, stop_flag) = (base.clone(), stop_flag.clone());
         tokio::spawn(async move {
-            let mut runs = 0;
+            let (mut runs, mut removed) = (0, 0);
             while !stop_flag.load(Ordering::SeqCst) && runs < 2000 {
                 let r = client()
                     .post(format!("{base}/admin/gc?grace=2s&delete_untagged=true"))
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(r.status(), 200, "{:?}", r.text().await);
+                assert_eq!(r.status(), 200);
+                let report: serde_json::Value = r.json().await.unwrap();
+                removed += report["blobs_removed"].as_u64().unwrap();
                 runs += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            runs
+            (runs, removed)
         })
     };
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Long enough for revisions of `churn` to age past the grace, then their layers.
+    tokio::time::sleep(Duration::from_secs(7)).await;
     let started = Instant::now();
     let args: Vec<String> = ["backup", "--json", "--root", root.to_str().unwrap()]
         .into_iter()
@@ -192,7 +195,7 @@ async fn backup_under_pushes_and_gc_restores_every_image_acknowledged_before_it(
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop_flag.store(true, Ordering::SeqCst);
     let acked = pusher.await.unwrap();
-    let gc_runs = collector.await.unwrap();
+    let (gc_runs, gc_removed) = collector.await.unwrap();
     stop(&mut server);
     let before: Vec<&Pushed> = acked
         .iter()
@@ -205,6 +208,10 @@ async fn backup_under_pushes_and_gc_restores_every_image_acknowledged_before_it(
         before.len()
     );
     assert!(gc_runs >= 10, "the collector ran {gc_runs} times");
+    assert!(
+        gc_removed > 0,
+        "the collector removed nothing: no churn to back up against"
+    );
     assert_eq!(
         report.copied, report.blobs,
         "a first backup copies every blob"
