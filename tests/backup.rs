@@ -510,3 +510,84 @@ async fn gc_during_a_backup_leaves_the_files_the_snapshot_names_until_it_ends() 
     assert!(out.contains("5 blobs"), "{out}");
     fsck_clean(&restored);
 }
+
+/// Records `n` blobs of 1 MiB (seeded by `from`) in the store under `root`.
+fn seed_blobs(root: &Path, from: u32, n: u32) {
+    let reg = Registry::open(root).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for i in from..from + n {
+        let mut data = format!("blob {i}").into_bytes();
+        data.resize(1 << 20, i as u8);
+        let d = Digest::sha256_of(&data);
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data))]);
+        rt.block_on(reg.put_blob(&RepoName::parse("big").unwrap(), &d, body))
+            .unwrap();
+    }
+}
+
+/// Starts `kura backup --json` and kills it (SIGKILL) once it reported `after` copied blobs.
+fn backup_killed_after(root: &Path, dest: &Path, after: usize) {
+    use std::io::BufRead;
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
+            .args(["backup", "--json", "--root"])
+            .args([root, dest])
+            .env("KURA_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut copied = 0;
+    for line in out.lines() {
+        if line.unwrap().contains("\"copied\":true") {
+            copied += 1;
+            if copied == after {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        copied, after,
+        "the backup ended before it could be interrupted"
+    );
+    child.kill();
+}
+
+#[test]
+fn an_interrupted_backup_is_refused_and_leaves_the_previous_one_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, dest, target) = (
+        dir.path().join("root"),
+        dir.path().join("bk"),
+        dir.path().join("target"),
+    );
+    seed_blobs(&root, 0, 24);
+    // A first backup killed half-way: no completion marker, so restore refuses it.
+    backup_killed_after(&root, &dest, 3);
+    assert!(!dest.join("backup.json").exists());
+    restore_refused(&dest, &target, "holds no complete backup");
+    // Completed, it reuses what the interrupted run had verified and put in place.
+    let (r, d) = (root.to_str().unwrap(), dest.to_str().unwrap());
+    let first: BackupReport = done(&kura_ok(&["backup", "--json", "--root", r, d]));
+    assert_eq!(first.blobs, 24);
+    assert!(first.reused >= 3, "{first:?}");
+    // A second backup killed half-way leaves the first one complete and restorable.
+    seed_blobs(&root, 100, 24);
+    backup_killed_after(&root, &dest, 3);
+    let kept: kura::backup::BackupManifest =
+        serde_json::from_slice(&std::fs::read(dest.join("backup.json")).unwrap()).unwrap();
+    assert_eq!(kept.id, first.id);
+    let restored: RestoreReport = done(&kura_ok(&[
+        "restore",
+        "--json",
+        d,
+        "--root",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!((restored.id, restored.blobs), (first.id, 24));
+    fsck_clean(&target);
+}
