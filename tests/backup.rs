@@ -6,11 +6,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::backup::*;
 use common::*;
 use kura::backup::{BackupReport, Event, RestoreReport};
 use kura::digest::Digest;
@@ -94,27 +94,6 @@ async fn assert_pulls_identical(base: &str, p: &Pushed) {
         assert_eq!(r.status(), 200, "{}@{d}", p.repo);
         assert_eq!(r.bytes().await.unwrap(), bytes.as_slice(), "{}@{d}", p.repo);
     }
-}
-
-/// Runs `kura <args>` (blocking) and returns its stdout; panics with stderr on failure.
-fn kura_ok(args: &[&str]) -> String {
-    let (ok, out, err) = kura_cmd(args);
-    assert!(ok, "kura {args:?} failed: {err}");
-    out
-}
-
-/// The report line (`"event":"done"`) of a `--json` run.
-fn done<T: serde::de::DeserializeOwned>(out: &str) -> T {
-    let line = out
-        .lines()
-        .find(|l| l.contains("\"event\":\"done\""))
-        .unwrap_or_else(|| panic!("no done event in {out}"));
-    serde_json::from_str(line).unwrap()
-}
-
-fn fsck_clean(root: &Path) {
-    let (ok, out, err) = kura_cmd(&["fsck", "--quiet", "--root", root.to_str().unwrap()]);
-    assert!(ok, "fsck of {} not clean: {out} {err}", root.display());
 }
 
 /// Stops a server with SIGTERM (a clean shutdown), bounded.
@@ -339,112 +318,6 @@ async fn offline_backup_then_a_second_one_through_the_server_copies_only_new_blo
     }
 }
 
-/// A backup with its blobs written but no manifest yet: what an interrupted one leaves.
-fn backup_dir_of(dir: &Path) -> (std::path::PathBuf, BackupReport) {
-    let root = dir.join("root");
-    let reg = Registry::open(&root).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    for i in 0..3u8 {
-        let data = vec![i; 4096];
-        let d = Digest::sha256_of(&data);
-        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data))]);
-        rt.block_on(reg.put_blob(&RepoName::parse("r").unwrap(), &d, body))
-            .unwrap();
-    }
-    let dest = dir.join("bk");
-    let report = kura::backup::backup(&reg, &dest, &|_| {}).unwrap();
-    (dest, report)
-}
-
-fn restore_refused(src: &Path, root: &Path, why: &str) {
-    let (ok, _, err) = kura_cmd(&[
-        "restore",
-        src.to_str().unwrap(),
-        "--root",
-        root.to_str().unwrap(),
-    ]);
-    assert!(!ok, "restore of {} succeeded", src.display());
-    assert!(err.contains(why), "expected {why:?} in {err}");
-    assert!(
-        !root.join("meta.redb").exists(),
-        "a refused restore left a store behind"
-    );
-}
-
-#[test]
-fn restore_refuses_a_partial_or_damaged_backup_and_a_non_empty_root() {
-    let dir = tempfile::tempdir().unwrap();
-    let (dest, report) = backup_dir_of(dir.path());
-    let target = dir.path().join("target");
-    // Interrupted: the completion marker was never written.
-    let manifest = std::fs::read(dest.join("backup.json")).unwrap();
-    std::fs::remove_file(dest.join("backup.json")).unwrap();
-    restore_refused(&dest, &target, "holds no complete backup");
-    std::fs::write(dest.join("backup.json"), &manifest).unwrap();
-    // A corrupt blob, then a missing one.
-    let blob = std::fs::read_dir(dest.join("blobs/sha256"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let good = std::fs::read(&blob).unwrap();
-    let mut bad = good.clone();
-    bad[100] ^= 1;
-    std::fs::write(&blob, &bad).unwrap();
-    restore_refused(&dest, &target, "1 blob(s) missing or corrupt");
-    std::fs::remove_file(&blob).unwrap();
-    restore_refused(&dest, &target, "missing from the backup");
-    std::fs::write(&blob, &good).unwrap();
-    // Into a root that holds something.
-    let busy = dir.path().join("busy");
-    std::fs::create_dir_all(&busy).unwrap();
-    std::fs::write(busy.join("x"), b"x").unwrap();
-    restore_refused(&dest, &busy, "is not empty");
-    // Whole again: it restores, and the store is clean.
-    let out = kura_ok(&[
-        "restore",
-        dest.to_str().unwrap(),
-        "--root",
-        target.to_str().unwrap(),
-    ]);
-    assert!(out.contains(&format!("{} blobs", report.blobs)), "{out}");
-    fsck_clean(&target);
-}
-
-#[test]
-fn a_blob_recorded_but_missing_from_the_source_fails_the_backup() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, _) = backup_dir_of(dir.path());
-    let root = dir.path().join("root");
-    let gone = std::fs::read_dir(root.join("blobs/sha256"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    std::fs::remove_file(&gone).unwrap();
-    let dest = dir.path().join("bk2");
-    let (ok, _, err) = kura_cmd(&[
-        "backup",
-        "--root",
-        root.to_str().unwrap(),
-        dest.to_str().unwrap(),
-    ]);
-    assert!(!ok);
-    assert!(
-        err.contains("recorded but missing from the blob store"),
-        "{err}"
-    );
-    assert!(
-        !dest.join("backup.json").exists(),
-        "a failed backup has no completion marker"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_during_a_backup_leaves_the_files_the_snapshot_names_until_it_ends() {
     let dir = tempfile::tempdir().unwrap();
@@ -509,85 +382,4 @@ async fn gc_during_a_backup_leaves_the_files_the_snapshot_names_until_it_ends() 
     ]);
     assert!(out.contains("5 blobs"), "{out}");
     fsck_clean(&restored);
-}
-
-/// Records `n` blobs of 1 MiB (seeded by `from`) in the store under `root`.
-fn seed_blobs(root: &Path, from: u32, n: u32) {
-    let reg = Registry::open(root).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    for i in from..from + n {
-        let mut data = format!("blob {i}").into_bytes();
-        data.resize(1 << 20, i as u8);
-        let d = Digest::sha256_of(&data);
-        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data))]);
-        rt.block_on(reg.put_blob(&RepoName::parse("big").unwrap(), &d, body))
-            .unwrap();
-    }
-}
-
-/// Starts `kura backup --json` and kills it (SIGKILL) once it reported `after` copied blobs.
-fn backup_killed_after(root: &Path, dest: &Path, after: usize) {
-    use std::io::BufRead;
-    let mut child = KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
-            .args(["backup", "--json", "--root"])
-            .args([root, dest])
-            .env("KURA_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let out = std::io::BufReader::new(child.0.stdout.take().unwrap());
-    let mut copied = 0;
-    for line in out.lines() {
-        if line.unwrap().contains("\"copied\":true") {
-            copied += 1;
-            if copied == after {
-                break;
-            }
-        }
-    }
-    assert_eq!(
-        copied, after,
-        "the backup ended before it could be interrupted"
-    );
-    child.kill();
-}
-
-#[test]
-fn an_interrupted_backup_is_refused_and_leaves_the_previous_one_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let (root, dest, target) = (
-        dir.path().join("root"),
-        dir.path().join("bk"),
-        dir.path().join("target"),
-    );
-    seed_blobs(&root, 0, 24);
-    // A first backup killed half-way: no completion marker, so restore refuses it.
-    backup_killed_after(&root, &dest, 3);
-    assert!(!dest.join("backup.json").exists());
-    restore_refused(&dest, &target, "holds no complete backup");
-    // Completed, it reuses what the interrupted run had verified and put in place.
-    let (r, d) = (root.to_str().unwrap(), dest.to_str().unwrap());
-    let first: BackupReport = done(&kura_ok(&["backup", "--json", "--root", r, d]));
-    assert_eq!(first.blobs, 24);
-    assert!(first.reused >= 3, "{first:?}");
-    // A second backup killed half-way leaves the first one complete and restorable.
-    seed_blobs(&root, 100, 24);
-    backup_killed_after(&root, &dest, 3);
-    let kept: kura::backup::BackupManifest =
-        serde_json::from_slice(&std::fs::read(dest.join("backup.json")).unwrap()).unwrap();
-    assert_eq!(kept.id, first.id);
-    let restored: RestoreReport = done(&kura_ok(&[
-        "restore",
-        "--json",
-        d,
-        "--root",
-        target.to_str().unwrap(),
-    ]));
-    assert_eq!((restored.id, restored.blobs), (first.id, 24));
-    fsck_clean(&target);
 }
