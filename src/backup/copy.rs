@@ -9,12 +9,15 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
 use super::manifest::BlobEntry;
 use super::{BackupError, Event};
 use crate::digest::{Digest, Hasher};
 use crate::store::BlobStore;
+
+/// Blobs copied at once.
+const PARALLEL: usize = 4;
 
 /// What copying did.
 #[derive(Debug, Default)]
@@ -44,45 +47,59 @@ pub fn copy_all(
     crate::store::create_dir_durable(&tmp).map_err(|e| BackupError::io(&tmp, e))?;
     let mut out = Copied::default();
     let mut problems = Vec::new();
+    // Parse every digest and find what is new; the directories first, so copies need none.
+    let mut todo = Vec::new();
     let mut dirs = BTreeSet::new();
-    block_on(async {
-        for b in blobs {
-            let digest: Digest = match b.digest.parse() {
-                Ok(d) => d,
-                Err(_) => {
-                    problems.push(format!("{}: not a valid digest", b.digest));
-                    continue;
-                }
-            };
-            let path = blob_path(dest, &digest);
-            if fs::metadata(&path).is_ok_and(|m| m.len() == b.size) {
-                out.reused += 1;
-                on(&Event::Blob {
-                    digest: b.digest.clone(),
-                    size: b.size,
-                    copied: false,
-                });
-                continue;
-            }
-            let parent = path.parent().expect("a blob path has a parent");
-            if dirs.insert(parent.to_path_buf()) {
-                crate::store::create_dir_durable(parent).map_err(|e| BackupError::io(parent, e))?;
-            }
-            match copy_one(store, &digest, b.size, &tmp, &path).await {
-                Ok(()) => {
-                    out.copied += 1;
-                    out.bytes_copied += b.size;
-                    on(&Event::Blob {
-                        digest: b.digest.clone(),
-                        size: b.size,
-                        copied: true,
-                    });
-                }
-                Err(why) => problems.push(format!("{}: {why}", b.digest)),
-            }
+    for b in blobs {
+        let Ok(digest) = b.digest.parse::<Digest>() else {
+            problems.push(format!("{}: not a valid digest", b.digest));
+            continue;
+        };
+        let path = blob_path(dest, &digest);
+        if fs::metadata(&path).is_ok_and(|m| m.len() == b.size) {
+            out.reused += 1;
+            on(&Event::Blob {
+                digest: b.digest.clone(),
+                size: b.size,
+                copied: false,
+            });
+            continue;
         }
-        Ok::<_, BackupError>(())
-    })?;
+        let parent = path.parent().expect("a blob path has a parent");
+        if dirs.insert(parent.to_path_buf()) {
+            crate::store::create_dir_durable(parent).map_err(|e| BackupError::io(parent, e))?;
+        }
+        todo.push((b, digest, path));
+    }
+    // A few at once: a bucket's latency, not its bandwidth, bounds one copy at a time.
+    let outcomes: Vec<(&BlobEntry, Result<(), String>)> = block_on(
+        futures_util::stream::iter(todo)
+            .map(|(b, digest, path)| {
+                let tmp = &tmp;
+                async move {
+                    let r = copy_one(store, &digest, b.size, tmp, &path).await;
+                    if r.is_ok() {
+                        on(&Event::Blob {
+                            digest: b.digest.clone(),
+                            size: b.size,
+                            copied: true,
+                        });
+                    }
+                    (b, r)
+                }
+            })
+            .buffer_unordered(PARALLEL)
+            .collect(),
+    );
+    for (b, r) in outcomes {
+        match r {
+            Ok(()) => {
+                out.copied += 1;
+                out.bytes_copied += b.size;
+            }
+            Err(why) => problems.push(format!("{}: {why}", b.digest)),
+        }
+    }
     for dir in &dirs {
         crate::store::sync_dir(dir).map_err(|e| BackupError::io(dir, e))?;
     }
