@@ -89,6 +89,8 @@ struct Inner {
     sessions: Mutex<HashMap<String, Session>>,
     quota: quota::SessionQuota,
     locks: locks::DigestLocks,
+    /// Backups running: the collector unlinks no blob meanwhile (`backup/pins.rs`).
+    backups: crate::backup::BackupPins,
     gc: Mutex<()>,
     manifests: cache::ManifestCache,
     outbox: OnceLock<Arc<Outbox>>,
@@ -179,6 +181,7 @@ impl Registry {
                 sessions: Mutex::new(HashMap::new()),
                 quota,
                 locks: locks::DigestLocks::default(),
+                backups: crate::backup::BackupPins::default(),
                 gc: Mutex::new(()),
                 manifests: cache::ManifestCache::default(),
                 outbox: OnceLock::new(),
@@ -201,6 +204,11 @@ impl Registry {
     /// The per-digest locks ordering file publication against garbage collection.
     pub fn digest_locks(&self) -> &locks::DigestLocks {
         &self.inner.locks
+    }
+
+    /// The backups running, which the collector's unlinks wait out (`backup/pins.rs`).
+    pub fn backup_pins(&self) -> &crate::backup::BackupPins {
+        &self.inner.backups
     }
 
     /// Serializes garbage collection runs.
