@@ -47,6 +47,16 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         ..ServerOptions::default()
     };
     opts.auth = crate::auth::Auth::from_config(&cfg.auth)?;
+    let reloader = std::sync::Arc::new(crate::ops::reload::Reloader::new(
+        crate::ops::reload::Source {
+            config: args.flags.config.clone(),
+            auth_config: args.flags.auth_config.clone(),
+            overrides: args.flags.overrides(),
+        },
+        cfg.clone(),
+        opts.auth.clone(),
+    ));
+    opts.reloader = Some(reloader.clone());
     if let Some((cert, key)) = cfg.tls.files() {
         opts.tls = Some(crate::auth::tls::server_config(cert, key)?);
     } else if !crate::auth::tls::is_loopback(&cfg.addr) {
@@ -90,6 +100,7 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         if !cfg.gc.interval.is_zero() {
             crate::gc::spawn_periodic(registry, cfg.gc.interval, opts.gc.clone());
         }
+        tokio::spawn(reload_on_sighup(reloader));
         let (in_flight, grace) = (opts.in_flight.clone(), cfg.limits.shutdown_timeout);
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -115,6 +126,21 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
     let _ = std::fs::remove_file(&addr_file);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reloads the configuration on every SIGHUP (the outcome is logged).
+async fn reload_on_sighup(reloader: std::sync::Arc<crate::ops::reload::Reloader>) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGHUP handler: reload through POST /admin/reload");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let r = reloader.clone();
+        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+    }
 }
 
 async fn shutdown_signal() {

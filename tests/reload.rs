@@ -1,0 +1,200 @@
+//! Live reload of a running `kura serve` (the real binary): under a loop of authenticated
+//! pulls, the htpasswd file and the access rules change and the server is told by SIGHUP and by
+//! `POST /admin/reload`. No pull fails for a reload; a new user works at once, a removed user
+//! gets 401 at once; a setting that cannot change live is reported as needing a restart; a
+//! broken configuration is refused (422 with why) and the old users keep working.
+
+mod auth_support;
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use auth_support::{basic, http, push_image};
+use serde_json::Value;
+
+/// Writes an htpasswd file of `users` (user, password) with `$2y$` bcrypt entries, replacing
+/// the old file in one rename (as editors and `htpasswd` do).
+fn write_users(path: &Path, users: &[(&str, &str)]) {
+    let mut text = String::new();
+    for (u, p) in users {
+        let h = bcrypt::hash(p, 4).unwrap().replacen("$2b$", "$2y$", 1);
+        text.push_str(&format!("{u}:{h}\n"));
+    }
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Writes the auth config: `admin` may do everything; each of `pullers` may pull `team/*`.
+fn write_rules(path: &Path, htpasswd: &Path, pullers: &[&str], extra_actions: &str) {
+    let users: Vec<String> = pullers.iter().map(|u| format!("{u:?}")).collect();
+    let text = format!(
+        "htpasswd = {:?}\n# The test's expected 401s must not lock 127.0.0.1 out.\nmax_failed_logins = 1000\n\n[[rules]]\nusers = [\"admin\"]\nrepositories = [\"*\"]\nactions = [\"*\", \"admin\"]\n\n[[rules]]\nusers = [{}]\nrepositories = [\"team/*\"]\nactions = [\"pull\"{extra_actions}]\n",
+        htpasswd.display().to_string(),
+        users.join(", ")
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+async fn pull_status(base: &str, auth: &str) -> u16 {
+    http()
+        .get(format!("{base}/v2/team/app/manifests/v1"))
+        .header("Authorization", auth)
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn reload(base: &str, auth: &str) -> (u16, Value) {
+    let r = http()
+        .post(format!("{base}/admin/reload"))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls (every 50 ms, at most 10 s) until `user` pulls with `want`.
+async fn await_status(base: &str, auth: &str, want: u16) {
+    let start = Instant::now();
+    loop {
+        let got = pull_status(base, auth).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still {got}, not {want}, 10 s after SIGHUP"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_rules_reload_live_under_load_and_a_broken_config_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let htpasswd = tmp.path().join("htpasswd");
+    let auth_file = tmp.path().join("auth.toml");
+    let config = tmp.path().join("kura.toml");
+    std::fs::write(&config, "[gc]\ninterval = \"1h\"\n").unwrap();
+    write_users(&htpasswd, &[("admin", "admin-pw"), ("carol", "carol-pw")]);
+    write_rules(&auth_file, &htpasswd, &["carol"], "");
+    let (kura, base) = common::spawn_kura_guarded(
+        &tmp.path().join("root"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--auth-config",
+            auth_file.to_str().unwrap(),
+        ],
+    );
+    let pid = kura.0.id() as libc::pid_t;
+    let admin = basic("admin", "admin-pw");
+    let carol = basic("carol", "carol-pw");
+    let dave = basic("dave", "dave-pw");
+    let erin = basic("erin", "erin-pw");
+    push_image(&base, "team/app", "v1", &admin).await;
+    assert_eq!(pull_status(&base, &carol).await, 200);
+    assert_eq!(pull_status(&base, &dave).await, 401);
+
+    // The load: two loops of authenticated pulls by a user every configuration keeps.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut loops = Vec::new();
+    for _ in 0..2 {
+        let (stop, base, admin) = (stop.clone(), base.clone(), admin.clone());
+        loops.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let start = Instant::now();
+            while !stop.load(Ordering::Relaxed)
+                && ok + (failed.len() as u32) < 20_000
+                && start.elapsed() < Duration::from_secs(120)
+            {
+                match pull_status(&base, &admin).await {
+                    200 => ok += 1,
+                    s => failed.push(s),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+
+    // SIGHUP: dave is added (and may pull), carol removed.
+    write_users(&htpasswd, &[("admin", "admin-pw"), ("dave", "dave-pw")]);
+    write_rules(&auth_file, &htpasswd, &["dave"], "");
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    await_status(&base, &dave, 200).await;
+    assert_eq!(
+        pull_status(&base, &carol).await,
+        401,
+        "removed user still pulls"
+    );
+
+    // POST /admin/reload: erin replaces dave, effective for the very next request.
+    write_users(&htpasswd, &[("admin", "admin-pw"), ("erin", "erin-pw")]);
+    write_rules(&auth_file, &htpasswd, &["erin"], "");
+    let (status, report) = reload(&base, &admin).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["applied"], serde_json::json!(["auth"]), "{report}");
+    assert_eq!(report["needs_restart"], serde_json::json!([]), "{report}");
+    assert_eq!(report["users"], 2, "{report}");
+    assert_eq!(pull_status(&base, &erin).await, 200, "new user refused");
+    assert_eq!(
+        pull_status(&base, &dave).await,
+        401,
+        "removed user still pulls"
+    );
+
+    // Reloading is an admin right.
+    let (status, _) = reload(&base, &erin).await;
+    assert_eq!(status, 403);
+
+    // A setting that cannot change live is reported, not silently dropped.
+    std::fs::write(&config, "[gc]\ninterval = \"2h\"\n").unwrap();
+    let (status, report) = reload(&base, &admin).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["needs_restart"],
+        serde_json::json!(["gc"]),
+        "{report}"
+    );
+
+    // A broken configuration is refused whole: by the admin call with why, by SIGHUP in the log.
+    write_users(&htpasswd, &[("admin", "admin-pw")]);
+    write_rules(&auth_file, &htpasswd, &["erin"], ", \"fly\"");
+    let r = http()
+        .post(format!("{base}/admin/reload"))
+        .header("Authorization", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("fly"), "{body}");
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        pull_status(&base, &erin).await,
+        200,
+        "old user lost to a refused reload"
+    );
+    assert_eq!(pull_status(&base, &admin).await, 200);
+
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for l in loops {
+        let (ok, failed) = l.await.unwrap();
+        assert!(failed.is_empty(), "pulls failed during reloads: {failed:?}");
+        total += ok;
+    }
+    assert!(total > 0, "the load loop made no request");
+    drop(kura);
+}
