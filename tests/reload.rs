@@ -12,21 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use auth_support::{basic, http, push_image};
+use auth_support::{basic, http, push_image, write_users};
 use serde_json::Value;
-
-/// Writes an htpasswd file of `users` (user, password) with `$2y$` bcrypt entries, replacing
-/// the old file in one rename (as editors and `htpasswd` do).
-fn write_users(path: &Path, users: &[(&str, &str)]) {
-    let mut text = String::new();
-    for (u, p) in users {
-        let h = bcrypt::hash(p, 4).unwrap().replacen("$2b$", "$2y$", 1);
-        text.push_str(&format!("{u}:{h}\n"));
-    }
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
 
 /// Writes the auth config: `admin` may do everything; each of `pullers` may pull `team/*`.
 fn write_rules(path: &Path, htpasswd: &Path, pullers: &[&str], extra_actions: &str) {
