@@ -1,8 +1,8 @@
 //! The OAuth2 form of the token endpoint (`POST /auth/token`, Docker's "oauth.md"), scripted
 //! as Docker's clients send it, against the real `kura serve`: a password grant's token pushes
 //! and pulls, `access_type=offline` adds a refresh token, the refresh grant gives new tokens,
-//! a refresh token is refused for another client, as a bearer token, and once its user is
-//! removed (live reload); bad grants get `400` with an OAuth2 error body.
+//! a refresh token is refused as a bearer token and once its user is removed (live reload);
+//! bad grants get `400` with an OAuth2 error body.
 
 mod auth_support;
 mod common;
@@ -132,9 +132,9 @@ async fn password_and_refresh_grants_issue_working_tokens_and_removed_users_are_
     assert_ne!(renewed["access_token"], answer["access_token"]);
     assert_eq!(pull_status(&base, &bearer(&renewed)).await, 200);
 
-    // A refresh token is no bearer token, and is bound to its client.
+    // A refresh token is no bearer token; another client may use it (a shared keychain).
     assert_eq!(pull_status(&base, &format!("Bearer {refresh}")).await, 401);
-    let (status, err) = form(
+    let (status, answer) = form(
         &base,
         &[
             ("grant_type", "refresh_token"),
@@ -144,11 +144,7 @@ async fn password_and_refresh_grants_issue_working_tokens_and_removed_users_are_
         ],
     )
     .await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{err}"
-    );
+    assert_eq!(status, 200, "{answer}");
 
     // The GET form gives a refresh token too, with `offline_token=true` (Docker's token spec).
     let got: Value = http()

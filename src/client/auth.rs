@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
+use super::cred_helper::Helper;
 use super::error::{Error, Result, read_limited};
 use super::reference::{DOCKER_HUB, DOCKER_HUB_API};
 
@@ -27,7 +28,15 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// The user name meaning "the secret is an identity token" (credential helpers' convention).
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
+
 impl Credentials {
+    /// The identity token (an OAuth2 refresh token), when these credentials are one.
+    pub fn identity_token(&self) -> Option<&str> {
+        (self.username == IDENTITY_TOKEN_USER).then_some(self.password.as_str())
+    }
+
     /// The `Authorization: Basic` header value.
     pub fn basic_header(&self) -> String {
         format!(
@@ -38,8 +47,10 @@ impl Credentials {
 }
 
 /// Docker's client configuration file: `$DOCKER_CONFIG/config.json`, else
-/// `~/.docker/config.json`. Only `auths` entries are read and written; every other field is
-/// kept as it was.
+/// `~/.docker/config.json`. Credentials come from the credential helper named for a registry
+/// (`credHelpers`), else the default one (`credsStore`), else the `auths` entries (`auth`,
+/// `username`/`password`, `identitytoken`); only `auths` entries are written (by `kura login`
+/// when no helper is configured); every other field is kept as it was.
 pub struct DockerConfig {
     path: PathBuf,
     value: Value,
@@ -106,8 +117,74 @@ impl DockerConfig {
         &self.path
     }
 
-    /// The credentials stored for `registry` (`host[:port]`), if any.
-    pub fn credentials(&self, registry: &str) -> Option<Credentials> {
+    /// The credential helper configured for `registry`: its `credHelpers` entry, else
+    /// `credsStore`.
+    pub fn helper_for(&self, registry: &str) -> Option<Helper> {
+        let want = normalize_key(registry);
+        let named = self
+            .value
+            .get("credHelpers")
+            .and_then(Value::as_object)
+            .and_then(|h| h.iter().find(|(k, _)| normalize_key(k) == want))
+            .and_then(|(_, v)| v.as_str());
+        let store = self.value.get("credsStore").and_then(Value::as_str);
+        named.or(store).filter(|n| !n.is_empty()).map(|n| Helper {
+            name: n.to_string(),
+        })
+    }
+
+    /// The server URL a helper keys `registry`'s credentials by (as Docker passes it).
+    fn server_url(registry: &str) -> String {
+        match normalize_key(registry) {
+            h if h == DOCKER_HUB => DOCKER_HUB_KEY.to_string(),
+            h => h,
+        }
+    }
+
+    /// The credentials for `registry` (`host[:port]`): from its credential helper when one is
+    /// configured (an error when the helper cannot be run), else from `auths`.
+    pub fn credentials(&self, registry: &str) -> Result<Option<Credentials>> {
+        if let Some(h) = self.helper_for(registry)
+            && let Some(c) = h.get(&Self::server_url(registry))?
+        {
+            return Ok(Some(c));
+        }
+        Ok(self.stored_credentials(registry))
+    }
+
+    /// Stores `creds` for `registry`: through its credential helper when one is configured
+    /// (then any `auths` entry for it is dropped; the file must be saved), else in `auths`.
+    /// Returns the helper's name when one stored them.
+    pub fn store_credentials(
+        &mut self,
+        registry: &str,
+        creds: &Credentials,
+    ) -> Result<Option<String>> {
+        match self.helper_for(registry) {
+            Some(h) => {
+                h.store(&Self::server_url(registry), creds)?;
+                self.remove_credentials(registry);
+                Ok(Some(h.name))
+            }
+            None => {
+                self.set_credentials(registry, creds);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Erases the credentials of `registry` from its helper (if one is configured) and from
+    /// `auths`; false when neither held any.
+    pub fn erase_credentials(&mut self, registry: &str) -> Result<bool> {
+        let erased = match self.helper_for(registry) {
+            Some(h) => h.erase(&Self::server_url(registry))?,
+            None => false,
+        };
+        Ok(self.remove_credentials(registry) || erased)
+    }
+
+    /// The credentials in the `auths` entry for `registry`, if any.
+    fn stored_credentials(&self, registry: &str) -> Option<Credentials> {
         let want = normalize_key(registry);
         let auths = self.value.get("auths")?.as_object()?;
         let entry = auths
@@ -125,6 +202,16 @@ impl DockerConfig {
             return Some(Credentials {
                 username: u.to_string(),
                 password: p.to_string(),
+            });
+        }
+        if let Some(t) = entry
+            .get("identitytoken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            return Some(Credentials {
+                username: IDENTITY_TOKEN_USER.to_string(),
+                password: t.to_string(),
             });
         }
         let username = entry.get("username")?.as_str()?;
@@ -368,7 +455,12 @@ impl AuthState {
         }
         match challenge {
             Challenge::Basic => {
-                if self.creds.is_none() {
+                // An identity token is only good at a token endpoint.
+                if self
+                    .creds
+                    .as_ref()
+                    .is_none_or(|c| c.identity_token().is_some())
+                {
                     return Ok(false);
                 }
                 *self.basic.lock().expect("basic lock") = true;
@@ -424,6 +516,11 @@ impl AuthState {
                 q.append_pair("scope", s);
             }
         }
+        if let Some(token) = self.creds.as_ref().and_then(Credentials::identity_token) {
+            return self
+                .refresh_grant(http, realm, service, scopes, token)
+                .await;
+        }
         let mut req = http.get(url.clone());
         if let Some(c) = &self.creds {
             if !super::transport::may_carry_basic(&url) {
@@ -434,6 +531,61 @@ impl AuthState {
             }
             req = req.header(reqwest::header::AUTHORIZATION, c.basic_header());
         }
+        self.token_answer(req, realm).await
+    }
+
+    /// The OAuth2 form (Docker's "oauth.md"): `POST realm` with `grant_type=refresh_token`,
+    /// for credentials that are an identity token.
+    async fn refresh_grant(
+        &self,
+        http: &reqwest::Client,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+        token: &str,
+    ) -> Result<(String, Duration)> {
+        let url = reqwest::Url::parse(realm).map_err(|e| Error::Auth {
+            host: self.registry.clone(),
+            message: format!("token realm {realm:?} is not a URL: {e}"),
+        })?;
+        if !super::transport::may_carry_basic(&url) {
+            return Err(Error::Auth {
+                host: self.registry.clone(),
+                message: format!(
+                    "refusing to send an identity token over plain HTTP to the token realm {realm}; use HTTPS"
+                ),
+            });
+        }
+        // A URL's query serializer writes application/x-www-form-urlencoded.
+        let mut encoder = reqwest::Url::parse("form:").expect("static URL");
+        encoder
+            .query_pairs_mut()
+            .append_pair("grant_type", "refresh_token")
+            .append_pair("refresh_token", token)
+            .append_pair("service", service.unwrap_or(""))
+            .append_pair("client_id", "kura")
+            .append_pair("scope", &scopes.join(" "));
+        let form = encoder.query().unwrap_or_default().to_string();
+        let req = http
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form);
+        self.token_answer(req, realm).await
+    }
+
+    /// Sends a token request and reads the token and its lifetime from the answer.
+    async fn token_answer(
+        &self,
+        req: reqwest::RequestBuilder,
+        realm: &str,
+    ) -> Result<(String, Duration)> {
+        let auth_err = |message: String| Error::Auth {
+            host: self.registry.clone(),
+            message,
+        };
         let resp = req
             .send()
             .await
@@ -506,7 +658,7 @@ mod tests {
         )
         .unwrap();
         let mut c = DockerConfig::load_from(&path).unwrap();
-        assert_eq!(c.credentials("docker.io").unwrap().username, "u");
+        assert_eq!(c.credentials("docker.io").unwrap().unwrap().username, "u");
         let creds = Credentials {
             username: "alice".into(),
             password: "s:ecret".into(),
@@ -514,11 +666,11 @@ mod tests {
         c.set_credentials("127.0.0.1:5000", &creds);
         c.save().unwrap();
         let c = DockerConfig::load_from(&path).unwrap();
-        assert_eq!(c.credentials("127.0.0.1:5000"), Some(creds));
+        assert_eq!(c.credentials("127.0.0.1:5000").unwrap(), Some(creds));
         assert_eq!(c.value["psFormat"], "x");
         let mut c = c;
         assert!(c.remove_credentials("http://127.0.0.1:5000/v2/"));
         assert!(!c.remove_credentials("127.0.0.1:5000"));
-        assert!(c.credentials("127.0.0.1:5000").is_none());
+        assert!(c.credentials("127.0.0.1:5000").unwrap().is_none());
     }
 }

@@ -4,6 +4,7 @@
 //! - `reference`: image references as users write them
 //! - `transport`: HTTP, TLS, scheme choice, authentication challenges, retries
 //! - `auth`: `~/.docker/config.json` and the Docker token flow
+//! - `cred_helper`: the `docker-credential-*` programs that keep credentials
 //! - `api`: the distribution API calls
 //! - `image`: manifests, descriptors and the walk over an image's graph
 //! - `blobs`: blob uploads (skip, mount, chunked with resume) and verified downloads
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod auth;
 pub mod blobs;
+pub mod cred_helper;
 pub mod docker_archive;
 pub mod error;
 pub mod image;
