@@ -90,7 +90,8 @@ pub fn build(
     let ro = web::Data::new(opts.read_only.clone());
     let limits = web::Data::new(opts.limits.clone());
     let slots = web::Data::new(UploadSlots::new(opts.limits.max_concurrent_uploads));
-    let readiness = web::Data::new(health::Readiness::default());
+    let readiness =
+        web::Data::new(health::Readiness::default().with_min_free(opts.limits.min_free_bytes));
     let with_metrics = opts.metrics;
     let notifier = opts.notifier.clone().map(web::Data::new);
     let replication = opts.replication.clone().map(web::Data::from);

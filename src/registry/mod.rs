@@ -84,6 +84,8 @@ enum Slot {
 }
 
 struct Inner {
+    /// The data directory (metadata; blobs too on the filesystem driver).
+    root: std::path::PathBuf,
     store: BlobStore,
     meta: Meta,
     sessions: Mutex<HashMap<String, Session>>,
@@ -174,6 +176,7 @@ impl Registry {
         }
         Ok(Registry {
             inner: Arc::new(Inner {
+                root: root.to_path_buf(),
                 store,
                 meta,
                 sessions: Mutex::new(HashMap::new()),
@@ -186,6 +189,11 @@ impl Registry {
             }),
             event: None,
         })
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
     }
 
     /// The blob file store.
