@@ -2,7 +2,8 @@
 //! pulls, the htpasswd file and the access rules change and the server is told by SIGHUP and by
 //! `POST /admin/reload`. No pull fails for a reload; a new user works at once, a removed user
 //! gets 401 at once; a setting that cannot change live is reported as needing a restart; a
-//! broken configuration is refused (422 with why) and the old users keep working.
+//! broken configuration is refused (422 with why) and the old users keep working. Webhook
+//! endpoints are replaced, added and removed by a reload.
 
 mod auth_support;
 mod common;
@@ -39,12 +40,11 @@ async fn pull_status(base: &str, auth: &str) -> u16 {
 }
 
 async fn reload(base: &str, auth: &str) -> (u16, Value) {
-    let r = http()
-        .post(format!("{base}/admin/reload"))
-        .header("Authorization", auth)
-        .send()
-        .await
-        .unwrap();
+    let mut req = http().post(format!("{base}/admin/reload"));
+    if !auth.is_empty() {
+        req = req.header("Authorization", auth);
+    }
+    let r = req.send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -184,4 +184,135 @@ async fn users_and_rules_reload_live_under_load_and_a_broken_config_is_refused()
     }
     assert!(total > 0, "the load loop made no request");
     drop(kura);
+}
+
+/// A webhook receiver on 127.0.0.1 recording the action and tag of every event delivered.
+struct Receiver {
+    url: String,
+    events: Arc<std::sync::Mutex<Vec<String>>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+fn start_receiver() -> Receiver {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    let events: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let ev = events.clone();
+    let server = HttpServer::new(move || {
+        let ev = ev.clone();
+        App::new().route(
+            "/events",
+            web::post().to(move |body: web::Bytes| {
+                let ev = ev.clone();
+                async move {
+                    let v: Value = serde_json::from_slice(&body).unwrap();
+                    for e in v["events"].as_array().unwrap() {
+                        let tag = e["target"]["tag"].as_str().unwrap_or("-");
+                        ev.lock()
+                            .unwrap()
+                            .push(format!("{} {tag}", e["action"].as_str().unwrap()));
+                    }
+                    HttpResponse::Ok().finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Receiver {
+        url,
+        events,
+        handle,
+    }
+}
+
+impl Receiver {
+    /// Waits (at most 15 s) until a push of `tag` was delivered.
+    async fn await_push(&self, tag: &str) {
+        let want = format!("push {tag}");
+        let start = Instant::now();
+        while !self.events.lock().unwrap().contains(&want) {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "{want} not delivered to {}: {:?}",
+                self.url,
+                self.events.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn got(&self, tag: &str) -> bool {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.ends_with(&format!(" {tag}")))
+    }
+}
+
+fn write_hooks(config: &Path, urls: &[&str]) {
+    let mut text = String::new();
+    for (i, url) in urls.iter().enumerate() {
+        text.push_str(&format!(
+            "[[notifications.endpoints]]\nname = \"hook{i}\"\nurl = {url:?}\nbackoff = \"100ms\"\nmax_backoff = \"300ms\"\nactions = [\"push\"]\n\n"
+        ));
+    }
+    std::fs::write(config, text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_endpoints_are_replaced_and_removed_by_a_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (start_receiver(), start_receiver());
+    let config = tmp.path().join("kura.toml");
+    write_hooks(&config, &[&a.url]);
+    let (kura, base) = common::spawn_kura_guarded(
+        &tmp.path().join("root"),
+        &["--config", config.to_str().unwrap()],
+    );
+    push_image(&base, "team/app", "first", "").await;
+    a.await_push("first").await;
+
+    // The endpoint now points at b: the next push goes there, not to a.
+    write_hooks(&config, &[&b.url]);
+    let (status, report) = reload(&base, "").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["notifications"]),
+        "{report}"
+    );
+    assert_eq!(report["needs_restart"], serde_json::json!([]), "{report}");
+    push_image(&base, "team/app", "second", "").await;
+    b.await_push("second").await;
+
+    // Both endpoints: each gets the next push.
+    write_hooks(&config, &[&b.url, &a.url]);
+    let (status, report) = reload(&base, "").await;
+    assert_eq!(status, 200, "{report}");
+    push_image(&base, "team/app", "third", "").await;
+    b.await_push("third").await;
+    a.await_push("third").await;
+    assert!(!a.got("second"), "a retired endpoint was sent an event");
+
+    // No endpoint: nothing is delivered any more (b got every earlier push first).
+    write_hooks(&config, &[]);
+    let (status, report) = reload(&base, "").await;
+    assert_eq!(status, 200, "{report}");
+    push_image(&base, "team/app", "fourth", "").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !a.got("fourth") && !b.got("fourth"),
+        "a removed endpoint was sent an event"
+    );
+    drop(kura);
+    a.handle.stop(false).await;
+    b.handle.stop(false).await;
 }

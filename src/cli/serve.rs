@@ -77,6 +77,7 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         if let (Some(outbox), false) = (&outbox, cfg.notifications.endpoints.is_empty()) {
             let n = crate::ops::notify::Notifier::start(registry.clone(), outbox.clone())
                 .map_err(std::io::Error::other)?;
+            reloader.set_notifier(n.clone(), tokio::runtime::Handle::current());
             opts.notifier = Some(n);
         }
         if !cfg.replication.push.is_empty() || !cfg.replication.pull.is_empty() {

@@ -2,12 +2,13 @@
 //! the server was started with are read again, with the same environment and flags, and what
 //! can change while serving is swapped in at once: the users (the htpasswd file, read again
 //! even when its path did not change), the groups and access rules, anonymous pull, the
-//! failed-login limits, the token settings, and the log level. A configuration that does not
+//! failed-login limits, the token settings, the log level, and the webhook endpoints
+//! (`[[notifications.endpoints]]`, when the server started with at least one). A configuration that does not
 //! load or validate is refused whole and the running one stays. Any other setting that differs
 //! from the running one is reported as needing a restart and is not applied.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
@@ -16,6 +17,7 @@ use crate::auth::SharedAuth;
 use crate::config::Config;
 use crate::error::{Code, Error};
 use crate::ops::logging::{self, LevelChange};
+use crate::ops::notify::Notifier;
 
 /// Where the configuration comes from: what `kura serve` was started with.
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ pub struct Reloader {
     /// The settings in force; one reload at a time.
     running: Mutex<Config>,
     auth: Option<Arc<SharedAuth>>,
+    /// The webhook dispatchers and the runtime they run on, when webhooks are configured.
+    webhooks: OnceLock<(Notifier, tokio::runtime::Handle)>,
 }
 
 impl Reloader {
@@ -53,7 +57,13 @@ impl Reloader {
             source,
             running: Mutex::new(running),
             auth: auth.map(|a| Arc::new(SharedAuth::new(a))),
+            webhooks: OnceLock::new(),
         }
+    }
+
+    /// Lets reloads replace the webhook endpoints of `notifier`, starting dispatchers on `rt`.
+    pub fn set_notifier(&self, notifier: Notifier, rt: tokio::runtime::Handle) {
+        let _ = self.webhooks.set((notifier, rt));
     }
 
     /// The authentication the server's requests use (`None`: authentication is off).
@@ -85,9 +95,15 @@ impl Reloader {
         )
         .map_err(|e| e.to_string())?;
         let filter = logging::parse_level(&new.log.level)?;
+        let webhooks = self.webhooks.get();
+        let live: &[&str] = if webhooks.is_some() {
+            &["auth", "log", "notifications"]
+        } else {
+            &["auth", "log"]
+        };
         let mut report = ReloadReport {
             applied: Vec::new(),
-            needs_restart: restart_only_changes(&running, &new),
+            needs_restart: restart_only_changes(&running, &new, live),
             users: None,
         };
         // Build everything first: a failure here leaves the running state untouched.
@@ -107,6 +123,13 @@ impl Reloader {
             running.auth = new.auth.clone();
             report.applied.push("auth".into());
         }
+        if let Some((notifier, rt)) = webhooks
+            && new.notifications != running.notifications
+        {
+            notifier.set_endpoints(rt, &new.notifications.endpoints);
+            running.notifications = new.notifications.clone();
+            report.applied.push("notifications".into());
+        }
         if new.log.level != running.log.level {
             match logging::set_level(filter)? {
                 LevelChange::Applied => report.applied.push("log.level".into()),
@@ -121,8 +144,9 @@ impl Reloader {
 }
 
 /// The settings (top-level sections, `log.format`) that differ between `old` and `new` and
-/// cannot change while the server runs.
-fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+/// cannot change while the server runs (`live` names the sections that can; of `log`, only
+/// the level).
+fn restart_only_changes(old: &Config, new: &Config, live: &[&str]) -> Vec<String> {
     let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
         (serde_json::to_value(old), serde_json::to_value(new))
     else {
@@ -130,7 +154,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     };
     let mut out = Vec::new();
     for (key, va) in &a {
-        if key == "auth" || b.get(key) == Some(va) {
+        if b.get(key) == Some(va) || (key != "log" && live.contains(&key.as_str())) {
             continue;
         }
         if key == "log" {

@@ -28,7 +28,7 @@ pub use listing::{Page, Referrer};
 pub use locks::DigestLocks;
 pub(crate) use manifests::remove_revision;
 pub use manifests::{ManifestContent, PutManifest};
-pub use outbox::Outbox;
+pub use outbox::{Outbox, Webhook};
 pub use quota::SessionLimits;
 pub use uploads::range_header;
 
