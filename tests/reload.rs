@@ -316,3 +316,86 @@ async fn webhook_endpoints_are_replaced_and_removed_by_a_reload() {
     a.handle.stop(false).await;
     b.handle.stop(false).await;
 }
+
+/// Starts `kura serve --config config` without `KURA_LOG` (so the file's level counts), its log
+/// going to `log`; returns the guard and base URL.
+fn spawn_with_log_file(root: &Path, config: &Path, log: &Path) -> (common::KillOnDrop, String) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--workers", "2", "--root"])
+        .arg(root)
+        .arg("--config")
+        .arg(config)
+        .env_remove("KURA_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn kura");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{line:?}");
+    (common::KillOnDrop(child), base)
+}
+
+/// Access-log lines (target `kura::access`, level info) for `path` in `log`, waiting up to
+/// `wait` for at least one.
+async fn access_lines(log: &Path, path: &str, wait: Duration) -> usize {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let n = text
+            .lines()
+            .filter(|l| l.contains("kura::access") && l.contains(path))
+            .count();
+        if n > 0 || start.elapsed() >= wait {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_level_changes_on_reload_and_a_bad_one_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, log) = (tmp.path().join("kura.toml"), tmp.path().join("kura.log"));
+    std::fs::write(&config, "[log]\nlevel = \"warn\"\n").unwrap();
+    let (kura, base) = spawn_with_log_file(&tmp.path().join("root"), &config, &log);
+    let get = |path: &str| http().get(format!("{base}{path}")).send();
+    assert_eq!(get("/v2/before-reload").await.unwrap().status(), 404);
+    assert_eq!(
+        access_lines(&log, "/v2/before-reload", Duration::from_millis(500)).await,
+        0,
+        "access lines logged at warn"
+    );
+
+    std::fs::write(&config, "[log]\nlevel = \"info\"\n").unwrap();
+    let (status, report) = reload(&base, "").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["log.level"]),
+        "{report}"
+    );
+    assert_eq!(get("/v2/after-reload").await.unwrap().status(), 404);
+    assert_eq!(
+        access_lines(&log, "/v2/after-reload", Duration::from_secs(5)).await,
+        1,
+        "no access line at info after the reload"
+    );
+
+    // An invalid filter is refused; the level stays info.
+    std::fs::write(&config, "[log]\nlevel = \"kura=loudest\"\n").unwrap();
+    let (status, body) = reload(&base, "").await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("log.level"), "{body}");
+    assert_eq!(get("/v2/after-refusal").await.unwrap().status(), 404);
+    assert_eq!(
+        access_lines(&log, "/v2/after-refusal", Duration::from_secs(5)).await,
+        1
+    );
+    drop(kura);
+}
