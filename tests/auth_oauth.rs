@@ -1,7 +1,8 @@
 //! The OAuth2 form of the token endpoint (`POST /auth/token`, Docker's "oauth.md"), scripted
 //! as Docker's clients send it, against the real `kura serve`: a password grant's token pushes
 //! and pulls, `access_type=offline` adds a refresh token, the refresh grant gives new tokens,
-//! a refresh token is refused as a bearer token and once its user is removed (live reload);
+//! a refresh token is refused as a bearer token, after a password change and once its user is
+//! removed (live reload);
 //! bad grants get `400` with an OAuth2 error body.
 
 mod auth_support;
@@ -228,26 +229,68 @@ async fn password_and_refresh_grants_issue_working_tokens_and_removed_users_are_
         assert!(err["error_description"].is_string(), "{err}");
     }
 
-    // Removing the user revokes the refresh token at once (checked against the htpasswd in
-    // force, reloaded live).
-    write_users(&htpasswd, &[("admin", "admin-pw")]);
-    let r = http()
-        .post(format!("{base}/admin/reload"))
-        .header("Authorization", basic("admin", "admin-pw"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let (status, err) = form(
+    // A new password revokes the refresh tokens issued before (checked against the htpasswd
+    // in force, reloaded live).
+    let reload = || async {
+        let r = http()
+            .post(format!("{base}/admin/reload"))
+            .header("Authorization", basic("admin", "admin-pw"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    write_users(&htpasswd, &[("admin", "admin-pw"), ("bob", "bob-new-pw")]);
+    reload().await;
+    let refresh_grant = |token: String| {
+        let base = base.clone();
+        async move {
+            form(
+                &base,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &token),
+                    ("service", SERVICE),
+                    ("client_id", "docker"),
+                ],
+            )
+            .await
+        }
+    };
+    let (status, err) = refresh_grant(refresh.clone()).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{err}"
+    );
+    assert!(
+        err["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("password changed"),
+        "{err}"
+    );
+    let (status, answer) = form(
         &base,
         &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
+            ("grant_type", "password"),
+            ("username", "bob"),
+            ("password", "bob-new-pw"),
             ("service", SERVICE),
             ("client_id", "docker"),
+            ("access_type", "offline"),
         ],
     )
     .await;
+    assert_eq!(status, 200, "{answer}");
+    let refresh = answer["refresh_token"].as_str().unwrap().to_string();
+    let (status, answer) = refresh_grant(refresh.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+
+    // Removing the user revokes the refresh token at once.
+    write_users(&htpasswd, &[("admin", "admin-pw")]);
+    reload().await;
+    let (status, err) = refresh_grant(refresh).await;
     assert_eq!(status, 400, "{err}");
     assert_eq!(err["error"], "invalid_grant", "{err}");
     assert!(
