@@ -101,7 +101,15 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         if !cfg.gc.interval.is_zero() {
             crate::gc::spawn_periodic(registry, cfg.gc.interval, opts.gc.clone());
         }
-        tokio::spawn(reload_on_sighup(reloader));
+        // Registered before the listening line is printed: until then SIGHUP would kill.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hup) => {
+                tokio::spawn(reload_on_sighup(hup, reloader));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler: reload through POST /admin/reload")
+            }
+        }
         let (in_flight, grace) = (opts.in_flight.clone(), cfg.limits.shutdown_timeout);
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -130,14 +138,10 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
 }
 
 /// Reloads the configuration on every SIGHUP (the outcome is logged).
-async fn reload_on_sighup(reloader: std::sync::Arc<crate::ops::reload::Reloader>) {
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "no SIGHUP handler: reload through POST /admin/reload");
-            return;
-        }
-    };
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    reloader: std::sync::Arc<crate::ops::reload::Reloader>,
+) {
     while hup.recv().await.is_some() {
         let r = reloader.clone();
         let _ = tokio::task::spawn_blocking(move || r.reload()).await;
