@@ -192,3 +192,32 @@ pub async fn handler(reloader: Option<web::Data<Reloader>>) -> Result<HttpRespon
         .with_status(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sections_that_cannot_change_live_are_listed_as_needing_a_restart() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.addr = "127.0.0.1:6000".into();
+        new.gc.interval = std::time::Duration::from_secs(60);
+        new.log.level = "debug".into();
+        new.auth.anonymous_pull = true;
+        new.notifications
+            .endpoints
+            .push(crate::config::EndpointConfig::default());
+        assert_eq!(
+            restart_only_changes(&old, &new, &["auth", "log", "notifications"]),
+            ["addr", "gc"]
+        );
+        // Without webhooks at start, endpoints need a restart; a log format always does.
+        new.log.format = crate::config::LogFormat::Json;
+        assert_eq!(
+            restart_only_changes(&old, &new, &["auth", "log"]),
+            ["addr", "gc", "log.format", "notifications"]
+        );
+        assert!(restart_only_changes(&old, &old, &[]).is_empty());
+    }
+}
