@@ -28,7 +28,7 @@ pub use listing::{Page, Referrer};
 pub use locks::DigestLocks;
 pub(crate) use manifests::remove_revision;
 pub use manifests::{ManifestContent, PutManifest};
-pub use outbox::Outbox;
+pub use outbox::{Outbox, Webhook};
 pub use quota::SessionLimits;
 pub use uploads::range_header;
 
@@ -84,6 +84,8 @@ enum Slot {
 }
 
 struct Inner {
+    /// The data directory (metadata; blobs too on the filesystem driver).
+    root: std::path::PathBuf,
     store: BlobStore,
     meta: Meta,
     sessions: Mutex<HashMap<String, Session>>,
@@ -176,6 +178,7 @@ impl Registry {
         }
         Ok(Registry {
             inner: Arc::new(Inner {
+                root: root.to_path_buf(),
                 store,
                 meta,
                 sessions: Mutex::new(HashMap::new()),
@@ -189,6 +192,11 @@ impl Registry {
             }),
             event: None,
         })
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
     }
 
     /// The blob file store.
