@@ -118,8 +118,35 @@ impl Error {
     }
 }
 
+/// Whether `e` says the file system is full (`ENOSPC`) or the user's quota is (`EDQUOT`).
+pub fn is_storage_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+impl Error {
+    /// `507 Insufficient Storage` (RFC 4918) with the OCI error body: a write failed because
+    /// the data directory's disk (`what`: blobs or metadata) is full. The request changed
+    /// nothing; it may be retried once space is freed.
+    pub fn storage_full(what: &str, err: &std::io::Error) -> Self {
+        tracing::error!(%err, "{what}: the disk is full");
+        Error::new(
+            Code::Unknown,
+            format!(
+                "{what} failed: the registry's disk is full ({err}); retry once space is freed"
+            ),
+        )
+        .with_status(StatusCode::INSUFFICIENT_STORAGE)
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
+        if is_storage_full(&e) {
+            return Error::storage_full("write", &e);
+        }
         Error::internal("i/o error", e)
     }
 }
@@ -128,6 +155,13 @@ macro_rules! internal_from {
     ($($t:ty),*) => {$(
         impl From<$t> for Error {
             fn from(e: $t) -> Self {
+                // Every redb error converts into `redb::Error`, whose `Io` keeps the cause.
+                let e: redb::Error = e.into();
+                if let redb::Error::Io(io) = &e
+                    && is_storage_full(io)
+                {
+                    return Error::storage_full("metadata commit", io);
+                }
                 Error::internal("metadata store", e)
             }
         }

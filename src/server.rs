@@ -44,6 +44,9 @@ pub struct ServerOptions {
     pub mirrors: Option<Arc<crate::mirror::Mirrors>>,
     /// Serve the web interface at `/ui/` (`[ui] enabled`).
     pub ui: bool,
+    /// Live reload (`POST /admin/reload`, SIGHUP in `kura serve`); its `SharedAuth` is the one
+    /// requests use, and `auth` is then ignored.
+    pub reloader: Option<Arc<crate::ops::reload::Reloader>>,
 }
 
 impl Default for ServerOptions {
@@ -62,6 +65,7 @@ impl Default for ServerOptions {
             in_flight: Default::default(),
             mirrors: None,
             ui: true,
+            reloader: None,
         }
     }
 }
@@ -86,11 +90,21 @@ pub fn build(
     let ro = web::Data::new(opts.read_only.clone());
     let limits = web::Data::new(opts.limits.clone());
     let slots = web::Data::new(UploadSlots::new(opts.limits.max_concurrent_uploads));
-    let readiness = web::Data::new(health::Readiness::default());
+    let readiness =
+        web::Data::new(health::Readiness::default().with_min_free(opts.limits.min_free_bytes));
     let with_metrics = opts.metrics;
     let notifier = opts.notifier.clone().map(web::Data::new);
     let replication = opts.replication.clone().map(web::Data::from);
-    let auth = opts.auth.clone().map(web::Data::from);
+    // The reloader's slot when there is one, so `POST /admin/reload` and SIGHUP swap what
+    // requests see.
+    let auth = match opts.reloader.as_ref().and_then(|r| r.auth()) {
+        Some(slot) => Some(web::Data::from(slot)),
+        None => opts
+            .auth
+            .clone()
+            .map(|a| web::Data::new(crate::auth::SharedAuth::new(a))),
+    };
+    let reloader = opts.reloader.clone().map(web::Data::from);
     let deletes = web::Data::new(api::Deletes(opts.deletes));
     let in_flight = web::Data::new(opts.in_flight.clone());
     let mirrors = opts.mirrors.clone().map(web::Data::from);
@@ -108,7 +122,7 @@ pub fn build(
             .app_data(in_flight.clone())
             .app_data(readiness.clone())
             .wrap(from_fn(read_only::middleware))
-            // A no-op unless the app has `Data<Auth>` (added below when auth is configured).
+            // A no-op unless the app has `Data<SharedAuth>` (added below when auth is configured).
             .wrap(from_fn(crate::auth::middleware::middleware))
             .wrap(from_fn(access_log::middleware))
             .wrap(from_fn(crate::ops::in_flight::middleware))
@@ -124,6 +138,10 @@ pub fn build(
             None => app,
         };
         let app = match &replication {
+            Some(r) => app.app_data(r.clone()),
+            None => app,
+        };
+        let app = match &reloader {
             Some(r) => app.app_data(r.clone()),
             None => app,
         };

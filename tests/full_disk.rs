@@ -1,7 +1,9 @@
 //! A full disk: kura's data directory lives on a 16 MiB tmpfs (real ENOSPC from the kernel).
-//! Uploads that hit ENOSPC fail with an error and leave no partial blob; reads go on being
-//! served while the disk is full; once space is freed, writes are accepted again and the store
-//! is consistent, also after a restart.
+//! Uploads, manifest pushes and metadata commits that hit ENOSPC fail with `507 Insufficient
+//! Storage` and the OCI error body, and leave no partial blob; reads go on being served while
+//! the disk is full; once space is freed, writes are accepted again and the store is
+//! consistent, also after a restart. `/readyz` fails while the free space is below
+//! `limits.min_free_bytes` and recovers once space is freed.
 //!
 //! Needs root (or CAP_SYS_ADMIN) to mount the tmpfs, as in CI; fails with a clear message if it
 //! cannot mount rather than skipping.
@@ -124,6 +126,14 @@ async fn outcome(r: Result<reqwest::Response, reqwest::Error>) -> String {
     }
 }
 
+/// Asserts that `outcome` is a 507 with the OCI error body saying the disk is full.
+fn assert_disk_full(what: &str, outcome: &str) {
+    assert!(
+        outcome.starts_with("507 UNKNOWN ") && outcome.contains("disk is full"),
+        "{what}: {outcome}"
+    );
+}
+
 /// Every blob of `app:v1` is served whole.
 async fn assert_pullable(s: &TestServer, tag: &str, manifest: &[u8], blobs: &[&[u8]]) {
     let c = client();
@@ -173,7 +183,7 @@ async fn enospc_fails_uploads_cleanly_keeps_reads_and_accepts_writes_once_space_
         .send()
         .await;
     let monolithic = outcome(r).await;
-    assert!(!monolithic.starts_with("201"), "{monolithic}");
+    assert_disk_full("32 MiB monolithic upload", &monolithic);
     assert_eq!(files(&root.join("blobs")), blobs_before, "no partial blob");
     assert!(
         files(&root.join("uploads")).is_empty(),
@@ -217,6 +227,7 @@ async fn enospc_fails_uploads_cleanly_keeps_reads_and_accepts_writes_once_space_
         }
     }
     assert!(!chunked.is_empty(), "16 MiB never filled up");
+    assert_disk_full("PATCH filling the disk", &chunked);
     // The failed chunk was rolled back: the session and its file hold the acknowledged bytes.
     let r = c.get(&loc).send().await.unwrap();
     assert_eq!(r.status(), 204);
@@ -246,7 +257,7 @@ async fn enospc_fails_uploads_cleanly_keeps_reads_and_accepts_writes_once_space_
         .send()
         .await;
     let small_full = outcome(r).await;
-    assert!(!small_full.starts_with("201"), "{small_full}");
+    assert_disk_full("blob upload on a full disk", &small_full);
     let r = c
         .patch(&loc)
         .header("Content-Range", format!("{offset}-{}", offset + 99_999))
@@ -254,7 +265,7 @@ async fn enospc_fails_uploads_cleanly_keeps_reads_and_accepts_writes_once_space_
         .send()
         .await;
     let patch_full = outcome(r).await;
-    assert!(!patch_full.starts_with("202"), "{patch_full}");
+    assert_disk_full("PATCH on a full disk", &patch_full);
     // A manifest naming blobs that are there: its file cannot be written.
     let cfg = r#"{"tag":"v1","repo":"app"}"#.to_string();
     let cfg_d = Digest::sha256_of(cfg.as_bytes());
@@ -270,7 +281,7 @@ async fn enospc_fails_uploads_cleanly_keeps_reads_and_accepts_writes_once_space_
         .send()
         .await;
     let manifest_full = outcome(r).await;
-    assert!(!manifest_full.starts_with("201"), "{manifest_full}");
+    assert_disk_full("manifest push on a full disk", &manifest_full);
     assert_eq!(files(&root.join("blobs")), blobs_before, "no partial blob");
     assert_eq!(
         files(&root.join("uploads")),
@@ -298,6 +309,7 @@ async fn enospc_fails_uploads_cleanly_keeps_reads_and_accepts_writes_once_space_
             }
         }
     }
+    assert_disk_full("metadata commit on a full disk", &meta_full);
     // Reads still work after the failed writes.
     assert_pullable(&s, "v1", &m1, &[&l1, &l2]).await;
 
@@ -366,6 +378,56 @@ async fn enospc_fails_uploads_cleanly_keeps_reads_and_accepts_writes_once_space_
     );
     drop(s);
     drop(reopen(&root).await);
+}
+
+/// Polls `/readyz` (every 100 ms, at most 10 s) until it answers `want`; returns the body.
+async fn await_readyz(s: &TestServer, want: u16) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = client().get(s.url("/readyz")).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        if status == want {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz still {status} ({body}), not {want}, after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_below_the_free_space_floor_and_recovers_once_space_is_freed() {
+    let fs = Tmpfs::mount(16);
+    let root = fs.path().join("store");
+    let floor = 4u64 << 20;
+    let s = TestServer::start_with_options(
+        Some(&root),
+        kura::server::ServerOptions {
+            limits: kura::config::LimitsConfig {
+                min_free_bytes: floor,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(await_readyz(&s, 200).await, "ready\n");
+    let free = kura::ops::health::free_bytes(&root).unwrap();
+    assert!(free > floor, "{free} bytes free on a fresh 16 MiB tmpfs");
+
+    // Leave 1 MiB free: below the floor, though writes still fit.
+    let ballast = fs.path().join("ballast");
+    std::fs::write(&ballast, vec![0x55u8; (free - (1 << 20)) as usize]).unwrap();
+    let why = await_readyz(&s, 503).await;
+    assert!(why.contains("below limits.min_free_bytes"), "{why}");
+    // Being unready refuses nothing by itself: a small push still lands.
+    push_blob(&s, "app", b"still writable").await;
+
+    std::fs::remove_file(&ballast).unwrap();
+    assert_eq!(await_readyz(&s, 200).await, "ready\n");
 }
 
 /// Opens the store once the stopped server has let go of it (its workers stop asynchronously).

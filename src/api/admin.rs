@@ -109,3 +109,25 @@ pub async fn replication_sync(
     let results = rep.sync(only.as_deref()).await.map_err(bad)?;
     Ok(HttpResponse::Ok().json(results))
 }
+
+/// `POST /admin/backup?dest=/absolute/dir`: backs the live store up into `dest` (a directory
+/// on the server's machine; incremental against a backup already there) and replies with the
+/// `BackupReport`. 409 while another backup writes into `dest`.
+pub async fn backup(req: HttpRequest, reg: web::Data<Registry>) -> Result<HttpResponse> {
+    let dest = super::query_param(&req, "dest")?
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| bad("POST /admin/backup needs ?dest=<absolute directory>".into()))?;
+    let dest = std::path::PathBuf::from(dest);
+    if !dest.is_absolute() {
+        return Err(bad(format!(
+            "dest {} is not an absolute path",
+            dest.display()
+        )));
+    }
+    let r = reg.get_ref().clone();
+    let report = tokio::task::spawn_blocking(move || crate::backup::backup(&r, &dest, &|_| {}))
+        .await
+        .map_err(|e| Error::internal("backup task", e))?
+        .map_err(crate::backup::BackupError::into_api_error)?;
+    Ok(HttpResponse::Ok().json(report))
+}

@@ -8,13 +8,14 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::rules::Access;
-use super::{Auth, BasicFailure, Credentials};
+use super::{Auth, BasicFailure, Credentials, SharedAuth};
 use crate::error::{Code, Error};
 use crate::ops::access_log::User;
 
-/// Registers `GET /auth/token`.
+/// Registers `GET /auth/token` and its OAuth2 form, `POST /auth/token` (`super::oauth`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/auth/token", web::get().to(token));
+    cfg.route("/auth/token", web::get().to(token))
+        .route("/auth/token", web::post().to(super::oauth::token));
 }
 
 fn bad_request(msg: String) -> Error {
@@ -22,8 +23,8 @@ fn bad_request(msg: String) -> Error {
 }
 
 /// Issues a token.
-async fn token(req: HttpRequest, auth: web::Data<Auth>) -> Result<HttpResponse, Error> {
-    let auth: Arc<Auth> = auth.into_inner();
+async fn token(req: HttpRequest, auth: web::Data<SharedAuth>) -> Result<HttpResponse, Error> {
+    let auth: Arc<Auth> = auth.current();
     let Some(tokens) = auth.tokens() else {
         return Err(
             Error::new(Code::Unsupported, "bearer tokens are not configured")
@@ -82,13 +83,32 @@ async fn token(req: HttpRequest, auth: web::Data<Auth>) -> Result<HttpResponse, 
     let issued = tokens
         .issue(user.as_deref().unwrap_or(""), &access)
         .map_err(|e| Error::internal("token", e))?;
+    // `offline_token=true`: a refresh token too (Docker's token spec), for a user.
+    let offline = query
+        .iter()
+        .any(|(k, v)| k == "offline_token" && v == "true");
+    let refresh_token = match (&user, offline) {
+        (Some(u), true) => {
+            let client = query
+                .iter()
+                .find(|(k, _)| k == "client_id")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("");
+            Some(super::refresh::issue(&auth, u, client).map_err(|e| Error::internal("token", e))?)
+        }
+        _ => None,
+    };
     tracing::debug!(user = user.as_deref().unwrap_or("-"), scopes = ?access.iter().map(Access::scope).collect::<Vec<_>>(), "token issued");
+    let mut answer = json!({
+        "token": issued.token,
+        "access_token": issued.token,
+        "expires_in": issued.expires_in,
+        "issued_at": humantime::format_rfc3339_seconds(issued.issued_at).to_string(),
+    });
+    if let Some(r) = refresh_token {
+        answer["refresh_token"] = json!(r);
+    }
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(json!({
-            "token": issued.token,
-            "access_token": issued.token,
-            "expires_in": issued.expires_in,
-            "issued_at": humantime::format_rfc3339_seconds(issued.issued_at).to_string(),
-        })))
+        .json(answer))
 }

@@ -81,6 +81,19 @@ impl Htpasswd {
         self.users.len()
     }
 
+    /// Whether `user` has an entry.
+    pub fn contains(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
+    /// A short fingerprint of `user`'s password hash (changes when the password does); `None`
+    /// for an unknown user. Refresh tokens carry it, so they die with the user or the password.
+    pub fn entry_fingerprint(&self, user: &str) -> Option<String> {
+        let hash = self.users.get(user)?;
+        let d = Sha256::digest(hash.as_bytes());
+        Some(d[..8].iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// Whether the file had no usable entry.
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()

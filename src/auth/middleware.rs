@@ -19,7 +19,9 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
 
 use super::rules::Actions;
-use super::{Auth, BasicFailure, CatalogFilter, Credentials, Decision, Need, Principal};
+use super::{
+    Auth, BasicFailure, CatalogFilter, Credentials, Decision, Need, Principal, SharedAuth,
+};
 use crate::api::request::Parsed;
 use crate::api::routes::Route;
 use crate::error::{Code, Error};
@@ -86,16 +88,13 @@ async fn authenticate(auth: &Arc<Auth>, req: &ServiceRequest) -> Result<Principa
     }
 }
 
-/// Authenticates and authorizes every request when the app has `web::Data<Auth>`; passes
-/// everything through otherwise.
+/// Authenticates and authorizes every request when the app has `web::Data<SharedAuth>` (with
+/// the `Auth` in force when the request starts); passes everything through otherwise.
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let Some(auth) = req
-        .app_data::<web::Data<Auth>>()
-        .map(|d| d.clone().into_inner())
-    else {
+    let Some(auth) = req.app_data::<web::Data<SharedAuth>>().map(|d| d.current()) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let refuse = |req: ServiceRequest, err: Error| {

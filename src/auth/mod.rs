@@ -15,7 +15,10 @@ pub mod endpoint;
 pub mod htpasswd;
 pub mod limiter;
 pub mod middleware;
+pub mod oauth;
+pub mod refresh;
 pub mod rules;
+pub mod shared;
 pub mod tls;
 pub mod token;
 
@@ -33,14 +36,17 @@ pub use config::{AuthConfig, TlsConfig};
 use htpasswd::Htpasswd;
 use limiter::LoginLimiter;
 use rules::{Access, Actions, Rules, granted, grants_registry};
+pub use shared::SharedAuth;
 use token::{TokenService, Verified};
 
 /// The authentication and authorization state of a server.
 pub struct Auth {
     htpasswd: Option<Arc<Htpasswd>>,
-    tokens: Option<TokenService>,
+    tokens: Option<Arc<TokenService>>,
     rules: Rules,
-    limiter: LoginLimiter,
+    limiter: Arc<LoginLimiter>,
+    /// The configuration this was built from (a reload keeps what did not change).
+    config: AuthConfig,
 }
 
 impl std::fmt::Debug for Auth {
@@ -189,6 +195,17 @@ impl Auth {
         if !cfg.enabled() {
             return Ok(None);
         }
+        Self::build(cfg, None).map(Some)
+    }
+
+    /// The authentication of `cfg` replacing this one (a live reload): the htpasswd file is
+    /// read again; the token service (and so its signing key, generated or not) and the
+    /// failed-login counts are kept when their settings did not change.
+    pub fn reloaded(&self, cfg: &AuthConfig) -> Result<Arc<Auth>, String> {
+        Self::build(cfg, Some(self))
+    }
+
+    fn build(cfg: &AuthConfig, old: Option<&Auth>) -> Result<Arc<Auth>, String> {
         cfg.validate()?;
         let htpasswd = match &cfg.htpasswd {
             Some(p) => {
@@ -201,20 +218,49 @@ impl Auth {
             }
             None => None,
         };
-        let tokens = cfg.token.as_ref().map(TokenService::new).transpose()?;
+        let tokens = match old {
+            Some(o) if o.config.token == cfg.token => o.tokens.clone(),
+            _ => cfg
+                .token
+                .as_ref()
+                .map(TokenService::new)
+                .transpose()?
+                .map(Arc::new),
+        };
+        let limiter = match old {
+            Some(o)
+                if o.config.max_failed_logins == cfg.max_failed_logins
+                    && o.config.lockout == cfg.lockout =>
+            {
+                o.limiter.clone()
+            }
+            _ => Arc::new(LoginLimiter::new(cfg.max_failed_logins, cfg.lockout)),
+        };
         let rules = Rules::new(cfg);
         tracing::info!("access policy: {}", rules.describe());
-        Ok(Some(Arc::new(Auth {
+        Ok(Arc::new(Auth {
             htpasswd,
             tokens,
             rules,
-            limiter: LoginLimiter::new(cfg.max_failed_logins, cfg.lockout),
-        })))
+            limiter,
+            config: cfg.clone(),
+        }))
+    }
+
+    /// The number of users in the htpasswd file, when there is one.
+    pub fn user_count(&self) -> Option<usize> {
+        self.htpasswd.as_ref().map(|h| h.len())
+    }
+
+    /// The fingerprint of `user`'s htpasswd entry, while the user exists (a refresh token is
+    /// honoured only while it matches).
+    pub fn user_fingerprint(&self, user: &str) -> Option<String> {
+        self.htpasswd.as_ref()?.entry_fingerprint(user)
     }
 
     /// The token service, when bearer tokens are configured.
     pub fn tokens(&self) -> Option<&TokenService> {
-        self.tokens.as_ref()
+        self.tokens.as_deref()
     }
 
     /// The access rules.

@@ -19,10 +19,10 @@ use super::rules::Access;
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: u64 = 30;
 
-struct Signer {
-    alg: Algorithm,
-    key: EncodingKey,
-    kid: String,
+pub(super) struct Signer {
+    pub(super) alg: Algorithm,
+    pub(super) key: EncodingKey,
+    pub(super) kid: String,
 }
 
 struct Verifier {
@@ -42,7 +42,7 @@ pub struct TokenService {
     pub issuer: String,
     /// Lifetime of issued tokens.
     pub lifetime: Duration,
-    signer: Signer,
+    pub(super) signer: Signer,
     verifiers: Vec<Verifier>,
 }
 
@@ -330,6 +330,11 @@ impl TokenService {
             expires_in: self.lifetime.as_secs(),
             issued_at: now,
         })
+    }
+
+    /// The key verifying kura's own signatures.
+    pub(super) fn own_key(&self) -> &DecodingKey {
+        &self.verifiers[0].key
     }
 
     /// Checks signature, issuer, audience (`service`), `exp` and `nbf`.

@@ -1,5 +1,6 @@
 //! `kura login REGISTRY` and `kura logout REGISTRY`: check credentials against a registry and
-//! store them in (or remove them from) the Docker configuration file.
+//! store them in (or remove them from) the Docker configuration file, or the credential helper
+//! it names for the registry (`credHelpers`, `credsStore`).
 
 use std::io::Read;
 
@@ -54,13 +55,16 @@ pub fn login(args: LoginArgs) -> Result<(), super::CliError> {
     let registry = transport.registry_with(&host, Some(creds.clone()))?;
     block_on(registry.ping())??;
     let mut config = DockerConfig::load()?;
-    config.set_credentials(&host, &creds);
+    let helper = config.store_credentials(&host, &creds)?;
     config.save()?;
     if !args.client.quiet && !args.client.json {
-        println!(
-            "Login succeeded (credentials stored in {})",
-            config.path().display()
-        );
+        match helper {
+            Some(h) => println!("Login succeeded (credentials stored by docker-credential-{h})"),
+            None => println!(
+                "Login succeeded (credentials stored in {})",
+                config.path().display()
+            ),
+        }
     }
     Ok(())
 }
@@ -69,7 +73,7 @@ pub fn login(args: LoginArgs) -> Result<(), super::CliError> {
 pub fn logout(args: LogoutArgs) -> Result<(), super::CliError> {
     let host = parse_registry(&args.registry)?;
     let mut config = DockerConfig::load()?;
-    if !config.remove_credentials(&host) {
+    if !config.erase_credentials(&host)? {
         return Err(format!("not logged in to {host}").into());
     }
     config.save()?;

@@ -1,5 +1,6 @@
 //! The `kura` command line: one module per subcommand.
 
+mod backup;
 mod catalog;
 mod config_cmd;
 mod copy;
@@ -33,6 +34,11 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Validate a config file and print the effective configuration.
     Config(config_cmd::ConfigArgs),
+    /// Back the store up into a directory (consistent, verified, incremental), in this process
+    /// or through the server holding it.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into an empty data directory, verifying every digest (offline).
+    Restore(backup::RestoreArgs),
     /// Collect garbage now: unreferenced blobs, dead manifests, stale uploads.
     Gc(gc::GcArgs),
     /// Verify every blob file against its digest and the metadata tables against each other.
@@ -80,6 +86,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Config(args) => config_cmd::run(args),
+        Command::Backup(args) => backup::run_backup(args),
+        Command::Restore(args) => backup::run_restore(args),
         Command::Gc(args) => gc::run(args),
         Command::Fsck(args) => fsck::run(args),
         Command::MigrateStorage(args) => migrate::run(args),

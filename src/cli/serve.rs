@@ -47,6 +47,16 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         ..ServerOptions::default()
     };
     opts.auth = crate::auth::Auth::from_config(&cfg.auth)?;
+    let reloader = std::sync::Arc::new(crate::ops::reload::Reloader::new(
+        crate::ops::reload::Source {
+            config: args.flags.config.clone(),
+            auth_config: args.flags.auth_config.clone(),
+            overrides: args.flags.overrides(),
+        },
+        cfg.clone(),
+        opts.auth.clone(),
+    ));
+    opts.reloader = Some(reloader.clone());
     if let Some((cert, key)) = cfg.tls.files() {
         opts.tls = Some(crate::auth::tls::server_config(cert, key)?);
     } else if !crate::auth::tls::is_loopback(&cfg.addr) {
@@ -67,6 +77,7 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         if let (Some(outbox), false) = (&outbox, cfg.notifications.endpoints.is_empty()) {
             let n = crate::ops::notify::Notifier::start(registry.clone(), outbox.clone())
                 .map_err(std::io::Error::other)?;
+            reloader.set_notifier(n.clone(), tokio::runtime::Handle::current());
             opts.notifier = Some(n);
         }
         if !cfg.replication.push.is_empty() || !cfg.replication.pull.is_empty() {
@@ -89,6 +100,15 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         std::fs::write(&addr_file, format!("{scheme}://{addr}\n"))?;
         if !cfg.gc.interval.is_zero() {
             crate::gc::spawn_periodic(registry, cfg.gc.interval, opts.gc.clone());
+        }
+        // Registered before the listening line is printed: until then SIGHUP would kill.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hup) => {
+                tokio::spawn(reload_on_sighup(hup, reloader));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler: reload through POST /admin/reload")
+            }
         }
         let (in_flight, grace) = (opts.in_flight.clone(), cfg.limits.shutdown_timeout);
         tokio::spawn(async move {
@@ -115,6 +135,17 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
     let _ = std::fs::remove_file(&addr_file);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reloads the configuration on every SIGHUP (the outcome is logged).
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    reloader: std::sync::Arc<crate::ops::reload::Reloader>,
+) {
+    while hup.recv().await.is_some() {
+        let r = reloader.clone();
+        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+    }
 }
 
 async fn shutdown_signal() {

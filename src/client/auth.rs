@@ -1,195 +1,16 @@
-//! Credentials and authentication: `~/.docker/config.json` (read, and written by `kura login`),
-//! `WWW-Authenticate` challenges, and the Docker token flow (fetch a bearer token from the
-//! challenge's realm with basic credentials, cache it per scope until it expires).
+//! Authentication: `WWW-Authenticate` challenges and the Docker token flow (fetch a bearer
+//! token from the challenge's realm with basic credentials, or by the OAuth2 refresh grant with
+//! an identity token; cache it per scope until it expires). The credentials come from
+//! `docker_config` (re-exported here).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+pub use super::docker_config::{Credentials, DockerConfig, IDENTITY_TOKEN_USER};
 use super::error::{Error, Result, read_limited};
-use super::reference::{DOCKER_HUB, DOCKER_HUB_API};
-
-/// A user name and password (or token) for one registry.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, <hidden>)", self.username)
-    }
-}
-
-impl Credentials {
-    /// The `Authorization: Basic` header value.
-    pub fn basic_header(&self) -> String {
-        format!(
-            "Basic {}",
-            BASE64.encode(format!("{}:{}", self.username, self.password))
-        )
-    }
-}
-
-/// Docker's client configuration file: `$DOCKER_CONFIG/config.json`, else
-/// `~/.docker/config.json`. Only `auths` entries are read and written; every other field is
-/// kept as it was.
-pub struct DockerConfig {
-    path: PathBuf,
-    value: Value,
-}
-
-/// The key Docker Hub credentials are stored under.
-const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
-
-/// The registry name an `auths` key stands for (scheme and path dropped, Docker Hub aliases
-/// folded into `docker.io`).
-fn normalize_key(key: &str) -> String {
-    let host = key
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or("");
-    match host {
-        "index.docker.io" | DOCKER_HUB_API | DOCKER_HUB => DOCKER_HUB.to_string(),
-        h => h.to_string(),
-    }
-}
-
-impl DockerConfig {
-    /// Where the configuration file is.
-    pub fn default_path() -> Result<PathBuf> {
-        if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
-            return Ok(PathBuf::from(dir).join("config.json"));
-        }
-        let home = std::env::var_os("HOME")
-            .ok_or_else(|| Error::Invalid("neither DOCKER_CONFIG nor HOME is set".into()))?;
-        Ok(PathBuf::from(home).join(".docker/config.json"))
-    }
-
-    /// Loads the file at its default place; a missing file is an empty configuration.
-    pub fn load() -> Result<DockerConfig> {
-        Self::load_from(&Self::default_path()?)
-    }
-
-    /// Loads the file at `path`; a missing file is an empty configuration.
-    pub fn load_from(path: &Path) -> Result<DockerConfig> {
-        let value = match std::fs::read(path) {
-            Ok(b) if b.iter().all(u8::is_ascii_whitespace) => json!({}),
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                Error::Invalid(format!("{} is not valid JSON: {e}", path.display()))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => json!({}),
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-        };
-        if !value.is_object() {
-            return Err(Error::Invalid(format!(
-                "{} is not a JSON object",
-                path.display()
-            )));
-        }
-        Ok(DockerConfig {
-            path: path.to_path_buf(),
-            value,
-        })
-    }
-
-    /// The file this configuration is read from and saved to.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The credentials stored for `registry` (`host[:port]`), if any.
-    pub fn credentials(&self, registry: &str) -> Option<Credentials> {
-        let want = normalize_key(registry);
-        let auths = self.value.get("auths")?.as_object()?;
-        let entry = auths
-            .iter()
-            .find(|(k, _)| normalize_key(k) == want)
-            .map(|(_, v)| v)?;
-        if let Some(auth) = entry
-            .get("auth")
-            .and_then(Value::as_str)
-            .filter(|a| !a.is_empty())
-        {
-            let decoded = BASE64.decode(auth.trim()).ok()?;
-            let decoded = String::from_utf8(decoded).ok()?;
-            let (u, p) = decoded.split_once(':')?;
-            return Some(Credentials {
-                username: u.to_string(),
-                password: p.to_string(),
-            });
-        }
-        let username = entry.get("username")?.as_str()?;
-        let password = entry.get("password")?.as_str()?;
-        Some(Credentials {
-            username: username.to_string(),
-            password: password.to_string(),
-        })
-    }
-
-    fn auths_mut(&mut self) -> &mut serde_json::Map<String, Value> {
-        let obj = self.value.as_object_mut().expect("checked at load");
-        let auths = obj.entry("auths").or_insert_with(|| json!({}));
-        if !auths.is_object() {
-            *auths = json!({});
-        }
-        auths.as_object_mut().expect("just made an object")
-    }
-
-    /// Stores `creds` for `registry`, replacing any entry for the same registry.
-    pub fn set_credentials(&mut self, registry: &str, creds: &Credentials) {
-        let want = normalize_key(registry);
-        let auths = self.auths_mut();
-        auths.retain(|k, _| normalize_key(k) != want);
-        let key = if want == DOCKER_HUB {
-            DOCKER_HUB_KEY.to_string()
-        } else {
-            want
-        };
-        let auth = BASE64.encode(format!("{}:{}", creds.username, creds.password));
-        auths.insert(key, json!({ "auth": auth }));
-    }
-
-    /// Removes the entries for `registry`; false when there was none.
-    pub fn remove_credentials(&mut self, registry: &str) -> bool {
-        let want = normalize_key(registry);
-        let auths = self.auths_mut();
-        let before = auths.len();
-        auths.retain(|k, _| normalize_key(k) != want);
-        auths.len() != before
-    }
-
-    /// Writes the file atomically, readable by its owner only.
-    pub fn save(&self) -> Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let ctx = |what: &str| format!("{what} {}", self.path.display());
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(ctx("creating the directory of"), e))?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".config.json.")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(ctx("writing"), e))?;
-        let mut body = serde_json::to_vec_pretty(&self.value).expect("JSON value");
-        body.push(b'\n');
-        std::io::Write::write_all(&mut tmp, &body).map_err(|e| Error::io(ctx("writing"), e))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| Error::io(ctx("writing"), e))?;
-        }
-        tmp.persist(&self.path)
-            .map_err(|e| Error::io(ctx("writing"), e.error))?;
-        Ok(())
-    }
-}
 
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,7 +189,12 @@ impl AuthState {
         }
         match challenge {
             Challenge::Basic => {
-                if self.creds.is_none() {
+                // An identity token is only good at a token endpoint.
+                if self
+                    .creds
+                    .as_ref()
+                    .is_none_or(|c| c.identity_token().is_some())
+                {
                     return Ok(false);
                 }
                 *self.basic.lock().expect("basic lock") = true;
@@ -428,6 +254,11 @@ impl AuthState {
                 q.append_pair("scope", s);
             }
         }
+        if let Some(token) = self.creds.as_ref().and_then(Credentials::identity_token) {
+            return self
+                .refresh_grant(http, realm, service, scopes, token)
+                .await;
+        }
         let mut req = http.get(url.clone());
         if let Some(c) = &self.creds {
             if !super::transport::may_carry_basic(&url) {
@@ -438,6 +269,61 @@ impl AuthState {
             }
             req = req.header(reqwest::header::AUTHORIZATION, c.basic_header());
         }
+        self.token_answer(req, realm).await
+    }
+
+    /// The OAuth2 form (Docker's "oauth.md"): `POST realm` with `grant_type=refresh_token`,
+    /// for credentials that are an identity token.
+    async fn refresh_grant(
+        &self,
+        http: &reqwest::Client,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+        token: &str,
+    ) -> Result<(String, Duration)> {
+        let url = reqwest::Url::parse(realm).map_err(|e| Error::Auth {
+            host: self.registry.clone(),
+            message: format!("token realm {realm:?} is not a URL: {e}"),
+        })?;
+        if !super::transport::may_carry_basic(&url) {
+            return Err(Error::Auth {
+                host: self.registry.clone(),
+                message: format!(
+                    "refusing to send an identity token over plain HTTP to the token realm {realm}; use HTTPS"
+                ),
+            });
+        }
+        // A URL's query serializer writes application/x-www-form-urlencoded.
+        let mut encoder = reqwest::Url::parse("form:").expect("static URL");
+        encoder
+            .query_pairs_mut()
+            .append_pair("grant_type", "refresh_token")
+            .append_pair("refresh_token", token)
+            .append_pair("service", service.unwrap_or(""))
+            .append_pair("client_id", "kura")
+            .append_pair("scope", &scopes.join(" "));
+        let form = encoder.query().unwrap_or_default().to_string();
+        let req = http
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form);
+        self.token_answer(req, realm).await
+    }
+
+    /// Sends a token request and reads the token and its lifetime from the answer.
+    async fn token_answer(
+        &self,
+        req: reqwest::RequestBuilder,
+        realm: &str,
+    ) -> Result<(String, Duration)> {
+        let auth_err = |message: String| Error::Auth {
+            host: self.registry.clone(),
+            message,
+        };
         let resp = req
             .send()
             .await
@@ -498,31 +384,5 @@ mod tests {
         let have = scope_items(&["repository:a:pull,push".into()]);
         assert!(have.is_superset(&scope_items(&["repository:a:push".into()])));
         assert!(!have.is_superset(&scope_items(&["repository:b:pull".into()])));
-    }
-
-    #[test]
-    fn docker_config_round_trips_credentials_and_keeps_other_fields() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.json");
-        std::fs::write(
-            &path,
-            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dTpw"}},"psFormat":"x"}"#,
-        )
-        .unwrap();
-        let mut c = DockerConfig::load_from(&path).unwrap();
-        assert_eq!(c.credentials("docker.io").unwrap().username, "u");
-        let creds = Credentials {
-            username: "alice".into(),
-            password: "s:ecret".into(),
-        };
-        c.set_credentials("127.0.0.1:5000", &creds);
-        c.save().unwrap();
-        let c = DockerConfig::load_from(&path).unwrap();
-        assert_eq!(c.credentials("127.0.0.1:5000"), Some(creds));
-        assert_eq!(c.value["psFormat"], "x");
-        let mut c = c;
-        assert!(c.remove_credentials("http://127.0.0.1:5000/v2/"));
-        assert!(!c.remove_credentials("127.0.0.1:5000"));
-        assert!(c.credentials("127.0.0.1:5000").is_none());
     }
 }

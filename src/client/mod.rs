@@ -3,7 +3,9 @@
 //!
 //! - `reference`: image references as users write them
 //! - `transport`: HTTP, TLS, scheme choice, authentication challenges, retries
-//! - `auth`: `~/.docker/config.json` and the Docker token flow
+//! - `auth`: authentication challenges and the Docker token flow
+//! - `docker_config`: `~/.docker/config.json`
+//! - `cred_helper`: the `docker-credential-*` programs that keep credentials
 //! - `api`: the distribution API calls
 //! - `image`: manifests, descriptors and the walk over an image's graph
 //! - `blobs`: blob uploads (skip, mount, chunked with resume) and verified downloads
@@ -15,7 +17,9 @@
 pub mod api;
 pub mod auth;
 pub mod blobs;
+pub mod cred_helper;
 pub mod docker_archive;
+pub mod docker_config;
 pub mod error;
 pub mod image;
 pub mod layout;

@@ -90,10 +90,10 @@ impl Transport {
 
     /// A handle on `registry` (`host[:port]`) using the stored credentials for it.
     pub fn registry(&self, registry: &str) -> Result<Registry> {
-        let creds = self
-            .docker_config
-            .as_ref()
-            .and_then(|c| c.credentials(registry));
+        let creds = match &self.docker_config {
+            Some(c) => c.credentials(registry)?,
+            None => None,
+        };
         self.registry_with(registry, creds)
     }
 

@@ -241,6 +241,9 @@ pub struct LimitsConfig {
     /// How long shutdown waits for requests in flight.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// `/readyz` fails (503) while the data directory's file system has fewer free bytes than
+    /// this (0: no floor), so a load balancer stops sending pushes before writes fail with 507.
+    pub min_free_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -253,6 +256,7 @@ impl Default for LimitsConfig {
             max_upload_sessions: 10_000,
             max_upload_sessions_per_client: 1_000,
             shutdown_timeout: Duration::from_secs(30),
+            min_free_bytes: 0,
         }
     }
 }

@@ -79,7 +79,8 @@ const DELETE_BATCH: usize = 100;
 /// Deletes the objects of `digests` unless a writer has recorded the blob again since its row
 /// was removed. Writers hold a digest's lock from placing the object to committing its row, so
 /// under the lock a visible row always has its object, and a missing row means no writer is
-/// between the two: the object may go. Returns the digests whose objects were deleted.
+/// between the two: the object may go (unless a backup runs). Returns the digests whose
+/// objects were deleted.
 pub(crate) fn remove_unless_recorded(
     registry: &Registry,
     digests: &[Digest],
@@ -97,6 +98,16 @@ pub(crate) fn remove_unless_recorded(
         }
         Ok(gone)
     })?;
+    // A backup's snapshot may still name these blobs: while one runs, the files stay (as
+    // orphans, swept by a later collection). See `backup/pins.rs` for the ordering.
+    let pins = registry.backup_pins().for_unlink();
+    if pins.backup_running() {
+        tracing::info!(
+            files = gone.len(),
+            "a backup is running: rows removed, files left for a later collection"
+        );
+        return Ok(Vec::new());
+    }
     registry.store().remove_blobs(&gone)?;
     Ok(gone)
 }

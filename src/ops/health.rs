@@ -1,6 +1,8 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (the store takes writes).
 //!
-//! The readiness probe writes and syncs a file in the data directory; its result is kept for
+//! The readiness probe checks the free space of the data directory's file system against
+//! `limits.min_free_bytes` (statvfs), then writes and syncs a file in the data directory; its
+//! result is kept for
 //! `READY_TTL`, so a scraper polling `/readyz` causes at most one fsync per second, however
 //! often it asks, and concurrent requests share one probe.
 
@@ -17,6 +19,8 @@ pub const READY_TTL: Duration = Duration::from_secs(1);
 /// The last readiness result, shared by the server's workers.
 pub struct Readiness {
     ttl: Duration,
+    /// Not ready below this many free bytes in the data directory (0: no floor).
+    min_free: u64,
     last: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
     probes: AtomicU64,
 }
@@ -32,9 +36,16 @@ impl Readiness {
     pub fn with_ttl(ttl: Duration) -> Readiness {
         Readiness {
             ttl,
+            min_free: 0,
             last: tokio::sync::Mutex::new(None),
             probes: AtomicU64::new(0),
         }
+    }
+
+    /// Not ready while the data directory has fewer than `bytes` free (0: no floor).
+    pub fn with_min_free(mut self, bytes: u64) -> Readiness {
+        self.min_free = bytes;
+        self
     }
 
     /// Probes run so far (each writes and syncs one file).
@@ -51,8 +62,8 @@ impl Readiness {
             return res.clone();
         }
         self.probes.fetch_add(1, Ordering::Relaxed);
-        let r = reg.clone();
-        let res = tokio::task::spawn_blocking(move || probe(&r))
+        let (r, min_free) = (reg.clone(), self.min_free);
+        let res = tokio::task::spawn_blocking(move || probe(&r, min_free))
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
         *last = Some((Instant::now(), res.clone()));
@@ -60,8 +71,35 @@ impl Readiness {
     }
 }
 
-/// Writes (and syncs) a small object in the blob store, and reads the metadata store.
-fn probe(r: &Registry) -> Result<(), String> {
+/// Bytes available to kura (not root's reserve) on the file system holding `dir`.
+pub fn free_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `st` is written by statvfs on success.
+    if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Checks the free-space floor, writes (and syncs) a small object in the blob store, and
+/// reads the metadata store.
+fn probe(r: &Registry, min_free: u64) -> Result<(), String> {
+    if min_free > 0 {
+        let free = free_bytes(r.root())
+            .map_err(|e| format!("free space of {}: {e}", r.root().display()))?;
+        if free < min_free {
+            return Err(format!(
+                "data directory {} has {free} bytes free, below limits.min_free_bytes ({min_free})",
+                r.root().display()
+            ));
+        }
+    }
     r.store()
         .probe()
         .map_err(|e| format!("blob store not writable: {e}"))?;

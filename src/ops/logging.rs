@@ -1,11 +1,43 @@
 //! Log output through tracing: human-readable text or JSON lines.
 
+use std::sync::OnceLock;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
 /// Flushes buffered log lines when dropped; hold it until the process ends.
 pub type LogGuard = Option<tracing_appender::non_blocking::WorkerGuard>;
+
+type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// Replaces the installed subscriber's level filter (set by `init`).
+static SET_FILTER: OnceLock<SetFilter> = OnceLock::new();
+
+/// The level filter `level` (`info`, `kura=debug,warn`...), or why it is not one.
+pub fn parse_level(level: &str) -> Result<EnvFilter, String> {
+    EnvFilter::try_new(level).map_err(|e| format!("log.level {level:?}: {e}"))
+}
+
+/// How a live reload treats a new `log.level`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LevelChange {
+    /// In force from now on.
+    Applied,
+    /// `KURA_LOG` is set and overrides the configured level.
+    OverriddenByEnv,
+}
+
+/// Puts `filter` in force (a live reload); `KURA_LOG`, when set, keeps precedence.
+pub fn set_level(filter: EnvFilter) -> Result<LevelChange, String> {
+    if std::env::var_os("KURA_LOG").is_some() {
+        return Ok(LevelChange::OverriddenByEnv);
+    }
+    match SET_FILTER.get() {
+        Some(set) => set(filter).map(|_| LevelChange::Applied),
+        None => Err("no log subscriber installed by kura".into()),
+    }
+}
 
 /// Installs the global subscriber (once; later calls are ignored and return `None`).
 /// `KURA_LOG`, when set, overrides the configured level filter. Logs go to stderr through a
@@ -27,9 +59,22 @@ pub fn init(cfg: &LogConfig) -> LogGuard {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
+    // The filter sits behind a reload layer, so a live reload can change the level.
     let installed = match cfg.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => {
+            let b = builder.with_filter_reloading();
+            let h = b.reload_handle();
+            b.try_init()
+                .map(|_| -> SetFilter { Box::new(move |f| h.reload(f).map_err(|e| e.to_string())) })
+        }
+        LogFormat::Json => {
+            let b = builder.json().flatten_event(true).with_filter_reloading();
+            let h = b.reload_handle();
+            b.try_init()
+                .map(|_| -> SetFilter { Box::new(move |f| h.reload(f).map_err(|e| e.to_string())) })
+        }
     };
-    installed.ok().map(|_| guard)
+    let set = installed.ok()?;
+    let _ = SET_FILTER.set(set);
+    Some(guard)
 }

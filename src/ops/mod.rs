@@ -9,3 +9,4 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod read_only;
+pub mod reload;

@@ -28,7 +28,7 @@ pub use listing::{Page, Referrer};
 pub use locks::DigestLocks;
 pub(crate) use manifests::remove_revision;
 pub use manifests::{ManifestContent, PutManifest};
-pub use outbox::Outbox;
+pub use outbox::{Outbox, Webhook};
 pub use quota::SessionLimits;
 pub use uploads::range_header;
 
@@ -84,11 +84,15 @@ enum Slot {
 }
 
 struct Inner {
+    /// The data directory (metadata; blobs too on the filesystem driver).
+    root: std::path::PathBuf,
     store: BlobStore,
     meta: Meta,
     sessions: Mutex<HashMap<String, Session>>,
     quota: quota::SessionQuota,
     locks: locks::DigestLocks,
+    /// Backups running: the collector unlinks no blob meanwhile (`backup/pins.rs`).
+    backups: crate::backup::BackupPins,
     gc: Mutex<()>,
     manifests: cache::ManifestCache,
     outbox: OnceLock<Arc<Outbox>>,
@@ -174,11 +178,13 @@ impl Registry {
         }
         Ok(Registry {
             inner: Arc::new(Inner {
+                root: root.to_path_buf(),
                 store,
                 meta,
                 sessions: Mutex::new(HashMap::new()),
                 quota,
                 locks: locks::DigestLocks::default(),
+                backups: crate::backup::BackupPins::default(),
                 gc: Mutex::new(()),
                 manifests: cache::ManifestCache::default(),
                 outbox: OnceLock::new(),
@@ -186,6 +192,11 @@ impl Registry {
             }),
             event: None,
         })
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
     }
 
     /// The blob file store.
@@ -201,6 +212,11 @@ impl Registry {
     /// The per-digest locks ordering file publication against garbage collection.
     pub fn digest_locks(&self) -> &locks::DigestLocks {
         &self.inner.locks
+    }
+
+    /// The backups running, which the collector's unlinks wait out (`backup/pins.rs`).
+    pub fn backup_pins(&self) -> &crate::backup::BackupPins {
+        &self.inner.backups
     }
 
     /// Serializes garbage collection runs.

@@ -5,7 +5,8 @@
 //! `replication:<name>`, a `ReplicationEvent` per manifest push or delete). Their dispatchers
 //! only read the table; they are woken once the transaction is durable.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
 
@@ -16,11 +17,40 @@ use crate::events::{Event, EventContext, ReplicationEvent, Source, Target};
 use crate::meta::{WriteTables, notifications};
 
 /// The configured endpoints, which events each wants, and the wake-up of each dispatcher.
+/// The webhook endpoints can be replaced while serving (a live reload).
 #[derive(Debug)]
 pub struct Outbox {
-    endpoints: Vec<(EndpointConfig, Arc<Notify>)>,
+    endpoints: RwLock<Vec<Arc<Webhook>>>,
     replication: Vec<ReplicationQueue>,
     source: Source,
+}
+
+/// A webhook endpoint in force: its settings, the wake-up of its dispatcher, and whether a
+/// reload retired it (its dispatcher then stops; its undelivered rows stay in the table, for
+/// an endpoint of the same name configured later).
+#[derive(Debug)]
+pub struct Webhook {
+    pub config: EndpointConfig,
+    pub wake: Notify,
+    retired: AtomicBool,
+    /// Notified once, when retired (a dispatcher backing off waits on it).
+    pub retire: Notify,
+}
+
+impl Webhook {
+    fn new(config: EndpointConfig) -> Arc<Webhook> {
+        Arc::new(Webhook {
+            config,
+            wake: Notify::new(),
+            retired: AtomicBool::new(false),
+            retire: Notify::new(),
+        })
+    }
+
+    /// Whether a reload replaced or removed this endpoint.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
 }
 
 /// A replication target's queue: the endpoint its rows are kept under, the glob patterns of the
@@ -36,10 +66,7 @@ impl Outbox {
     /// An outbox for `endpoints`, stamping events with `source_addr` and a new instance id.
     pub fn new(endpoints: Vec<EndpointConfig>, source_addr: String) -> Outbox {
         Outbox {
-            endpoints: endpoints
-                .into_iter()
-                .map(|e| (e, Arc::new(Notify::new())))
-                .collect(),
+            endpoints: RwLock::new(endpoints.into_iter().map(Webhook::new).collect()),
             replication: Vec::new(),
             source: Source {
                 addr: source_addr,
@@ -67,16 +94,53 @@ impl Outbox {
         self.replication.iter().find(|q| q.endpoint == endpoint)
     }
 
-    /// Each endpoint with the `Notify` its dispatcher waits on.
-    pub fn endpoints(&self) -> impl Iterator<Item = (&EndpointConfig, &Arc<Notify>)> {
-        self.endpoints.iter().map(|(e, n)| (e, n))
+    /// The webhook endpoints in force.
+    pub fn endpoints(&self) -> Vec<Arc<Webhook>> {
+        self.endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts `configs` in force as the webhook endpoints: an endpoint whose settings did not
+    /// change is kept (with its dispatcher); the others are retired and their dispatchers
+    /// woken to stop. Returns the new endpoints, which need dispatchers. Events of writes
+    /// committed from now on are queued for the new set.
+    pub fn replace_endpoints(&self, configs: &[EndpointConfig]) -> Vec<Arc<Webhook>> {
+        let mut current = self.endpoints.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = Vec::with_capacity(configs.len());
+        let mut started = Vec::new();
+        for c in configs {
+            match current.iter().find(|w| w.config == *c) {
+                Some(w) => next.push(w.clone()),
+                None => {
+                    let w = Webhook::new(c.clone());
+                    started.push(w.clone());
+                    next.push(w);
+                }
+            }
+        }
+        for old in current.iter() {
+            if !next.iter().any(|w| Arc::ptr_eq(w, old)) {
+                old.retired.store(true, Ordering::Release);
+                old.wake.notify_one();
+                old.retire.notify_one();
+            }
+        }
+        *current = next;
+        started
     }
 
     /// Queues `ev` in `t` for every endpoint that wants it.
     pub fn queue(&self, t: &mut WriteTables<'_>, mut ev: Event) -> Result<()> {
         ev.source = self.source.clone();
         let mut json = None;
-        for (e, _) in self.endpoints.iter().filter(|(e, _)| wanted(e, &ev)) {
+        let endpoints = self.endpoints.read().unwrap_or_else(|e| e.into_inner());
+        for e in endpoints
+            .iter()
+            .map(|w| &w.config)
+            .filter(|e| wanted(e, &ev))
+        {
             if json.is_none() {
                 json = Some(serde_json::to_vec(&ev).map_err(|e| Error::internal("event", e))?);
             }
@@ -100,8 +164,13 @@ impl Outbox {
 
     /// Wakes every dispatcher (after a commit that may have queued events).
     pub fn wake(&self) {
-        for (_, n) in &self.endpoints {
-            n.notify_one();
+        for w in self
+            .endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            w.wake.notify_one();
         }
         for q in &self.replication {
             q.wake.notify_one();

@@ -24,8 +24,8 @@ impl Viewer {
     /// The viewer of `req`: its session's user (anonymous without one).
     pub fn of(req: &HttpRequest, state: &UiState) -> Viewer {
         let auth = req
-            .app_data::<web::Data<Auth>>()
-            .map(|a| a.clone().into_inner());
+            .app_data::<web::Data<crate::auth::SharedAuth>>()
+            .map(|a| a.current());
         let found = session::cookie_id(req).and_then(|id| state.sessions.get(&id).map(|s| (id, s)));
         let (session, csrf, user) = match found {
             Some((id, s)) => (Some(id), Some(s.csrf), s.user),

@@ -49,6 +49,19 @@ pub fn pw(user: &str) -> &'static str {
     USERS.iter().find(|(u, _)| *u == user).expect("test user").1
 }
 
+/// Writes an htpasswd file of `users` (user, password) with `$2y$` bcrypt entries, replacing
+/// the old file in one rename (as editors and `htpasswd` do).
+pub fn write_users(path: &Path, users: &[(&str, &str)]) {
+    let mut text = String::new();
+    for (u, p) in users {
+        let h = bcrypt::hash(p, 4).unwrap().replacen("$2b$", "$2y$", 1);
+        text.push_str(&format!("{u}:{h}\n"));
+    }
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Writes an htpasswd file with `$2y$` bcrypt entries (as `htpasswd -B` writes them).
 pub fn write_htpasswd(dir: &Path) -> PathBuf {
     let mut text = String::new();

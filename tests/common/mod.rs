@@ -1,6 +1,7 @@
 //! Shared test support: an in-process kura on an ephemeral loopback port, and push helpers.
 #![allow(dead_code)]
 
+pub mod backup;
 pub mod layout;
 pub mod mirror;
 pub mod s3;

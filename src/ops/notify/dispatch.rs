@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use super::{Event, PERSIST_EVERY};
 use crate::config::EndpointConfig;
 use crate::meta::notifications;
-use crate::registry::{Outbox, Registry};
+use crate::registry::{Outbox, Registry, Webhook};
 
 /// Media type of a delivery request.
 pub const ENVELOPE_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
@@ -54,15 +54,13 @@ pub(super) async fn persist_pulls(
     }
 }
 
-/// Delivers `endpoint`'s queue forever, oldest first, with exponential backoff on failure.
-pub(super) async fn deliver(
-    registry: Registry,
-    http: reqwest::Client,
-    endpoint: EndpointConfig,
-    wake: Arc<Notify>,
-) {
+/// Delivers `webhook`'s queue, oldest first, with exponential backoff on failure, until a
+/// reload retires it.
+pub(super) async fn deliver(registry: Registry, http: reqwest::Client, webhook: Arc<Webhook>) {
+    let endpoint: &EndpointConfig = &webhook.config;
+    let wake = &webhook.wake;
     let mut backoff = endpoint.backoff;
-    loop {
+    while !webhook.is_retired() {
         let (r, name, n) = (registry.clone(), endpoint.name.clone(), endpoint.batch_size);
         let pending = tokio::task::spawn_blocking(move || {
             r.meta()
@@ -72,6 +70,9 @@ pub(super) async fn deliver(
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
+        if webhook.is_retired() {
+            break;
+        }
         if pending.is_empty() {
             // Woken by new events; the timeout also picks up anything missed.
             let _ = tokio::time::timeout(Duration::from_secs(5), wake.notified()).await;
@@ -112,7 +113,8 @@ pub(super) async fn deliver(
                     Err(e) => e.to_string(),
                 };
                 tracing::warn!(target: "kura::notify", endpoint = %endpoint.name, events = pending.len(), %why, retry_in = ?backoff, "webhook delivery failed");
-                tokio::time::sleep(backoff).await;
+                // A retirement cuts the wait short.
+                let _ = tokio::time::timeout(backoff, webhook.retire.notified()).await;
                 backoff = (backoff * 2).min(endpoint.max_backoff);
             }
         }

@@ -22,10 +22,22 @@ use crate::registry::{Outbox, Registry};
 
 pub use crate::events::{Event, EventContext, RequestInfo, Target};
 
-/// The handle requests use to emit pull events. Cheap to clone.
-#[derive(Debug, Clone)]
+/// The handle requests use to emit pull events, and that a live reload uses to replace the
+/// endpoints. Cheap to clone.
+#[derive(Clone)]
 pub struct Notifier {
     tx: mpsc::UnboundedSender<Event>,
+    registry: Registry,
+    outbox: Arc<Outbox>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("endpoints", &self.outbox.endpoints().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Notifier {
@@ -35,17 +47,38 @@ impl Notifier {
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| crate::error::Error::internal("webhook client", e))?;
-        for (e, wake) in outbox.endpoints() {
-            tokio::spawn(dispatch::deliver(
-                registry.clone(),
-                http.clone(),
-                e.clone(),
-                wake.clone(),
-            ));
+        for w in outbox.endpoints() {
+            tokio::spawn(dispatch::deliver(registry.clone(), http.clone(), w));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(dispatch::persist_pulls(registry, outbox, rx));
-        Ok(Notifier { tx })
+        tokio::spawn(dispatch::persist_pulls(
+            registry.clone(),
+            outbox.clone(),
+            rx,
+        ));
+        Ok(Notifier {
+            tx,
+            registry,
+            outbox,
+            http,
+        })
+    }
+
+    /// Puts `endpoints` in force (a live reload): unchanged endpoints keep their dispatchers,
+    /// changed and removed ones stop theirs (a batch being sent finishes; delivery stays at
+    /// least once), new and changed ones get a dispatcher on `rt`.
+    pub fn set_endpoints(
+        &self,
+        rt: &tokio::runtime::Handle,
+        endpoints: &[crate::config::EndpointConfig],
+    ) {
+        for w in self.outbox.replace_endpoints(endpoints) {
+            rt.spawn(dispatch::deliver(
+                self.registry.clone(),
+                self.http.clone(),
+                w,
+            ));
+        }
     }
 
     /// Queues a pull event; returns at once.
