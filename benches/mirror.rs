@@ -6,6 +6,8 @@
 //!   it is written, hashed and fsynced);
 //! - **warm**: the next pulls through the mirror, the first reading the mirror's disk (a fetched
 //!   blob is kept out of the page cache, as a push is) and the second its page cache;
+//! - **ingest**: the same size pushed into the mirror's own repository (hash, write, fsync: what
+//!   a cold pull must do besides relaying), the bound a cold pull is compared with;
 //! - **fan-in**: 20 concurrent first pulls of one new blob (one upstream fetch; the upstream's
 //!   own request counter is read to show it).
 //!
@@ -93,7 +95,17 @@ fn main() {
     );
     let null = Path::new("/dev/null");
     let (mut direct, mut cold, mut warm_disk, mut warm_cache) = (vec![], vec![], vec![], vec![]);
+    let mut ingest = vec![];
     for rep in 0..REPS {
+        // What a cold pull must do besides relaying: take in a blob (hash, write, fsync). The
+        // same bytes pushed to the mirror's own (not mirrored) repository, timed.
+        let file = dir.path().join("ingest");
+        let data = s3::data(size, 1000 + rep as u64);
+        let digest = Digest::sha256_of(&data).to_string();
+        std::fs::write(&file, data).unwrap();
+        let t = curl::push_mono(&mirror.base, "local/ingest", &file, &digest);
+        ingest.push(mbps(size as u64, t));
+        std::fs::remove_file(&file).unwrap();
         let d = push_blob(&upstream, dir.path(), size, rep as u64 + 1);
         let up_path = format!("/v2/library/bench/blobs/{d}");
         let mirror_path = format!("/v2/up/library/bench/blobs/{d}");
@@ -128,6 +140,7 @@ fn main() {
 
     let (direct, cold) = (median(direct), median(cold));
     let (warm_disk, warm_cache) = (median(warm_disk), median(warm_cache));
+    let ingest = median(ingest);
     println!("mirror benchmark: {mib} MiB blobs, curl over loopback, medians of {REPS}");
     println!("  {:<44} {:>9}  {:>8}", "", "MB/s", "ratio");
     println!(
@@ -151,6 +164,16 @@ fn main() {
         "warm pull through the mirror (page cache)",
         warm_cache,
         warm_cache / direct
+    );
+    println!(
+        "  {:<44} {:>9.0}  {:>8.2}",
+        "push into the mirror (its ingest bound)",
+        ingest,
+        ingest / direct
+    );
+    println!(
+        "  cold pull / push into the mirror: {:.2} (a cold pull relays what it ingests)",
+        cold / ingest
     );
     println!(
         "  fan-in: {FAN_IN} concurrent cold pulls of one {} MiB blob: {:.2} s wall, {fan_gets} upstream blob GET(s), {:.0} MB/s delivered",
