@@ -1,0 +1,95 @@
+//! `kura import`: bring a Distribution filesystem store into a kura store, offline.
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::import::{ImportReport, dry_run, import};
+use crate::meta::OpenError;
+use crate::registry::{Registry, RegistryOpenError};
+
+/// Arguments of `kura import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The Distribution store's `rootdirectory` (the directory holding `docker/registry/v2`).
+    pub path: PathBuf,
+    /// kura's data directory (created if missing); default: the config file's `root`, else
+    /// ./kura-data. No server may be running on it.
+    #[arg(long, env = "KURA_ROOT")]
+    pub root: Option<PathBuf>,
+    /// kura's configuration file: where blobs go (`[storage]`, e.g. a bucket) and the default
+    /// data directory.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print what would be imported and what is broken in the source; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Copy every blob, even where a hard link to the source's file would do.
+    #[arg(long)]
+    pub copy: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Imports (or plays the import of) the source; fails when it found problems, after
+/// importing everything else.
+pub fn run(args: ImportArgs) -> Result<(), super::CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = if args.dry_run {
+        rt.block_on(dry_run(&args.path))?
+    } else {
+        let registry = open(&args)?;
+        rt.block_on(import(&args.path, &registry, args.copy))?
+    };
+    print(&report, args.json)?;
+    if report.problems.is_empty() {
+        Ok(())
+    } else {
+        let done = if report.dry_run {
+            "would be skipped"
+        } else {
+            "were skipped; everything else is imported"
+        };
+        Err(format!("{} problem(s) in the source {done}", report.problems.len()).into())
+    }
+}
+
+fn print(report: &ImportReport, json: bool) -> Result<(), super::CliError> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}
+
+/// Opens the destination store alone (refusing one a server holds).
+fn open(args: &ImportArgs) -> Result<Registry, super::CliError> {
+    let cfg = match &args.config {
+        Some(file) => Some(Config::load(Some(file), serde_json::json!({}))?),
+        None => None,
+    };
+    let root = match (&args.root, &cfg) {
+        (Some(r), _) => r.clone(),
+        (None, Some(c)) => c.root.clone(),
+        (None, None) => PathBuf::from("./kura-data"),
+    };
+    let opened = match &cfg {
+        Some(c) => Registry::open_with(&root, &c.storage),
+        None if root.join("meta.redb").exists() => Registry::open_recorded(&root),
+        None => Registry::open(&root),
+    };
+    match opened {
+        Ok(r) => Ok(r),
+        Err(RegistryOpenError::Meta(OpenError::InUse { .. })) => Err(format!(
+            "the store {} is in use (is a kura server running on it?); stop it first: \
+             an import runs offline",
+            root.display()
+        )
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}

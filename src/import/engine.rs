@@ -1,0 +1,363 @@
+//! The steps of an import, per repository, against a `Sink` (the store, `apply.rs`, or the
+//! dry run, `plan.rs`):
+//!
+//! 1. layer links: each linked blob is hashed as it is brought in (or found recorded: linked);
+//! 2. manifest revisions, children before the indexes naming them: each is read, hashed and
+//!    parsed; a blob it names that the repository does not link yet is brought in too (a
+//!    Distribution store may have lost a layer link to a blob DELETE); a revision naming
+//!    something that could not be brought in is skipped, and so is every index naming it;
+//! 3. tags (`current/link`), pointing at revisions recorded in step 2.
+//!
+//! Each item is recorded in its own transaction and skipped when found recorded, so an
+//! interrupted import run again picks up where it stopped. Broken items become `Problem`s;
+//! only failures of the destination (I/O, metadata) end the run.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::layout::{Layout, Link};
+use super::plan::{ImportReport, ProblemKind};
+use crate::digest::Digest;
+use crate::error::{Code, Result};
+use crate::manifest::{self, MAX_MANIFEST_SIZE, Parsed};
+use crate::names::{RepoName, is_tag};
+
+/// Where a blob stands in the destination, for one repository.
+pub(super) enum BlobState {
+    /// Recorded and linked into the repository.
+    Linked,
+    /// Recorded (verified when it was), not linked into the repository.
+    Recorded,
+    Absent,
+}
+
+/// The outcome of bringing one blob in.
+pub(super) enum Imported {
+    Done {
+        size: u64,
+        hard_linked: bool,
+    },
+    /// The source's bytes hash to this digest instead.
+    Mismatch(Digest),
+}
+
+/// What an import writes to (or, for the dry run, pretends to).
+pub(super) trait Sink {
+    fn blob_state(&self, repo: &str, d: &Digest) -> Result<BlobState>;
+    /// Links recorded blob `d` into `repo`; false if its row is gone.
+    async fn link_recorded(&self, repo: &str, d: &Digest) -> Result<bool>;
+    /// Verifies the blob at `src` against `d` while bringing it in, then records it in `repo`.
+    async fn import_blob(&self, repo: &str, d: &Digest, src: &Path) -> Result<Imported>;
+    fn has_revision(&self, repo: &str, d: &Digest) -> Result<bool>;
+    /// Records revision `d` (its verified bytes `body`) of `repo`, counting its references.
+    async fn put_manifest(&self, repo: &RepoName, d: &Digest, body: Bytes) -> Result<()>;
+    fn tag(&self, repo: &str, tag: &str) -> Result<Option<String>>;
+    async fn set_tag(&self, repo: &str, tag: &str, d: &Digest) -> Result<()>;
+}
+
+/// One import run over every repository of `layout`.
+pub(super) struct Run<'a, S> {
+    pub layout: &'a Layout,
+    pub sink: &'a S,
+    pub report: ImportReport,
+    /// Blobs found broken (missing or corrupt) this run, with why: reported once each.
+    broken: HashMap<String, String>,
+}
+
+/// A revision read, verified and parsed, waiting for its children.
+struct Pending {
+    digest: Digest,
+    link: Link,
+    body: Bytes,
+    parsed: Parsed,
+}
+
+impl<'a, S: Sink> Run<'a, S> {
+    pub fn new(layout: &'a Layout, sink: &'a S, dry_run: bool) -> Self {
+        Run {
+            layout,
+            sink,
+            report: ImportReport {
+                dry_run,
+                ..ImportReport::default()
+            },
+            broken: HashMap::new(),
+        }
+    }
+
+    pub async fn all(&mut self) -> Result<()> {
+        for name in self.layout.repositories()? {
+            self.report.repositories += 1;
+            self.report.uploads_ignored += self.layout.upload_count(&name)? as u64;
+            match RepoName::parse(&name) {
+                Ok(repo) => self.repository(&repo).await?,
+                Err(e) => {
+                    let path = self.layout.repositories_dir().join(&name);
+                    self.report
+                        .problem(ProblemKind::Unsupported, &name, &path, e.message);
+                }
+            }
+        }
+        self.report.problems.sort_by(|a, b| {
+            (&a.repository, &a.path, a.kind).cmp(&(&b.repository, &b.path, b.kind))
+        });
+        Ok(())
+    }
+
+    async fn repository(&mut self, repo: &RepoName) -> Result<()> {
+        let r = repo.as_str();
+        for link in self.layout.layer_links(r)? {
+            match &link.target {
+                Ok(d) => {
+                    self.blob(r, d, &link.path).await?;
+                }
+                Err(why) => self
+                    .report
+                    .problem(ProblemKind::BadLink, r, &link.path, why.clone()),
+            }
+        }
+        let done = self.revisions(repo).await?;
+        self.tags(r, &done).await
+    }
+
+    /// Makes blob `d` available in `repo`; false when it cannot be (reported).
+    async fn blob(&mut self, repo: &str, d: &Digest, via: &Path) -> Result<bool> {
+        match self.sink.blob_state(repo, d)? {
+            BlobState::Linked => {
+                self.report.unchanged += 1;
+                return Ok(true);
+            }
+            BlobState::Recorded if self.sink.link_recorded(repo, d).await? => {
+                self.report.links_new += 1;
+                return Ok(true);
+            }
+            _ => {}
+        }
+        let key = d.to_string();
+        if let Some(why) = self.broken.get(&key) {
+            let why = format!("blob {d}: {why} (reported above)");
+            self.report.problem(ProblemKind::Dangling, repo, via, why);
+            return Ok(false);
+        }
+        let src = self.layout.blob_data(d);
+        if !src.is_file() {
+            self.broken
+                .insert(key, "missing from the blob store".into());
+            let why = format!("blob {d} is missing ({} does not exist)", src.display());
+            self.report.problem(ProblemKind::Dangling, repo, via, why);
+            return Ok(false);
+        }
+        match self.sink.import_blob(repo, d, &src).await? {
+            Imported::Done { size, hard_linked } => {
+                self.report.blobs_new += 1;
+                self.report.links_new += 1;
+                self.report.bytes_new += size;
+                match (self.report.dry_run, hard_linked) {
+                    (true, _) => {}
+                    (false, true) => self.report.hard_linked += 1,
+                    (false, false) => self.report.copied += 1,
+                }
+                Ok(true)
+            }
+            Imported::Mismatch(actual) => {
+                self.broken
+                    .insert(key, format!("content hashes to {actual}"));
+                let why = format!("{} hashes to {actual}, not {d}", src.display());
+                self.report.problem(ProblemKind::BadDigest, repo, via, why);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Imports the revisions of `repo`; returns the digests it holds afterwards.
+    async fn revisions(&mut self, repo: &RepoName) -> Result<HashSet<String>> {
+        let r = repo.as_str();
+        let mut done = HashSet::new();
+        let mut pending = Vec::new();
+        for link in self.layout.revision_links(r)? {
+            let d = match &link.target {
+                Ok(d) => d.clone(),
+                Err(why) => {
+                    let why = why.clone();
+                    self.report
+                        .problem(ProblemKind::BadLink, r, &link.path, why);
+                    continue;
+                }
+            };
+            if self.sink.has_revision(r, &d)? {
+                self.report.unchanged += 1;
+                done.insert(d.to_string());
+                continue;
+            }
+            if let Some(p) = self.read_manifest(r, d, link)? {
+                pending.push(p);
+            }
+        }
+        // Children first: each pass records every revision whose children are recorded; a
+        // pass recording nothing leaves only revisions whose children never will be.
+        let mut known: HashSet<String> = pending.iter().map(|p| p.digest.to_string()).collect();
+        known.extend(done.iter().cloned());
+        while !pending.is_empty() {
+            let (ready, waiting): (Vec<Pending>, Vec<Pending>) =
+                pending.into_iter().partition(|p| {
+                    p.parsed
+                        .manifests
+                        .iter()
+                        .all(|c| done.contains(&c.to_string()))
+                });
+            if ready.is_empty() {
+                for p in waiting {
+                    let lacking: Vec<String> = (p.parsed.manifests.iter())
+                        .filter(|c| !done.contains(&c.to_string()))
+                        .map(|c| {
+                            let why = if known.contains(&c.to_string()) {
+                                "not importable"
+                            } else {
+                                "not a revision of the repository"
+                            };
+                            format!("{c} ({why})")
+                        })
+                        .collect();
+                    let why = format!(
+                        "{} names child manifest(s) {}",
+                        p.digest,
+                        lacking.join(", ")
+                    );
+                    self.report
+                        .problem(ProblemKind::Incomplete, r, &p.link.path, why);
+                }
+                break;
+            }
+            pending = waiting;
+            for p in ready {
+                if self.manifest(repo, &p).await? {
+                    done.insert(p.digest.to_string());
+                } else {
+                    known.remove(&p.digest.to_string());
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Reads, hashes and parses revision `d` from the blob store; `None` when broken (reported).
+    fn read_manifest(&mut self, repo: &str, d: Digest, link: Link) -> Result<Option<Pending>> {
+        let src = self.layout.blob_data(&d);
+        let problem = |report: &mut ImportReport, kind, why: String| {
+            report.problem(kind, repo, &link.path, why);
+            Ok(None)
+        };
+        let size = match std::fs::metadata(&src) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let why = format!("manifest {d} is missing ({} does not exist)", src.display());
+                return problem(&mut self.report, ProblemKind::Dangling, why);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if size > MAX_MANIFEST_SIZE as u64 {
+            let why = format!("manifest {d} is {size} bytes, over kura's {MAX_MANIFEST_SIZE}");
+            return problem(&mut self.report, ProblemKind::Unsupported, why);
+        }
+        let body = Bytes::from(std::fs::read(&src)?);
+        let actual = Digest::of(d.algorithm(), &body);
+        if actual != d {
+            let why = format!("{} hashes to {actual}, not {d}", src.display());
+            return problem(&mut self.report, ProblemKind::BadDigest, why);
+        }
+        match manifest::parse(None, &body) {
+            Ok(parsed) => Ok(Some(Pending {
+                digest: d,
+                link,
+                body,
+                parsed,
+            })),
+            Err(e) => {
+                let why = format!("manifest {d}: {}", e.message);
+                problem(&mut self.report, ProblemKind::Unsupported, why)
+            }
+        }
+    }
+
+    /// Brings in the blobs `p` names and records it; false when it cannot be (reported).
+    async fn manifest(&mut self, repo: &RepoName, p: &Pending) -> Result<bool> {
+        let r = repo.as_str();
+        let mut lacking = Vec::new();
+        for b in &p.parsed.blobs {
+            if !self.blob(r, b, &p.link.path).await? {
+                lacking.push(b.to_string());
+            }
+        }
+        if !lacking.is_empty() {
+            let why = format!(
+                "{} names blob(s) not importable: {}",
+                p.digest,
+                lacking.join(", ")
+            );
+            self.report
+                .problem(ProblemKind::Incomplete, r, &p.link.path, why);
+            return Ok(false);
+        }
+        match self
+            .sink
+            .put_manifest(repo, &p.digest, p.body.clone())
+            .await
+        {
+            Ok(()) => {
+                self.report.manifests_new += 1;
+                if p.parsed.subject.is_some() {
+                    self.report.referrers_new += 1;
+                }
+                Ok(true)
+            }
+            // The store refused the content (not an I/O failure): this revision is skipped.
+            Err(e) if e.code != Code::Unknown => {
+                let why = format!("{}: {}", p.digest, e.message);
+                self.report
+                    .problem(ProblemKind::Incomplete, r, &p.link.path, why);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn tags(&mut self, repo: &str, done: &HashSet<String>) -> Result<()> {
+        for t in self.layout.tags(repo)? {
+            let d = match &t.target {
+                Ok(d) => d,
+                Err(why) => {
+                    let why = format!("tag {}: {why}", t.tag);
+                    self.report
+                        .problem(ProblemKind::BadLink, repo, &t.path, why);
+                    continue;
+                }
+            };
+            if !is_tag(&t.tag) {
+                let why = format!("{:?} is not a valid tag", t.tag);
+                self.report
+                    .problem(ProblemKind::Unsupported, repo, &t.path, why);
+                continue;
+            }
+            if !done.contains(&d.to_string()) {
+                let why = format!("tag {} names {d}, which was not imported", t.tag);
+                self.report
+                    .problem(ProblemKind::Dangling, repo, &t.path, why);
+                continue;
+            }
+            match self.sink.tag(repo, &t.tag)? {
+                Some(cur) if cur == d.to_string() => self.report.unchanged += 1,
+                cur => {
+                    self.sink.set_tag(repo, &t.tag, d).await?;
+                    if cur.is_some() {
+                        self.report.tags_moved += 1;
+                    } else {
+                        self.report.tags_new += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
