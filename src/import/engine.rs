@@ -62,8 +62,8 @@ pub(super) struct Run<'a, S> {
     pub layout: &'a Layout,
     pub sink: &'a S,
     pub report: ImportReport,
-    /// Blobs found broken (missing or corrupt) this run, with why: reported once each.
-    broken: HashMap<String, String>,
+    /// Blobs found broken (missing or corrupt) this run, with why: checked once each.
+    broken: HashMap<String, (ProblemKind, String)>,
 }
 
 /// A revision read, verified and parsed, waiting for its children.
@@ -111,7 +111,8 @@ impl<'a, S: Sink> Run<'a, S> {
         for link in self.layout.layer_links(r)? {
             match &link.target {
                 Ok(d) => {
-                    self.blob(r, d, &link.path).await?;
+                    // Reported where it fails; the rest of the repository goes on.
+                    let _ = self.blob(r, d, Some(&link.path)).await?;
                 }
                 Err(why) => self
                     .report
@@ -122,53 +123,57 @@ impl<'a, S: Sink> Run<'a, S> {
         self.tags(r, &done).await
     }
 
-    /// Makes blob `d` available in `repo`; false when it cannot be (reported).
-    async fn blob(&mut self, repo: &str, d: &Digest, via: &Path) -> Result<bool> {
+    /// Makes blob `d` available in `repo`; else says why not. A blob that a layer link
+    /// (`link`) names and that cannot be brought in is reported there; one only a manifest
+    /// names is reported with the manifest.
+    async fn blob(
+        &mut self,
+        repo: &str,
+        d: &Digest,
+        link: Option<&Path>,
+    ) -> Result<Result<(), String>> {
         match self.sink.blob_state(repo, d)? {
             BlobState::Linked => {
                 self.report.unchanged += 1;
-                return Ok(true);
+                return Ok(Ok(()));
             }
             BlobState::Recorded if self.sink.link_recorded(repo, d).await? => {
                 self.report.links_new += 1;
-                return Ok(true);
+                return Ok(Ok(()));
             }
             _ => {}
         }
         let key = d.to_string();
-        if let Some(why) = self.broken.get(&key) {
-            let why = format!("blob {d}: {why} (reported above)");
-            self.report.problem(ProblemKind::Dangling, repo, via, why);
-            return Ok(false);
-        }
         let src = self.layout.blob_data(d);
-        if !src.is_file() {
-            self.broken
-                .insert(key, "missing from the blob store".into());
+        let (kind, why) = if let Some((kind, why)) = self.broken.get(&key) {
+            (*kind, why.clone())
+        } else if !src.is_file() {
             let why = format!("blob {d} is missing ({} does not exist)", src.display());
-            self.report.problem(ProblemKind::Dangling, repo, via, why);
-            return Ok(false);
-        }
-        match self.sink.import_blob(repo, d, &src).await? {
-            Imported::Done { size, hard_linked } => {
-                self.report.blobs_new += 1;
-                self.report.links_new += 1;
-                self.report.bytes_new += size;
-                match (self.report.dry_run, hard_linked) {
-                    (true, _) => {}
-                    (false, true) => self.report.hard_linked += 1,
-                    (false, false) => self.report.copied += 1,
+            (ProblemKind::Dangling, why)
+        } else {
+            match self.sink.import_blob(repo, d, &src).await? {
+                Imported::Done { size, hard_linked } => {
+                    self.report.blobs_new += 1;
+                    self.report.links_new += 1;
+                    self.report.bytes_new += size;
+                    match (self.report.dry_run, hard_linked) {
+                        (true, _) => {}
+                        (false, true) => self.report.hard_linked += 1,
+                        (false, false) => self.report.copied += 1,
+                    }
+                    return Ok(Ok(()));
                 }
-                Ok(true)
+                Imported::Mismatch(actual) => {
+                    let why = format!("{} hashes to {actual}, not {d}", src.display());
+                    (ProblemKind::BadDigest, why)
+                }
             }
-            Imported::Mismatch(actual) => {
-                self.broken
-                    .insert(key, format!("content hashes to {actual}"));
-                let why = format!("{} hashes to {actual}, not {d}", src.display());
-                self.report.problem(ProblemKind::BadDigest, repo, via, why);
-                Ok(false)
-            }
+        };
+        self.broken.insert(key, (kind, why.clone()));
+        if let Some(link) = link {
+            self.report.problem(kind, repo, link, why.clone());
         }
+        Ok(Err(why))
     }
 
     /// Imports the revisions of `repo`; returns the digests it holds afterwards.
@@ -286,8 +291,8 @@ impl<'a, S: Sink> Run<'a, S> {
         let r = repo.as_str();
         let mut lacking = Vec::new();
         for b in &p.parsed.blobs {
-            if !self.blob(r, b, &p.link.path).await? {
-                lacking.push(b.to_string());
+            if let Err(why) = self.blob(r, b, None).await? {
+                lacking.push(why);
             }
         }
         if !lacking.is_empty() {

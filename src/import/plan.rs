@@ -100,11 +100,19 @@ impl fmt::Display for ImportReport {
             "imported"
         };
         writeln!(f, "{} repositories", self.repositories)?;
-        writeln!(
+        write!(
             f,
-            "blobs {verb}: {} ({} bytes; {} hard-linked, {} copied)",
-            self.blobs_new, self.bytes_new, self.hard_linked, self.copied
+            "blobs {verb}: {} ({} bytes",
+            self.blobs_new, self.bytes_new
         )?;
+        if !self.dry_run {
+            write!(
+                f,
+                "; {} hard-linked, {} copied",
+                self.hard_linked, self.copied
+            )?;
+        }
+        writeln!(f, ")")?;
         writeln!(f, "blob links {verb}: {}", self.links_new)?;
         writeln!(
             f,

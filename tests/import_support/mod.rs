@@ -217,16 +217,20 @@ pub fn skopeo(args: &[&str]) {
     );
 }
 
-/// Runs `kura import <source> <args> --json`; returns (success, report, stderr).
-pub fn import(source: &Path, args: &[&str]) -> (bool, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kura"))
-        .arg("import")
+/// `kura import <source> <args> --json`, not started.
+pub fn import_cmd(source: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kura"));
+    cmd.arg("import")
         .arg(source)
         .args(args)
         .arg("--json")
-        .env("KURA_LOG", "warn")
-        .output()
-        .expect("run kura import");
+        .env("KURA_LOG", "warn");
+    cmd
+}
+
+/// Runs `kura import <source> <args> --json`; returns (success, report, stderr).
+pub fn import(source: &Path, args: &[&str]) -> (bool, Value, String) {
+    let out = import_cmd(source, args).output().expect("run kura import");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let report = serde_json::from_str(&stdout)
