@@ -188,10 +188,15 @@ impl Sink for Apply {
 }
 
 /// Hard-links `src` into the store as blob `d` of `repo`, verifying it first; `None` when
-/// it cannot be linked (another filesystem, or linking not permitted): copy it instead.
+/// it cannot be linked (another filesystem, linking not permitted, or `src` is a symbolic
+/// link): copy it instead.
 /// Blocking.
 fn hard_link_in(r: &Registry, repo: &str, d: &Digest, src: &Path) -> Result<Option<Imported>> {
     let fs = r.store().fs().expect("the filesystem driver");
+    // link(2) does not follow a symbolic link: the blob would be the link, not its content.
+    if !std::fs::symlink_metadata(src)?.file_type().is_file() {
+        return Ok(None);
+    }
     let tmp = fs.upload_path(&format!("{LEFTOVER}{}", uuid::Uuid::new_v4()));
     if let Err(e) = std::fs::hard_link(src, &tmp) {
         return match e.kind() {

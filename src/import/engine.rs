@@ -134,7 +134,10 @@ impl<'a, S: Sink> Run<'a, S> {
     ) -> Result<Result<(), String>> {
         match self.sink.blob_state(repo, d)? {
             BlobState::Linked => {
-                self.report.unchanged += 1;
+                // A layer link found in place; a manifest's blob linked before is no news.
+                if link.is_some() {
+                    self.report.unchanged += 1;
+                }
                 return Ok(Ok(()));
             }
             BlobState::Recorded if self.sink.link_recorded(repo, d).await? => {
