@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::config::Config;
-use crate::import::{ImportReport, dry_run, import};
+use crate::import::{ImportReport, Source, dry_run, import};
 use crate::meta::OpenError;
 use crate::registry::{Registry, RegistryOpenError};
 
@@ -11,7 +11,16 @@ use crate::registry::{Registry, RegistryOpenError};
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// The Distribution store's `rootdirectory` (the directory holding `docker/registry/v2`).
-    pub path: PathBuf,
+    #[arg(
+        required_unless_present = "from_bucket",
+        conflicts_with = "from_bucket"
+    )]
+    pub path: Option<PathBuf>,
+    /// Import from a bucket instead: a TOML file whose `[storage]` section names it as kura's
+    /// config does (`kind = "s3"`, `bucket`, `endpoint`, `region`, credentials), with `prefix`
+    /// = the `rootdirectory` of Distribution's s3 driver. Blobs are then always copied.
+    #[arg(long, value_name = "FILE")]
+    pub from_bucket: Option<PathBuf>,
     /// kura's data directory (created if missing); default: the config file's `root`, else
     /// ./kura-data. No server may be running on it.
     #[arg(long, env = "KURA_ROOT")]
@@ -38,11 +47,19 @@ pub fn run(args: ImportArgs) -> Result<(), super::CliError> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let source = match (&args.path, &args.from_bucket) {
+        (Some(path), _) => Source::dir(path)?,
+        (None, Some(file)) => {
+            let cfg = Config::load(Some(file), serde_json::json!({}))?;
+            Source::bucket(&cfg.storage)?
+        }
+        (None, None) => return Err("name the source: PATH or --from-bucket FILE".into()),
+    };
     let report = if args.dry_run {
-        rt.block_on(dry_run(&args.path))?
+        rt.block_on(dry_run(&source))?
     } else {
         let registry = open(&args)?;
-        rt.block_on(import(&args.path, &registry, args.copy))?
+        rt.block_on(import(&source, &registry, args.copy))?
     };
     print(&report, args.json)?;
     if report.problems.is_empty() {

@@ -16,12 +16,13 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::engine::{BlobState, Imported, Sink};
+use super::layout::BlobSource;
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 use crate::meta::{blobs, manifests, repos, tags};
 use crate::names::{Reference, RepoName};
 use crate::registry::Registry;
-use crate::store::{FsStore, sync_dir};
+use crate::store::{BlobBody, FsStore, S3Store, sync_dir};
 
 /// The name prefix of a blob being hard-linked in, under `uploads/`.
 const LEFTOVER: &str = "import-";
@@ -64,42 +65,72 @@ impl Apply {
     }
 
     /// Streams `src` through `put_blob` (verified by the upload).
-    async fn copy_in(&self, repo: &str, d: &Digest, src: &Path) -> Result<Imported> {
+    async fn copy_in(&self, repo: &str, d: &Digest, src: &BlobSource) -> Result<Imported> {
         let repo = RepoName::parse(repo)?;
-        let file = std::fs::File::open(src)?;
-        let body = futures_util::stream::unfold(Some(file), |file| async move {
-            let mut file = file?;
-            let read = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; CHUNK];
-                let n = file.read(&mut buf)?;
-                buf.truncate(n);
-                Ok::<_, io::Error>((buf, file))
-            })
-            .await
-            .map_err(io::Error::other)
-            .and_then(|r| r);
-            match read {
-                Ok((buf, _)) if buf.is_empty() => None,
-                Ok((buf, file)) => Some((Ok(Bytes::from(buf)), Some(file))),
-                Err(e) => Some((Err(e), None)),
-            }
-        })
-        .boxed();
+        let body = match src {
+            BlobSource::File(path) => file_stream(std::fs::File::open(path)?),
+            BlobSource::Object(store, key) => object_stream(store, key.clone()),
+        };
         match self.registry.put_blob(&repo, d, body).await {
             Ok(()) => Ok(Imported::Done {
-                size: std::fs::metadata(src)?.len(),
+                size: self.registry.stored_blob_size(d)?.unwrap_or(0),
                 hard_linked: false,
             }),
             Err(e) if e.code == Code::DigestInvalid => {
-                let (src, alg) = (src.to_path_buf(), d.algorithm());
-                let (actual, _) = tokio::task::spawn_blocking(move || super::hash_file(&src, alg))
-                    .await
-                    .map_err(|e| Error::internal("hashing task", e))??;
+                let (actual, _) = super::hash_source(src, d.algorithm()).await?;
                 Ok(Imported::Mismatch(actual))
             }
             Err(e) => Err(e),
         }
     }
+}
+
+/// The bytes of `file`, read in `CHUNK`s on the blocking pool.
+fn file_stream(file: std::fs::File) -> BlobBody {
+    futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; CHUNK];
+            let n = file.read(&mut buf)?;
+            buf.truncate(n);
+            Ok::<_, io::Error>((buf, file))
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r);
+        match read {
+            Ok((buf, _)) if buf.is_empty() => None,
+            Ok((buf, file)) => Some((Ok(Bytes::from(buf)), Some(file))),
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed()
+}
+
+/// The bytes of object `key` of `store`, fetched on the store's runtime.
+fn object_stream(store: &S3Store, key: object_store::path::Path) -> BlobBody {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
+    let s3 = store.s3();
+    store.detach(async move {
+        use object_store::ObjectStoreExt;
+        match s3.get(&key).await {
+            Ok(r) => {
+                let mut body = r.into_stream();
+                while let Some(chunk) = body.next().await {
+                    let stop = chunk.is_err();
+                    let chunk = chunk.map_err(crate::store::s3::io_err);
+                    if tx.send(chunk).await.is_err() || stop {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(crate::store::s3::io_err(e))).await;
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+        .boxed()
 }
 
 impl Sink for Apply {
@@ -137,11 +168,12 @@ impl Sink for Apply {
         .await
     }
 
-    async fn import_blob(&self, repo: &str, d: &Digest, src: &Path) -> Result<Imported> {
+    async fn import_blob(&self, repo: &str, d: &Digest, src: &BlobSource) -> Result<Imported> {
         if !self.copy
             && self.registry.store().fs().is_some()
+            && let BlobSource::File(path) = src
             && let Some(done) = {
-                let (repo, d, src) = (repo.to_string(), d.clone(), src.to_path_buf());
+                let (repo, d, src) = (repo.to_string(), d.clone(), path.clone());
                 self.blocking(move |r| hard_link_in(r, &repo, &d, &src))
                     .await?
             }

@@ -12,12 +12,10 @@
 //! interrupted import run again picks up where it stopped. Broken items become `Problem`s;
 //! only failures of the destination (I/O, metadata) end the run.
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
-
 use bytes::Bytes;
+use std::collections::{HashMap, HashSet};
 
-use super::layout::{Layout, Link};
+use super::layout::{BlobSource, Layout, Link};
 use super::plan::{ImportReport, ProblemKind};
 use crate::digest::Digest;
 use crate::error::{Code, Result};
@@ -49,7 +47,7 @@ pub(super) trait Sink {
     /// Links recorded blob `d` into `repo`; false if its row is gone.
     async fn link_recorded(&self, repo: &str, d: &Digest) -> Result<bool>;
     /// Verifies the blob at `src` against `d` while bringing it in, then records it in `repo`.
-    async fn import_blob(&self, repo: &str, d: &Digest, src: &Path) -> Result<Imported>;
+    async fn import_blob(&self, repo: &str, d: &Digest, src: &BlobSource) -> Result<Imported>;
     fn has_revision(&self, repo: &str, d: &Digest) -> Result<bool>;
     /// Records revision `d` (its verified bytes `body`) of `repo`, counting its references.
     async fn put_manifest(&self, repo: &RepoName, d: &Digest, body: Bytes) -> Result<()>;
@@ -94,7 +92,7 @@ impl<'a, S: Sink> Run<'a, S> {
             match RepoName::parse(&name) {
                 Ok(repo) => self.repository(&repo).await?,
                 Err(e) => {
-                    let path = self.layout.repositories_dir().join(&name);
+                    let path = self.layout.repository_where(&name);
                     self.report
                         .problem(ProblemKind::Unsupported, &name, &path, e.message);
                 }
@@ -130,7 +128,7 @@ impl<'a, S: Sink> Run<'a, S> {
         &mut self,
         repo: &str,
         d: &Digest,
-        link: Option<&Path>,
+        link: Option<&str>,
     ) -> Result<Result<(), String>> {
         match self.sink.blob_state(repo, d)? {
             BlobState::Linked => {
@@ -147,13 +145,14 @@ impl<'a, S: Sink> Run<'a, S> {
             _ => {}
         }
         let key = d.to_string();
-        let src = self.layout.blob_data(d);
+        let place = self.layout.blob_where(d);
         let (kind, why) = if let Some((kind, why)) = self.broken.get(&key) {
             (*kind, why.clone())
-        } else if !src.is_file() {
-            let why = format!("blob {d} is missing ({} does not exist)", src.display());
+        } else if self.layout.blob_size(d)?.is_none() {
+            let why = format!("blob {d} is missing ({place} does not exist)");
             (ProblemKind::Dangling, why)
         } else {
+            let src = self.layout.blob_source(d);
             match self.sink.import_blob(repo, d, &src).await? {
                 Imported::Done { size, hard_linked } => {
                     self.report.blobs_new += 1;
@@ -167,7 +166,7 @@ impl<'a, S: Sink> Run<'a, S> {
                     return Ok(Ok(()));
                 }
                 Imported::Mismatch(actual) => {
-                    let why = format!("{} hashes to {actual}, not {d}", src.display());
+                    let why = format!("{place} hashes to {actual}, not {d}");
                     (ProblemKind::BadDigest, why)
                 }
             }
@@ -252,27 +251,27 @@ impl<'a, S: Sink> Run<'a, S> {
 
     /// Reads, hashes and parses revision `d` from the blob store; `None` when broken (reported).
     fn read_manifest(&mut self, repo: &str, d: Digest, link: Link) -> Result<Option<Pending>> {
-        let src = self.layout.blob_data(&d);
+        let place = self.layout.blob_where(&d);
         let problem = |report: &mut ImportReport, kind, why: String| {
             report.problem(kind, repo, &link.path, why);
             Ok(None)
         };
-        let size = match std::fs::metadata(&src) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let why = format!("manifest {d} is missing ({} does not exist)", src.display());
-                return problem(&mut self.report, ProblemKind::Dangling, why);
-            }
-            Err(e) => return Err(e.into()),
+        let Some(size) = self.layout.blob_size(&d)? else {
+            let why = format!("manifest {d} is missing ({place} does not exist)");
+            return problem(&mut self.report, ProblemKind::Dangling, why);
         };
         if size > MAX_MANIFEST_SIZE as u64 {
             let why = format!("manifest {d} is {size} bytes, over kura's {MAX_MANIFEST_SIZE}");
             return problem(&mut self.report, ProblemKind::Unsupported, why);
         }
-        let body = Bytes::from(std::fs::read(&src)?);
+        let Some(body) = self.layout.read_blob(&d)? else {
+            let why = format!("manifest {d} vanished from {place}");
+            return problem(&mut self.report, ProblemKind::Dangling, why);
+        };
+        let body = Bytes::from(body);
         let actual = Digest::of(d.algorithm(), &body);
         if actual != d {
-            let why = format!("{} hashes to {actual}, not {d}", src.display());
+            let why = format!("{place} hashes to {actual}, not {d}");
             return problem(&mut self.report, ProblemKind::BadDigest, why);
         }
         match manifest::parse(None, &body) {

@@ -1,5 +1,5 @@
-//! `kura import`: bring a CNCF Distribution filesystem store (its `rootdirectory`) into a
-//! kura store: repositories, blob links, manifest revisions (with their referrers, which
+//! `kura import`: bring a CNCF Distribution store (the `rootdirectory` of its filesystem
+//! driver, or of its s3 driver in a bucket) into a kura store: repositories, blob links, manifest revisions (with their referrers, which
 //! kura derives from `subject`) and tags, every digest verified, resumable, with a dry run
 //! that reports what would be imported and what is broken.
 //!
@@ -18,8 +18,11 @@ use std::path::Path;
 
 pub use plan::{ImportReport, Problem, ProblemKind};
 
+use crate::config::{StorageConfig, StorageKind};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::registry::Registry;
+use crate::store::S3Store;
+use layout::BlobSource;
 
 /// Why an import could not run (problems with single items are in the report instead).
 #[derive(Debug, thiserror::Error)]
@@ -36,33 +39,75 @@ impl From<io::Error> for ImportError {
     }
 }
 
-/// Imports the Distribution store whose `rootdirectory` is `source` into `registry` (which
-/// should not be serving: run it offline). Blobs are hard-linked when the registry keeps its
-/// blobs on the filesystem `source` is on, unless `copy`; copied and verified otherwise.
+/// A Distribution store to import from: a directory (the filesystem driver's
+/// `rootdirectory`) or a bucket (the s3 driver's, as the prefix of a `[storage]` section).
+#[derive(Clone)]
+pub struct Source(layout::Layout);
+
+impl Source {
+    /// The store whose `rootdirectory` is `root`.
+    pub fn dir(root: &Path) -> Result<Source, ImportError> {
+        layout::Layout::open(root)
+            .map(Source)
+            .map_err(ImportError::Source)
+    }
+
+    /// The store in the bucket `cfg` names (`kind = "s3"`; `prefix` = Distribution's
+    /// `rootdirectory` there).
+    pub fn bucket(cfg: &StorageConfig) -> Result<Source, ImportError> {
+        if cfg.kind != StorageKind::S3 {
+            let e = io::Error::other("the source's [storage] must be kind = \"s3\"");
+            return Err(ImportError::Source(e));
+        }
+        let store = S3Store::open(cfg).map_err(ImportError::Source)?;
+        layout::Layout::open_bucket(store)
+            .map(Source)
+            .map_err(ImportError::Source)
+    }
+}
+
+/// Imports the Distribution store `source` into `registry` (which should not be serving:
+/// run it offline). Blobs are hard-linked when both are directories on one filesystem (and
+/// the registry keeps its blobs there), unless `copy`; copied and verified otherwise.
 pub async fn import(
-    source: &Path,
+    source: &Source,
     registry: &Registry,
     copy: bool,
 ) -> Result<ImportReport, ImportError> {
-    let layout = layout::Layout::open(source).map_err(ImportError::Source)?;
     let sink = apply::Apply {
         registry: registry.clone(),
         copy,
     };
     sink.sweep_leftovers()?;
-    let mut run = engine::Run::new(&layout, &sink, false);
+    let mut run = engine::Run::new(&source.0, &sink, false);
     run.all().await?;
     Ok(run.report)
 }
 
 /// What `import` would do with `source` into an empty store, and what is broken in it;
 /// writes nothing (every blob it would import is hashed).
-pub async fn dry_run(source: &Path) -> Result<ImportReport, ImportError> {
-    let layout = layout::Layout::open(source).map_err(ImportError::Source)?;
+pub async fn dry_run(source: &Source) -> Result<ImportReport, ImportError> {
     let sink = plan::DryRun::default();
-    let mut run = engine::Run::new(&layout, &sink, true);
+    let mut run = engine::Run::new(&source.0, &sink, true);
     run.all().await?;
     Ok(run.report)
+}
+
+/// The digest (with `alg`) and size of the blob at `src`, read on the blocking pool.
+async fn hash_source(src: &BlobSource, alg: Algorithm) -> crate::error::Result<(Digest, u64)> {
+    let src = match src {
+        BlobSource::File(p) => BlobSource::File(p.clone()),
+        BlobSource::Object(s, k) => BlobSource::Object(s.clone(), k.clone()),
+    };
+    let hashed = tokio::task::spawn_blocking(move || match &src {
+        BlobSource::File(p) => hash_file(p, alg),
+        BlobSource::Object(s, k) => s
+            .hash_object(k.clone(), Hasher::new(alg), &mut |_| {})?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{k} vanished"))),
+    });
+    Ok(hashed
+        .await
+        .map_err(|e| crate::error::Error::internal("hashing task", e))??)
 }
 
 /// The digest (with `alg`) and size of the file at `path`. Blocking.

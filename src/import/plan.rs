@@ -6,12 +6,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::Path;
 use std::sync::Mutex;
 
 use bytes::Bytes;
 
 use super::engine::{BlobState, Imported, Sink};
+use super::layout::BlobSource;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::names::RepoName;
@@ -80,13 +80,13 @@ impl ImportReport {
         &mut self,
         kind: ProblemKind,
         repo: &str,
-        path: &Path,
+        path: &str,
         detail: impl Into<String>,
     ) {
         self.problems.push(Problem {
             kind,
             repository: repo.to_string(),
-            path: path.display().to_string(),
+            path: path.to_string(),
             detail: detail.into(),
         });
     }
@@ -184,11 +184,8 @@ impl Sink for DryRun {
         Ok(true)
     }
 
-    async fn import_blob(&self, repo: &str, d: &Digest, src: &Path) -> Result<Imported> {
-        let (src2, alg) = (src.to_path_buf(), d.algorithm());
-        let (actual, size) = tokio::task::spawn_blocking(move || super::hash_file(&src2, alg))
-            .await
-            .map_err(|e| crate::error::Error::internal("hashing task", e))??;
+    async fn import_blob(&self, repo: &str, d: &Digest, src: &BlobSource) -> Result<Imported> {
+        let (actual, size) = super::hash_source(src, d.algorithm()).await?;
         if &actual != d {
             return Ok(Imported::Mismatch(actual));
         }
