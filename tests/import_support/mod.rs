@@ -217,6 +217,27 @@ pub fn skopeo(args: &[&str]) {
     );
 }
 
+/// Runs `kura import <args> --json` (the source among `args`); returns (success, report,
+/// stderr).
+pub fn import_from(args: &[&str]) -> (bool, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .arg("import")
+        .args(args)
+        .arg("--json")
+        .env("KURA_LOG", "warn")
+        .output()
+        .expect("run kura import");
+    report_of(out)
+}
+
+fn report_of(out: std::process::Output) -> (bool, Value, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("import printed no JSON report ({e}): {stdout}\n{stderr}"));
+    (out.status.success(), report, stderr)
+}
+
 /// `kura import <source> <args> --json`, not started.
 pub fn import_cmd(source: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kura"));
@@ -230,12 +251,7 @@ pub fn import_cmd(source: &Path, args: &[&str]) -> Command {
 
 /// Runs `kura import <source> <args> --json`; returns (success, report, stderr).
 pub fn import(source: &Path, args: &[&str]) -> (bool, Value, String) {
-    let out = import_cmd(source, args).output().expect("run kura import");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("import printed no JSON report ({e}): {stdout}\n{stderr}"));
-    (out.status.success(), report, stderr)
+    report_of(import_cmd(source, args).output().expect("run kura import"))
 }
 
 /// The number of items of a report recorded as new.
