@@ -13,6 +13,7 @@
 //! only failures of the destination (I/O, metadata) end the run.
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 
 use super::layout::{BlobSource, Layout, Link};
@@ -21,6 +22,9 @@ use crate::digest::Digest;
 use crate::error::{Code, Result};
 use crate::manifest::{self, MAX_MANIFEST_SIZE, Parsed};
 use crate::names::{RepoName, is_tag};
+
+/// Blobs brought in at once.
+const PARALLEL: usize = 4;
 
 /// Where a blob stands in the destination, for one repository.
 pub(super) enum BlobState {
@@ -62,6 +66,8 @@ pub(super) struct Run<'a, S> {
     pub report: ImportReport,
     /// Blobs found broken (missing or corrupt) this run, with why: checked once each.
     broken: HashMap<String, (ProblemKind, String)>,
+    /// Blobs of the repository at hand brought in ahead (`prefetch`), not yet accounted for.
+    fetched: HashMap<String, Imported>,
 }
 
 /// A revision read, verified and parsed, waiting for its children.
@@ -82,6 +88,7 @@ impl<'a, S: Sink> Run<'a, S> {
                 ..ImportReport::default()
             },
             broken: HashMap::new(),
+            fetched: HashMap::new(),
         }
     }
 
@@ -106,7 +113,9 @@ impl<'a, S: Sink> Run<'a, S> {
 
     async fn repository(&mut self, repo: &RepoName) -> Result<()> {
         let r = repo.as_str();
-        for link in self.layout.layer_links(r)? {
+        let links = self.layout.layer_links(r)?;
+        self.prefetch(r, &links).await?;
+        for link in links {
             match &link.target {
                 Ok(d) => {
                     // Reported where it fails; the rest of the repository goes on.
@@ -121,6 +130,34 @@ impl<'a, S: Sink> Run<'a, S> {
         self.tags(r, &done).await
     }
 
+    /// Brings in the blobs `links` name that the store lacks, `PARALLEL` at once; `blob`
+    /// then accounts for each outcome in the links' order.
+    async fn prefetch(&mut self, repo: &str, links: &[Link]) -> Result<()> {
+        let mut todo = Vec::new();
+        let mut seen = HashSet::new();
+        for d in links.iter().filter_map(|l| l.target.as_ref().ok()) {
+            let key = d.to_string();
+            if self.broken.contains_key(&key) || !seen.insert(key) {
+                continue;
+            }
+            if matches!(self.sink.blob_state(repo, d)?, BlobState::Absent)
+                && self.layout.blob_size(d)?.is_some()
+            {
+                todo.push((d.clone(), self.layout.blob_source(d)));
+            }
+        }
+        let sink = self.sink;
+        let outcomes: Vec<(String, Result<Imported>)> = futures_util::stream::iter(todo)
+            .map(|(d, src)| async move { (d.to_string(), sink.import_blob(repo, &d, &src).await) })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for (d, out) in outcomes {
+            self.fetched.insert(d, out?);
+        }
+        Ok(())
+    }
+
     /// Makes blob `d` available in `repo`; else says why not. A blob that a layer link
     /// (`link`) names and that cannot be brought in is reported there; one only a manifest
     /// names is reported with the manifest.
@@ -130,46 +167,56 @@ impl<'a, S: Sink> Run<'a, S> {
         d: &Digest,
         link: Option<&str>,
     ) -> Result<Result<(), String>> {
-        match self.sink.blob_state(repo, d)? {
-            BlobState::Linked => {
-                // A layer link found in place; a manifest's blob linked before is no news.
-                if link.is_some() {
-                    self.report.unchanged += 1;
-                }
-                return Ok(Ok(()));
-            }
-            BlobState::Recorded if self.sink.link_recorded(repo, d).await? => {
-                self.report.links_new += 1;
-                return Ok(Ok(()));
-            }
-            _ => {}
-        }
         let key = d.to_string();
-        let place = self.layout.blob_where(d);
-        let (kind, why) = if let Some((kind, why)) = self.broken.get(&key) {
-            (*kind, why.clone())
-        } else if self.layout.blob_size(d)?.is_none() {
-            let why = format!("blob {d} is missing ({place} does not exist)");
-            (ProblemKind::Dangling, why)
-        } else {
-            let src = self.layout.blob_source(d);
-            match self.sink.import_blob(repo, d, &src).await? {
-                Imported::Done { size, hard_linked } => {
-                    self.report.blobs_new += 1;
-                    self.report.links_new += 1;
-                    self.report.bytes_new += size;
-                    match (self.report.dry_run, hard_linked) {
-                        (true, _) => {}
-                        (false, true) => self.report.hard_linked += 1,
-                        (false, false) => self.report.copied += 1,
+        let fetched = self.fetched.remove(&key);
+        if fetched.is_none() {
+            match self.sink.blob_state(repo, d)? {
+                BlobState::Linked => {
+                    // A layer link found in place; a manifest's blob linked before is no news.
+                    if link.is_some() {
+                        self.report.unchanged += 1;
                     }
                     return Ok(Ok(()));
                 }
-                Imported::Mismatch(actual) => {
-                    let why = format!("{place} hashes to {actual}, not {d}");
-                    (ProblemKind::BadDigest, why)
+                BlobState::Recorded if self.sink.link_recorded(repo, d).await? => {
+                    self.report.links_new += 1;
+                    return Ok(Ok(()));
                 }
+                _ => {}
             }
+        }
+        let place = self.layout.blob_where(d);
+        let outcome = match fetched {
+            Some(outcome) => Some(outcome),
+            None if self.broken.contains_key(&key) => None,
+            None if self.layout.blob_size(d)?.is_none() => {
+                let why = format!("blob {d} is missing ({place} does not exist)");
+                self.broken
+                    .insert(key.clone(), (ProblemKind::Dangling, why));
+                None
+            }
+            None => {
+                let src = self.layout.blob_source(d);
+                Some(self.sink.import_blob(repo, d, &src).await?)
+            }
+        };
+        let (kind, why) = match outcome {
+            Some(Imported::Done { size, hard_linked }) => {
+                self.report.blobs_new += 1;
+                self.report.links_new += 1;
+                self.report.bytes_new += size;
+                match (self.report.dry_run, hard_linked) {
+                    (true, _) => {}
+                    (false, true) => self.report.hard_linked += 1,
+                    (false, false) => self.report.copied += 1,
+                }
+                return Ok(Ok(()));
+            }
+            Some(Imported::Mismatch(actual)) => {
+                let why = format!("{place} hashes to {actual}, not {d}");
+                (ProblemKind::BadDigest, why)
+            }
+            None => self.broken[&key].clone(),
         };
         self.broken.insert(key, (kind, why.clone()));
         if let Some(link) = link {
