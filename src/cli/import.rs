@@ -29,7 +29,8 @@ pub struct ImportArgs {
     /// data directory.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Print what would be imported and what is broken in the source; write nothing.
+    /// Print what would be imported and what is broken in the source; write nothing (the
+    /// destination is not opened: the counts are those of an import into an empty store).
     #[arg(long)]
     pub dry_run: bool,
     /// Copy every blob, even where a hard link to the source's file would do.

@@ -16,8 +16,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 
-use super::layout::{BlobSource, Layout, Link};
+use super::layout::{Layout, Link};
 use super::plan::{ImportReport, ProblemKind};
+pub(super) use super::sink::{BlobState, Imported, Sink};
 use crate::digest::Digest;
 use crate::error::{Code, Result};
 use crate::manifest::{self, MAX_MANIFEST_SIZE, Parsed};
@@ -25,39 +26,6 @@ use crate::names::{RepoName, is_tag};
 
 /// Blobs brought in at once.
 const PARALLEL: usize = 4;
-
-/// Where a blob stands in the destination, for one repository.
-pub(super) enum BlobState {
-    /// Recorded and linked into the repository.
-    Linked,
-    /// Recorded (verified when it was), not linked into the repository.
-    Recorded,
-    Absent,
-}
-
-/// The outcome of bringing one blob in.
-pub(super) enum Imported {
-    Done {
-        size: u64,
-        hard_linked: bool,
-    },
-    /// The source's bytes hash to this digest instead.
-    Mismatch(Digest),
-}
-
-/// What an import writes to (or, for the dry run, pretends to).
-pub(super) trait Sink {
-    fn blob_state(&self, repo: &str, d: &Digest) -> Result<BlobState>;
-    /// Links recorded blob `d` into `repo`; false if its row is gone.
-    async fn link_recorded(&self, repo: &str, d: &Digest) -> Result<bool>;
-    /// Verifies the blob at `src` against `d` while bringing it in, then records it in `repo`.
-    async fn import_blob(&self, repo: &str, d: &Digest, src: &BlobSource) -> Result<Imported>;
-    fn has_revision(&self, repo: &str, d: &Digest) -> Result<bool>;
-    /// Records revision `d` (its verified bytes `body`) of `repo`, counting its references.
-    async fn put_manifest(&self, repo: &RepoName, d: &Digest, body: Bytes) -> Result<()>;
-    fn tag(&self, repo: &str, tag: &str) -> Result<Option<String>>;
-    async fn set_tag(&self, repo: &str, tag: &str, d: &Digest) -> Result<()>;
-}
 
 /// One import run over every repository of `layout`.
 pub(super) struct Run<'a, S> {

@@ -6,12 +6,14 @@
 //! - `layout.rs`: Distribution's paths (its `registry/storage/paths.go`), read-only;
 //! - `engine.rs`: the steps and their order, against a sink;
 //! - `apply.rs`: the sink recording into a kura store (hard link or verified copy);
-//! - `plan.rs`: the report, and the dry run's sink.
+//! - `plan.rs`: the report, and the dry run's sink;
+//! - `sink.rs`: what the engine asks of a sink.
 
 mod apply;
 mod engine;
 mod layout;
 mod plan;
+mod sink;
 
 use std::io::{self, Read};
 use std::path::Path;
