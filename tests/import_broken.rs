@@ -16,6 +16,8 @@ use kura::digest::Digest;
 use replication_support::{manifest_digest, tags};
 use serde_json::{Value, json};
 
+const DOCKER_IMAGE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
 /// (kind, path) of every problem of a report, sorted.
 fn problems(report: &Value) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = report["problems"]
@@ -63,7 +65,25 @@ async fn broken_store_case(copy: bool) {
     let lost = t.link_revision("broken", &Digest::sha256_of(b"lost manifest"));
     let garbage = t.link_layer("broken", &Digest::sha256_of(b"garbage"));
     std::fs::write(&garbage, "not a digest").unwrap();
+    // A Docker schema2 image (imported) and a Docker schema1 manifest (kura takes none).
+    let dconfig = t.put_blob(br#"{"architecture":"amd64","os":"linux"}"#);
+    let dlayer = t.put_blob(b"docker layer bytes");
+    t.link_layer("good/app", &dconfig);
+    t.link_layer("good/app", &dlayer);
+    let docker = t.manifest(
+        "good/app",
+        &json!({"schemaVersion": 2, "mediaType": DOCKER_IMAGE,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": dconfig.to_string(), "size": 38},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "digest": dlayer.to_string(), "size": 18}]}),
+    );
+    t.tag("good/app", "docker", &docker);
+    let schema1 = json!({"schemaVersion": 1, "name": "broken", "tag": "old",
+        "architecture": "amd64", "fsLayers": [], "history": []});
+    let schema1 = t.link_revision("broken", &t.manifest("broken", &schema1));
     let mut want = vec![
+        expect("unsupported", &schema1),
         expect("dangling", &ghost),
         expect("bad_digest", &layer_link),
         expect("incomplete", &rotten_link),
@@ -77,7 +97,8 @@ async fn broken_store_case(copy: bool) {
 
     let (ok_run, plan, err) = import(&t.root, &["--dry-run"]);
     assert!(!ok_run, "problems fail the dry run: {plan}");
-    assert!(err.contains("8 problem(s)"), "{err}");
+    assert!(err.contains("4 item(s) the source could serve"), "{err}");
+    assert!(err.contains("warning: 5 link(s) or tag(s)"), "{err}");
     assert_eq!(problems(&plan), want, "{plan}");
 
     let root = kd.path().join("kura");
@@ -98,10 +119,10 @@ async fn broken_store_case(copy: bool) {
     ] {
         assert_eq!(report[k], plan[k], "{k}: {report}");
     }
-    assert_eq!(report["manifests_new"], 2, "{report}");
-    assert_eq!(report["tags_new"], 2, "{report}");
+    assert_eq!(report["manifests_new"], 3, "{report}");
+    assert_eq!(report["tags_new"], 3, "{report}");
     assert_eq!(report["uploads_ignored"], 1, "{report}");
-    let (by_copy, by_link) = if copy { (5, 0) } else { (0, 5) };
+    let (by_copy, by_link) = if copy { (7, 0) } else { (0, 7) };
     assert_eq!(report["copied"], by_copy, "{report}");
     assert_eq!(report["hard_linked"], by_link, "{report}");
     assert!(!root.join("blobs/sha256").join(layer.hex()).exists());
@@ -117,6 +138,7 @@ async fn broken_store_case(copy: bool) {
         Some(ok.to_string())
     );
     assert_eq!(tags(&k, "broken").await, ["ok"]);
+    assert_eq!(tags(&k, "good/app").await, ["docker", "v1"]);
     for skipped in [&rotten, &index] {
         assert_eq!(
             manifest_digest(&k, "broken", &skipped.to_string()).await,

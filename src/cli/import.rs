@@ -41,8 +41,8 @@ pub struct ImportArgs {
     pub json: bool,
 }
 
-/// Imports (or plays the import of) the source; fails when it found problems, after
-/// importing everything else.
+/// Imports (or plays the import of) the source; fails when something the source could serve
+/// was skipped (after importing everything else); links to nothing are only warned about.
 pub fn run(args: ImportArgs) -> Result<(), super::CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -63,16 +63,22 @@ pub fn run(args: ImportArgs) -> Result<(), super::CliError> {
         rt.block_on(import(&source, &registry, args.copy))?
     };
     print(&report, args.json)?;
-    if report.problems.is_empty() {
-        Ok(())
-    } else {
-        let done = if report.dry_run {
-            "would be skipped"
-        } else {
-            "were skipped; everything else is imported"
-        };
-        Err(format!("{} problem(s) in the source {done}", report.problems.len()).into())
+    let (all, losses) = (report.problems.len(), report.losses());
+    if all > losses {
+        eprintln!(
+            "kura: warning: {} link(s) or tag(s) in the source name nothing; skipped",
+            all - losses
+        );
     }
+    if losses == 0 {
+        return Ok(());
+    }
+    let done = if report.dry_run {
+        "would be skipped"
+    } else {
+        "were skipped; everything else is imported"
+    };
+    Err(format!("{losses} item(s) the source could serve {done} (listed above)").into())
 }
 
 fn print(report: &ImportReport, json: bool) -> Result<(), super::CliError> {

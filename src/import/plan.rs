@@ -34,6 +34,19 @@ pub enum ProblemKind {
     Incomplete,
 }
 
+impl ProblemKind {
+    /// True when the source could serve what was skipped (a schema1 manifest, corrupt bytes,
+    /// an image missing a layer): the import lost something. A link or tag to nothing, or a
+    /// link holding no digest, the source could not serve either (Distribution's
+    /// `garbage-collect` leaves such layer links behind as a matter of course).
+    pub fn loses_content(self) -> bool {
+        matches!(
+            self,
+            ProblemKind::BadDigest | ProblemKind::Unsupported | ProblemKind::Incomplete
+        )
+    }
+}
+
 /// One problem: what, where (the Distribution path), and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
@@ -71,6 +84,14 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
+    /// Problems that lost something the source could serve (`ProblemKind::loses_content`).
+    pub fn losses(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.kind.loses_content())
+            .count()
+    }
+
     /// Items this run recorded (0 for an import that found everything in place).
     pub fn new_items(&self) -> u64 {
         self.blobs_new + self.links_new + self.manifests_new + self.tags_new + self.tags_moved
@@ -130,7 +151,12 @@ impl fmt::Display for ImportReport {
             "upload sessions in progress (not imported): {}",
             self.uploads_ignored
         )?;
-        write!(f, "problems (skipped): {}", self.problems.len())?;
+        write!(
+            f,
+            "problems (skipped): {}, of which {} lose what the source could serve",
+            self.problems.len(),
+            self.losses()
+        )?;
         for p in &self.problems {
             write!(
                 f,
