@@ -138,3 +138,81 @@ async fn a_distribution_store_imports_and_every_image_pulls_with_the_same_digest
         assert_eq!(manifest_digest(&k, "team/app", c).await.as_deref(), Some(c));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_links_distributions_garbage_collection_leaves_are_reported_and_the_rest_imports() {
+    let (dd, kd, work) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let mut oci = OciDir::new(&work.path().join("src"));
+    let keep = oci.image("amd64", &[tar_of("keep", b"kept layer")]);
+    let drop = oci.image("amd64", &[tar_of("drop", b"dropped layer")]);
+    oci.tag("keep", &keep);
+    oci.tag("drop", &drop);
+    let (mut dist, d) = spawn_distribution(dd.path()).await;
+    for tag in ["keep", "drop"] {
+        skopeo(&[
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{tag}", oci.dir.display()),
+            &format!(
+                "docker://{}/team/app:{tag}",
+                d.trim_start_matches("http://")
+            ),
+        ]);
+    }
+    let dropped = drop["digest"].as_str().unwrap();
+    let r = reqwest::Client::new()
+        .delete(format!("{d}/v2/team/app/manifests/{dropped}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    dist.kill();
+    // Distribution's own collector: it deletes the blobs, not the repository's layer links.
+    let gc = std::process::Command::new("docker-registry")
+        .arg("garbage-collect")
+        .arg(dd.path().join("config.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    let source = dd.path().join("data");
+    let dropped: kura::digest::Digest = dropped.parse().unwrap();
+    assert!(
+        !DistTree {
+            root: source.clone()
+        }
+        .blob_path(&dropped)
+        .exists()
+    );
+
+    let (ok, plan, err) = import(&source, &["--dry-run"]);
+    assert!(ok, "links to nothing are warnings: {plan}\n{err}");
+    let problems = plan["problems"].as_array().unwrap();
+    assert!(!problems.is_empty(), "{plan}");
+    assert!(problems.iter().all(|p| p["kind"] == "dangling"), "{plan}");
+    assert!(err.contains("warning"), "{err}");
+    let root = kd.path().join("kura");
+    let (ok, report, err) = import(&source, &["--root", root.to_str().unwrap()]);
+    assert!(ok, "{report}\n{err}");
+    assert_eq!(report["problems"], plan["problems"]);
+    assert_eq!(report["manifests_new"], 1, "{report}");
+    assert_fsck_clean(&root);
+    let (_kura, k) = spawn_kura_guarded(&root, &[]);
+    assert_eq!(tags(&k, "team/app").await, ["keep"]);
+    pull_and_compare(
+        &k,
+        "team/app",
+        "keep",
+        &keep,
+        &oci.dir,
+        &work.path().join("out"),
+    );
+}

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! A link file holds a digest, `<alg>:<hex>` (see `layerLinkPathSpec`'s comment); for layers
-//! and revisions it is the digest its path names. A directory is a repository when it holds
+//! and revisions it is the digest its path names. A directory without its `link` is what a
+//! delete leaves (Distribution removes the link file): skipped, as Distribution does. A directory is a repository when it holds
 //! `_manifests` (Distribution's catalog walk, `handleRepository`) or `_layers`; names starting
 //! with `_` are never descended into. Tag index entries are the revisions a tag pointed to
 //! before: kura keeps no tag history, so they are not read (the revisions themselves are
@@ -233,7 +234,9 @@ impl Layout {
         let mut out = Vec::new();
         for tag in self.dirs(&dir)? {
             let rel = format!("{dir}/{tag}/current/link");
-            let target = self.read_link(&rel)?;
+            let Some(target) = self.read_link(&rel)? else {
+                continue;
+            };
             out.push(TagLink {
                 tag,
                 path: self.show(&rel),
@@ -281,12 +284,15 @@ impl Layout {
         for alg in self.dirs(rel)? {
             for hex in self.dirs(&format!("{rel}/{alg}"))? {
                 let link = format!("{rel}/{alg}/{hex}/link");
+                let Some(held) = self.read_link(&link)? else {
+                    continue;
+                };
                 let target = match format!("{alg}:{hex}").parse::<Digest>() {
                     Err(e) => Err(format!(
                         "the path names no digest kura supports: {}",
                         e.message
                     )),
-                    Ok(want) => self.read_link(&link)?.and_then(|got| {
+                    Ok(want) => held.and_then(|got| {
                         if got == want {
                             Ok(got)
                         } else {
@@ -305,16 +311,17 @@ impl Layout {
         Ok(out)
     }
 
-    /// The digest link file `rel` holds, or why it holds none.
-    fn read_link(&self, rel: &str) -> io::Result<Result<Digest, String>> {
+    /// The digest link file `rel` holds, or why it holds none; `None` when there is no link
+    /// file: a deleted revision, layer link or tag (Distribution's deletes remove the `link`
+    /// and may leave its directory).
+    fn read_link(&self, rel: &str) -> io::Result<Option<Result<Digest, String>>> {
         let Some(text) = self.read(rel)? else {
-            return Ok(Err("no link file".into()));
+            return Ok(None);
         };
         let text = String::from_utf8_lossy(&text);
-        Ok(text
-            .trim()
-            .parse::<Digest>()
-            .map_err(|e| format!("the link holds no digest ({})", e.message)))
+        Ok(Some(text.trim().parse::<Digest>().map_err(|e| {
+            format!("the link holds no digest ({})", e.message)
+        })))
     }
 }
 
