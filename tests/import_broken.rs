@@ -233,3 +233,22 @@ fn an_import_into_a_store_a_server_holds_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use") && err.contains("offline"), "{err}");
 }
+
+#[test]
+fn across_filesystems_the_import_copies_instead_of_linking() {
+    // /dev/shm is a tmpfs; the temporary directory is on the disk: link(2) gives EXDEV.
+    let sd = tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm");
+    let kd = tempfile::tempdir().unwrap();
+    let t = DistTree::new(sd.path());
+    let (m, _, layer) = t.image("app", "one");
+    t.tag("app", "v1", &m);
+    let root = kd.path().join("kura");
+    let (ok, report, err) = import(&t.root, &["--root", root.to_str().unwrap()]);
+    assert!(ok, "{report}\n{err}");
+    assert_eq!(report["blobs_new"], 2, "{report}");
+    assert_eq!(report["copied"], 2, "{report}");
+    assert_eq!(report["hard_linked"], 0, "{report}");
+    let copy = std::fs::read(root.join("blobs/sha256").join(layer.hex())).unwrap();
+    assert_eq!(copy, std::fs::read(t.blob_path(&layer)).unwrap());
+    assert_fsck_clean(&root);
+}
