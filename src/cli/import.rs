@@ -1,5 +1,6 @@
 //! `kura import`: bring a Distribution filesystem store into a kura store, offline.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::config::Config;
@@ -56,11 +57,18 @@ pub fn run(args: ImportArgs) -> Result<(), super::CliError> {
         }
         (None, None) => return Err("name the source: PATH or --from-bucket FILE".into()),
     };
+    // One line per repository on a terminal; nothing in logs and pipes.
+    let tty = std::io::stderr().is_terminal();
+    let progress = |done: usize, total: usize, name: &str| {
+        if tty {
+            eprintln!("[{}/{total}] {name}", done + 1);
+        }
+    };
     let report = if args.dry_run {
-        rt.block_on(dry_run(&source))?
+        rt.block_on(dry_run(&source, &progress))?
     } else {
         let registry = open(&args)?;
-        rt.block_on(import(&source, &registry, args.copy))?
+        rt.block_on(import(&source, &registry, args.copy, &progress))?
     };
     print(&report, args.json)?;
     let (all, losses) = (report.problems.len(), report.losses());

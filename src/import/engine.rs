@@ -60,16 +60,20 @@ impl<'a, S: Sink> Run<'a, S> {
         }
     }
 
-    pub async fn all(&mut self) -> Result<()> {
-        for name in self.layout.repositories()? {
+    /// Imports every repository, telling `progress` (done, total, name) before each.
+    pub async fn all(&mut self, progress: &dyn Fn(usize, usize, &str)) -> Result<()> {
+        let names = self.layout.repositories()?;
+        for (i, name) in names.iter().enumerate() {
+            progress(i, names.len(), name);
+            let name = name.as_str();
             self.report.repositories += 1;
-            self.report.uploads_ignored += self.layout.upload_count(&name)? as u64;
-            match RepoName::parse(&name) {
+            self.report.uploads_ignored += self.layout.upload_count(name)? as u64;
+            match RepoName::parse(name) {
                 Ok(repo) => self.repository(&repo).await?,
                 Err(e) => {
-                    let path = self.layout.repository_where(&name);
+                    let path = self.layout.repository_where(name);
                     self.report
-                        .problem(ProblemKind::Unsupported, &name, &path, e.message);
+                        .problem(ProblemKind::Unsupported, name, &path, e.message);
                 }
             }
         }

@@ -71,10 +71,12 @@ impl Source {
 /// Imports the Distribution store `source` into `registry` (which should not be serving:
 /// run it offline). Blobs are hard-linked when both are directories on one filesystem (and
 /// the registry keeps its blobs there), unless `copy`; copied and verified otherwise.
+/// `progress` is told (repositories done, total, next name) before each repository.
 pub async fn import(
     source: &Source,
     registry: &Registry,
     copy: bool,
+    progress: &dyn Fn(usize, usize, &str),
 ) -> Result<ImportReport, ImportError> {
     let sink = apply::Apply {
         registry: registry.clone(),
@@ -82,16 +84,19 @@ pub async fn import(
     };
     sink.sweep_leftovers()?;
     let mut run = engine::Run::new(&source.0, &sink, false);
-    run.all().await?;
+    run.all(progress).await?;
     Ok(run.report)
 }
 
 /// What `import` would do with `source` into an empty store, and what is broken in it;
-/// writes nothing (every blob it would import is hashed).
-pub async fn dry_run(source: &Source) -> Result<ImportReport, ImportError> {
+/// writes nothing (every blob it would import is hashed). `progress` as for `import`.
+pub async fn dry_run(
+    source: &Source,
+    progress: &dyn Fn(usize, usize, &str),
+) -> Result<ImportReport, ImportError> {
     let sink = plan::DryRun::default();
     let mut run = engine::Run::new(&source.0, &sink, true);
-    run.all().await?;
+    run.all(progress).await?;
     Ok(run.report)
 }
 
