@@ -41,7 +41,7 @@ pub enum Command {
     /// Copy a stopped registry's blobs to another blob store (e.g. a bucket), verified and
     /// resumable, then switch its configuration to it.
     MigrateStorage(migrate::MigrateArgs),
-    /// Import a CNCF Distribution filesystem store (its rootdirectory), verified and
+    /// Import a CNCF Distribution store (its rootdirectory, or a bucket), verified and
     /// resumable, offline; `--dry-run` reports what would be imported and what is broken.
     Import(import::ImportArgs),
     /// Copy the tags of the `[[replication.pull]]` sources into the store now (resumable).
