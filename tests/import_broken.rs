@@ -82,7 +82,17 @@ async fn broken_store_case(copy: bool) {
     let schema1 = json!({"schemaVersion": 1, "name": "broken", "tag": "old",
         "architecture": "amd64", "fsLayers": [], "history": []});
     let schema1 = t.link_revision("broken", &t.manifest("broken", &schema1));
+    // A sha384 layer link (Distribution accepts sha384; kura does not).
+    let hex384 = "ab".repeat(48);
+    let sha384 = t
+        .v2()
+        .join("repositories/broken/_layers/sha384")
+        .join(&hex384)
+        .join("link");
+    std::fs::create_dir_all(sha384.parent().unwrap()).unwrap();
+    std::fs::write(&sha384, format!("sha384:{hex384}")).unwrap();
     let mut want = vec![
+        expect("unsupported", &sha384),
         expect("unsupported", &schema1),
         expect("dangling", &ghost),
         expect("bad_digest", &layer_link),
@@ -97,7 +107,7 @@ async fn broken_store_case(copy: bool) {
 
     let (ok_run, plan, err) = import(&t.root, &["--dry-run"]);
     assert!(!ok_run, "problems fail the dry run: {plan}");
-    assert!(err.contains("4 item(s) the source could serve"), "{err}");
+    assert!(err.contains("5 item(s) the source could serve"), "{err}");
     assert!(err.contains("warning: 5 link(s) or tag(s)"), "{err}");
     assert_eq!(problems(&plan), want, "{plan}");
 

@@ -93,9 +93,7 @@ impl<'a, S: Sink> Run<'a, S> {
                     // Reported where it fails; the rest of the repository goes on.
                     let _ = self.blob(r, d, Some(&link.path)).await?;
                 }
-                Err(why) => self
-                    .report
-                    .problem(ProblemKind::BadLink, r, &link.path, why.clone()),
+                Err((kind, why)) => self.report.problem(*kind, r, &link.path, why.clone()),
             }
         }
         let done = self.revisions(repo).await?;
@@ -205,10 +203,9 @@ impl<'a, S: Sink> Run<'a, S> {
         for link in self.layout.revision_links(r)? {
             let d = match &link.target {
                 Ok(d) => d.clone(),
-                Err(why) => {
+                Err((kind, why)) => {
                     let why = why.clone();
-                    self.report
-                        .problem(ProblemKind::BadLink, r, &link.path, why);
+                    self.report.problem(*kind, r, &link.path, why);
                     continue;
                 }
             };

@@ -26,7 +26,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::digest::Digest;
+use super::plan::ProblemKind;
+use crate::digest::{Algorithm, Digest};
 use crate::store::S3Store;
 
 /// Repository names nest at most this deep (a name is at most 255 characters anyway).
@@ -58,8 +59,8 @@ pub enum BlobSource {
 #[derive(Debug, Clone)]
 pub struct Link {
     pub path: String,
-    /// The digest the file holds, or why it cannot be used.
-    pub target: Result<Digest, String>,
+    /// The digest the file holds, or what is wrong with it and why.
+    pub target: Result<Digest, (ProblemKind, String)>,
 }
 
 /// A tag and its `current/link`.
@@ -287,20 +288,24 @@ impl Layout {
                 let Some(held) = self.read_link(&link)? else {
                     continue;
                 };
+                let known = Algorithm::ALL.iter().any(|a| a.as_str() == alg);
                 let target = match format!("{alg}:{hex}").parse::<Digest>() {
-                    Err(e) => Err(format!(
-                        "the path names no digest kura supports: {}",
-                        e.message
+                    Err(_) if !known => Err((
+                        ProblemKind::Unsupported,
+                        format!("kura stores no {alg} digests"),
                     )),
-                    Ok(want) => held.and_then(|got| {
-                        if got == want {
-                            Ok(got)
-                        } else {
-                            Err(format!(
-                                "the link holds {got}, not the {want} its path names"
-                            ))
-                        }
-                    }),
+                    Err(e) => Err((
+                        ProblemKind::BadLink,
+                        format!("the path names no digest: {}", e.message),
+                    )),
+                    Ok(want) => match held {
+                        Ok(got) if got == want => Ok(got),
+                        Ok(got) => Err((
+                            ProblemKind::BadLink,
+                            format!("the link holds {got}, not the {want} its path names"),
+                        )),
+                        Err(why) => Err((ProblemKind::BadLink, why)),
+                    },
                 };
                 out.push(Link {
                     path: self.show(&link),
