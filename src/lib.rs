@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod fsck;
 pub mod gc;
+pub mod import;
 pub mod manifest;
 pub mod meta;
 #[path = "../migrations/mod.rs"]

@@ -7,6 +7,7 @@ mod copy;
 mod delete;
 mod fsck;
 mod gc;
+mod import;
 mod inspect;
 mod login;
 mod migrate;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Copy a stopped registry's blobs to another blob store (e.g. a bucket), verified and
     /// resumable, then switch its configuration to it.
     MigrateStorage(migrate::MigrateArgs),
+    /// Import a CNCF Distribution store (its rootdirectory, or a bucket), verified and
+    /// resumable, offline; `--dry-run` reports what would be imported and what is broken.
+    Import(import::ImportArgs),
     /// Copy the tags of the `[[replication.pull]]` sources into the store now (resumable).
     Sync(sync::SyncArgs),
     /// Replication status: pending events, last success and last error per target and source.
@@ -91,6 +95,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Gc(args) => gc::run(args),
         Command::Fsck(args) => fsck::run(args),
         Command::MigrateStorage(args) => migrate::run(args),
+        Command::Import(args) => import::run(args),
         Command::Sync(args) => sync::run(args),
         Command::Replication(args) => sync::replication(args),
         Command::Push(args) => push::run(args),
