@@ -148,24 +148,7 @@ impl Sink for Apply {
     }
 
     async fn link_recorded(&self, repo: &str, d: &Digest) -> Result<bool> {
-        let (repo, d) = (repo.to_string(), d.to_string());
-        self.blocking(move |r| {
-            // Under the digest's lock the collector is never between its removal commit and
-            // the file's unlink, so a row seen here has its file.
-            let lock = r.digest_locks().lock(&d);
-            let committed = r.meta().commit(|t| {
-                if blobs::get(&t.blobs, &d)?.is_none() {
-                    return Ok(false);
-                }
-                blobs::touch_existing(t, &d)?;
-                blobs::link(t, &repo, &d)?;
-                repos::ensure(t, &repo)?;
-                Ok(true)
-            })?;
-            drop(lock);
-            committed.durable()
-        })
-        .await
+        self.registry.link_recorded(repo, &d.to_string()).await
     }
 
     async fn import_blob(&self, repo: &str, d: &Digest, src: &BlobSource) -> Result<Imported> {

@@ -47,7 +47,13 @@ async fn adopt(reg: &Registry, route: &Route, repo: &RepoName, digest: &Digest) 
         return Ok(false);
     }
     upstream_size(route, digest).await?;
-    reg.link_cached_blob(repo, digest).await
+    let linked = reg
+        .link_recorded(repo.as_str(), &digest.to_string())
+        .await?;
+    if linked {
+        route.mirror.pulls.note(repo.as_str(), &digest.to_string());
+    }
+    Ok(linked)
 }
 
 /// The size of blob `digest` of mirrored `repo` (`HEAD`): from the store, else upstream's

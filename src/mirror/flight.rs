@@ -118,7 +118,7 @@ pub async fn fetch(
     };
     let lead = match joined {
         Ok(lead) => lead,
-        Err(rx) => return follow(reg, repo, digest, rx).await,
+        Err(rx) => return follow(reg, route, repo, digest, rx).await,
     };
     let m = &route.mirror;
     let first = match m.upstream.blob(&route.upstream_name, digest, 0).await {
@@ -149,13 +149,14 @@ pub async fn fetch(
     });
     match (stream, len) {
         (true, Some(len)) => Ok(Pulled::Stream { len, body: rx }),
-        _ => follow(reg, repo, digest, done).await,
+        _ => follow(reg, route, repo, digest, done).await,
     }
 }
 
 /// Waits for a fetch by another request, then serves the stored blob.
 async fn follow(
     reg: &Registry,
+    route: &Route,
     repo: &RepoName,
     digest: &Digest,
     mut rx: watch::Receiver<State>,
@@ -166,7 +167,14 @@ async fn follow(
         .map(|s| s.clone())
         .unwrap_or(State::Done(Err((Code::Unknown, 502, "fetch ended".into()))));
     match state {
-        State::Done(Ok(())) if reg.link_cached_blob(repo, digest).await? => Ok(Pulled::Local),
+        State::Done(Ok(()))
+            if reg
+                .link_recorded(repo.as_str(), &digest.to_string())
+                .await? =>
+        {
+            route.mirror.pulls.note(repo.as_str(), &digest.to_string());
+            Ok(Pulled::Local)
+        }
         State::Done(Ok(())) => Err(Error::new(
             Code::BlobUnknown,
             format!("blob {digest} was removed while it was being fetched; retry"),

@@ -79,6 +79,31 @@ impl Registry {
         }
     }
 
+    /// Lets `repo` serve blob `digest`, which this store already holds (for another
+    /// repository): what a mirror does once its upstream confirmed the blob, and an import for a
+    /// layer it has already brought in. False when the store no longer holds it (the collector
+    /// removed it meanwhile): the caller stores it again instead.
+    pub async fn link_recorded(&self, repo: &str, digest: &str) -> Result<bool> {
+        let (repo, d) = (repo.to_string(), digest.to_string());
+        self.blocking(move |r| {
+            // Under the digest's lock the collector is never between its removal commit and
+            // the file's unlink, so a row seen here has its file.
+            let lock = r.digest_locks().lock(&d);
+            let committed = r.meta().commit(|t| {
+                if blobs::get(&t.blobs, &d)?.is_none() {
+                    return Ok(false);
+                }
+                blobs::touch_existing(t, &d)?;
+                blobs::link(t, &repo, &d)?;
+                crate::meta::repos::ensure(t, &repo)?;
+                Ok(true)
+            })?;
+            drop(lock);
+            committed.durable()
+        })
+        .await
+    }
+
     /// Stops `repo` serving blob `digest` (its file is reclaimed by garbage collection).
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         let (repo, d) = (repo.to_string(), digest.to_string());

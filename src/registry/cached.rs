@@ -12,7 +12,7 @@ use super::manifests::{Origin, record_manifest};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::manifest;
-use crate::meta::{blobs, mirror, now_secs, repos};
+use crate::meta::{blobs, mirror, now_secs};
 use crate::names::{Reference, RepoName};
 
 impl Registry {
@@ -60,31 +60,6 @@ impl Registry {
     pub fn cached_tag_checked(&self, repo: &RepoName, tag: &str) -> Result<Option<u64>> {
         self.meta()
             .read(|t| mirror::tag_checked(&t.mirror_tags, repo.as_str(), tag))
-    }
-
-    /// Lets `repo` serve blob `digest`, which upstream has and this store already holds (for
-    /// another repository, or cached before). False when the store no longer holds it (the
-    /// collector removed it meanwhile): the caller fetches it instead.
-    pub async fn link_cached_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let (repo, d) = (repo.to_string(), digest.to_string());
-        self.blocking(move |r| {
-            // Under the digest's lock the collector cannot be between its removal commit and
-            // the file's unlink, so a row seen here has its file.
-            let lock = r.digest_locks().lock(&d);
-            let committed = r.meta().commit(|t| {
-                if blobs::get(&t.blobs, &d)?.is_none() {
-                    return Ok(false);
-                }
-                blobs::touch_existing(t, &d)?;
-                blobs::link(t, &repo, &d)?;
-                repos::ensure(t, &repo)?;
-                mirror::set_pulled(t, &repo, &d, now_secs())?;
-                Ok(true)
-            })?;
-            drop(lock);
-            committed.durable()
-        })
-        .await
     }
 
     /// Records pulls of cached items, `(repository, digest, when)` each, in one transaction
