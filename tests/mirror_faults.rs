@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use client_support::noise;
 use client_support::proxy::Options;
+use kura::digest::Digest;
 use mirror_support::images::{Image, get_blob, get_manifest, pull_exact};
 use mirror_support::*;
 
@@ -212,22 +213,7 @@ async fn twenty_concurrent_pulls_of_one_uncached_blob_make_one_upstream_get() {
     s.up.push(&img, "library/app", "v1").await;
     let (layer, bytes) = img.blobs[1].clone();
 
-    let pulls: Vec<_> = (0..20)
-        .map(|_| {
-            let base = s.mirror.base.clone();
-            let layer = layer.clone();
-            tokio::spawn(async move { get_blob(&base, REPO, &layer).await })
-        })
-        .collect();
-    for (i, p) in pulls.into_iter().enumerate() {
-        let (status, body) = tokio::time::timeout(Duration::from_secs(120), p)
-            .await
-            .expect("pull ends")
-            .unwrap()
-            .unwrap_or_else(|e| panic!("pull {i}: {e}"));
-        assert_eq!(status, 200, "pull {i}");
-        assert!(body == bytes, "pull {i}: {} bytes", body.len());
-    }
+    pull_at_once(&s.mirror.base, &layer, &bytes, 20).await;
     let gets = blob_gets(&s.proxy, &layer);
     assert_eq!(gets.len(), 1, "upstream GETs of the blob: {gets:#?}");
     assert_eq!(
@@ -299,21 +285,7 @@ async fn concurrent_pulls_of_a_blob_cut_mid_transfer_all_get_every_byte() {
     s.up.push(&img, "library/app", "v1").await;
     let (layer, bytes) = img.blobs[1].clone();
 
-    let pulls: Vec<_> = (0..8)
-        .map(|_| {
-            let (base, layer) = (s.mirror.base.clone(), layer.clone());
-            tokio::spawn(async move { get_blob(&base, REPO, &layer).await })
-        })
-        .collect();
-    for (i, p) in pulls.into_iter().enumerate() {
-        let (status, body) = tokio::time::timeout(Duration::from_secs(120), p)
-            .await
-            .expect("pull ends")
-            .unwrap()
-            .unwrap_or_else(|e| panic!("pull {i}: {e}"));
-        assert_eq!(status, 200, "pull {i}");
-        assert!(body == bytes, "pull {i}: {} bytes", body.len());
-    }
+    pull_at_once(&s.mirror.base, &layer, &bytes, 8).await;
     let gets = blob_gets(&s.proxy, &layer);
     let whole = gets.iter().filter(|g| g.range.is_none()).count();
     assert_eq!(
@@ -351,4 +323,23 @@ async fn rate_limited_or_failing_upstream_serves_cached_tags_and_errors_for_the_
     s.proxy.set_answer(None);
     pull_exact(m, "docker.io/library/other", "v1", &img).await;
     assert_fsck_clean(m).await;
+}
+
+/// `n` clients pull blob `layer` of `REPO` from `base` at once; each must get `bytes` whole.
+async fn pull_at_once(base: &str, layer: &Digest, bytes: &[u8], n: usize) {
+    let pulls: Vec<_> = (0..n)
+        .map(|_| {
+            let (base, layer) = (base.to_string(), layer.clone());
+            tokio::spawn(async move { get_blob(&base, REPO, &layer).await })
+        })
+        .collect();
+    for (i, p) in pulls.into_iter().enumerate() {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(120), p)
+            .await
+            .expect("pull ends")
+            .unwrap()
+            .unwrap_or_else(|e| panic!("pull {i}: {e}"));
+        assert_eq!(status, 200, "pull {i}");
+        assert!(body == bytes, "pull {i}: {} bytes", body.len());
+    }
 }
