@@ -38,6 +38,35 @@ pub struct Transport {
     docker_config: Option<DockerConfig>,
 }
 
+/// A handle on `host` (`host[:port]`) as a configuration names a remote registry (a mirror's
+/// upstream, a replication target or source): its own transport, plain HTTP when `plain_http`,
+/// `retries` retries, and the bearer `token` when one is given, else Basic/token-flow `creds`.
+pub fn configured_remote(
+    host: &str,
+    plain_http: bool,
+    retries: u32,
+    token: &str,
+    creds: Option<Credentials>,
+) -> Result<Registry> {
+    let transport = Transport::new(
+        &TransportConfig {
+            insecure: if plain_http {
+                vec![host.to_string()]
+            } else {
+                Vec::new()
+            },
+            ca_certs: Vec::new(),
+            retries,
+        },
+        None,
+    )?;
+    if token.is_empty() {
+        transport.registry_with(host, creds)
+    } else {
+        transport.registry_with_bearer(host, token)
+    }
+}
+
 /// The wait before retry number `attempt` (1-based): 250 ms doubling, at most 8 s.
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(8))

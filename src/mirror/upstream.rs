@@ -7,7 +7,7 @@ use super::MirrorConfig;
 use crate::client::api::Repo;
 use crate::client::auth::Credentials;
 use crate::client::error::Error as ClientError;
-use crate::client::transport::{Registry as Remote, Transport, TransportConfig};
+use crate::client::transport::{Registry as Remote, configured_remote};
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 use crate::names::{Reference, RepoName};
@@ -50,30 +50,13 @@ impl Upstream {
         let host = cfg
             .upstream_host()
             .map_err(|e| Error::internal("mirror", e))?;
-        let insecure = cfg.upstream.starts_with("http://");
-        let transport = Transport::new(
-            &TransportConfig {
-                insecure: if insecure {
-                    vec![host.clone()]
-                } else {
-                    Vec::new()
-                },
-                ca_certs: Vec::new(),
-                retries: 2,
-            },
-            None,
-        )
-        .map_err(|e| Error::internal("mirror upstream client", e))?;
-        let remote = if !cfg.token.is_empty() {
-            transport.registry_with_bearer(&host, &cfg.token)
-        } else {
-            let creds = (!cfg.username.is_empty()).then(|| Credentials {
-                username: cfg.username.clone(),
-                password: cfg.password.clone(),
-            });
-            transport.registry_with(&host, creds)
-        }
-        .map_err(|e| Error::internal("mirror upstream client", e))?;
+        let creds = (!cfg.username.is_empty()).then(|| Credentials {
+            username: cfg.username.clone(),
+            password: cfg.password.clone(),
+        });
+        let plain_http = cfg.upstream.starts_with("http://");
+        let remote = configured_remote(&host, plain_http, 2, &cfg.token, creds)
+            .map_err(|e| Error::internal("mirror upstream client", e))?;
         Ok(Upstream {
             remote,
             url: cfg.upstream.clone(),

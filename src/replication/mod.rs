@@ -26,7 +26,7 @@ pub use pull::SyncResult;
 pub use status::{Board, Report};
 
 use crate::client::auth::Credentials;
-use crate::client::transport::{Registry as Remote, Transport, TransportConfig};
+use crate::client::transport::{Registry as Remote, configured_remote};
 use crate::registry::{Outbox, Registry};
 
 /// Retries of one request inside a replication step; the dispatcher's backoff does the rest.
@@ -37,27 +37,17 @@ pub fn connect(r: config::Remote<'_>) -> crate::client::Result<Remote> {
     let host = config::host_of(r.url).ok_or_else(|| {
         crate::client::Error::Invalid(format!("{:?} is not http(s)://host[:port]", r.url))
     })?;
-    let insecure = if r.url.starts_with("http://") {
-        vec![host.to_string()]
-    } else {
-        Vec::new()
-    };
-    let transport = Transport::new(
-        &TransportConfig {
-            insecure,
-            ca_certs: Vec::new(),
-            retries: REQUEST_RETRIES,
-        },
-        None,
-    )?;
-    if !r.token.is_empty() {
-        return transport.registry_with_bearer(host, r.token);
-    }
     let creds = (!r.username.is_empty()).then(|| Credentials {
         username: r.username.to_string(),
         password: r.password.to_string(),
     });
-    transport.registry_with(host, creds)
+    configured_remote(
+        host,
+        r.url.starts_with("http://"),
+        REQUEST_RETRIES,
+        r.token,
+        creds,
+    )
 }
 
 /// The outbox queues of the push targets: (endpoint, repository patterns).
