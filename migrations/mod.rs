@@ -8,6 +8,7 @@ mod v3_notifications;
 mod v4_stats;
 mod v5_settings;
 mod v6_mirrors;
+mod v7_policies;
 
 /// One schema upgrade step.
 #[derive(Clone, Copy)]
@@ -28,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     v4_stats::STEP,
     v5_settings::STEP,
     v6_mirrors::STEP,
+    v7_policies::STEP,
 ];
 
 /// The schema version this build of kura writes.

@@ -21,6 +21,7 @@ pub mod migrations;
 pub mod mirror;
 pub mod names;
 pub mod ops;
+pub mod policy;
 pub mod registry;
 pub mod replication;
 pub mod server;

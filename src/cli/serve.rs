@@ -33,6 +33,9 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
     }
     let registry = Registry::open_with(&cfg.root, &cfg.storage)?;
     tracing::info!(blobs = %registry.store().describe(), "blob store opened");
+    registry.set_policies(
+        crate::policy::Policies::compile(&cfg.policies).map_err(std::io::Error::other)?,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -56,6 +59,7 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         cfg.clone(),
         opts.auth.clone(),
     ));
+    reloader.set_registry(registry.clone());
     opts.reloader = Some(reloader.clone());
     if let Some((cert, key)) = cfg.tls.files() {
         opts.tls = Some(crate::auth::tls::server_config(cert, key)?);

@@ -53,6 +53,8 @@ pub struct Config {
     pub mirrors: Vec<crate::mirror::MirrorConfig>,
     /// The web interface at `/ui/` (`[ui]`).
     pub ui: UiConfig,
+    /// Rate limits, quotas, retention, immutable tags, required signatures (`[policies]`).
+    pub policies: crate::policy::PoliciesConfig,
 }
 
 impl Default for Config {
@@ -73,6 +75,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             mirrors: Vec::new(),
             ui: UiConfig::default(),
+            policies: Default::default(),
         }
     }
 }
@@ -488,6 +491,7 @@ impl Config {
         self.storage.validate().map_err(ConfigError::Invalid)?;
         self.auth.validate().map_err(ConfigError::Invalid)?;
         self.tls.validate().map_err(ConfigError::Invalid)?;
+        self.policies.validate().map_err(ConfigError::Invalid)?;
         self.replication
             .validate(&self.notifications.endpoints, &self.mirrors)
             .map_err(ConfigError::Invalid)?;

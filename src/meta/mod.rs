@@ -104,6 +104,9 @@ pub struct WriteTables<'txn> {
     pub deferred_refs: Table<'txn, (&'static str, &'static str, &'static str), ()>,
     pub mirror_tags: Table<'txn, (&'static str, &'static str), u64>,
     pub mirror_pulls: Table<'txn, (&'static str, &'static str), u64>,
+    pub usage: Table<'txn, &'static str, u64>,
+    pub scope_blobs: Table<'txn, (&'static str, &'static str), u64>,
+    pub tag_pulls: Table<'txn, (&'static str, &'static str), u64>,
 }
 
 /// Every table, opened in one read snapshot.
@@ -122,6 +125,9 @@ pub struct ReadTables {
     pub deferred_refs: ReadOnlyTable<(&'static str, &'static str, &'static str), ()>,
     pub mirror_tags: ReadOnlyTable<(&'static str, &'static str), u64>,
     pub mirror_pulls: ReadOnlyTable<(&'static str, &'static str), u64>,
+    pub usage: ReadOnlyTable<&'static str, u64>,
+    pub scope_blobs: ReadOnlyTable<(&'static str, &'static str), u64>,
+    pub tag_pulls: ReadOnlyTable<(&'static str, &'static str), u64>,
 }
 
 impl Meta {
@@ -358,6 +364,9 @@ impl Meta {
             deferred_refs: txn.open_table(DEFERRED_REFS)?,
             mirror_tags: txn.open_table(MIRROR_TAGS)?,
             mirror_pulls: txn.open_table(MIRROR_PULLS)?,
+            usage: txn.open_table(USAGE)?,
+            scope_blobs: txn.open_table(SCOPE_BLOBS)?,
+            tag_pulls: txn.open_table(TAG_PULLS)?,
         };
         f(&t)
     }
@@ -380,6 +389,9 @@ impl<'txn> WriteTables<'txn> {
             deferred_refs: txn.open_table(DEFERRED_REFS)?,
             mirror_tags: txn.open_table(MIRROR_TAGS)?,
             mirror_pulls: txn.open_table(MIRROR_PULLS)?,
+            usage: txn.open_table(USAGE)?,
+            scope_blobs: txn.open_table(SCOPE_BLOBS)?,
+            tag_pulls: txn.open_table(TAG_PULLS)?,
         })
     }
 }

@@ -45,3 +45,11 @@ pub const MIRROR_TAGS: TableDefinition<(&str, &str), u64> = TableDefinition::new
 /// (repository, digest) → when a client last pulled this cached manifest or blob (unix
 /// seconds; v6): the order in which a mirror over its size budget evicts.
 pub const MIRROR_PULLS: TableDefinition<(&str, &str), u64> = TableDefinition::new("mirror_pulls");
+/// quota scope (`repo:<name>` or `ns:<prefix>`) → the unique bytes it holds (v7; quotas).
+pub const USAGE: TableDefinition<&str, u64> = TableDefinition::new("usage");
+/// (quota scope, digest) → how many of the scope's repositories hold the blob (v7; quotas): a
+/// blob's size counts toward the scope while this is above zero.
+pub const SCOPE_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("scope_blobs");
+/// (repository, tag) → when the tag was last pulled (unix seconds; v7; retention), written in
+/// batches, not per pull.
+pub const TAG_PULLS: TableDefinition<(&str, &str), u64> = TableDefinition::new("tag_pulls");

@@ -48,6 +48,8 @@ pub struct Reloader {
     auth: Option<Arc<SharedAuth>>,
     /// The webhook dispatchers and the runtime they run on, when webhooks are configured.
     webhooks: OnceLock<(Notifier, tokio::runtime::Handle)>,
+    /// The registry whose policies (`[policies]`) a reload replaces.
+    registry: OnceLock<crate::registry::Registry>,
 }
 
 impl Reloader {
@@ -58,12 +60,18 @@ impl Reloader {
             running: Mutex::new(running),
             auth: auth.map(|a| Arc::new(SharedAuth::new(a))),
             webhooks: OnceLock::new(),
+            registry: OnceLock::new(),
         }
     }
 
     /// Lets reloads replace the webhook endpoints of `notifier`, starting dispatchers on `rt`.
     pub fn set_notifier(&self, notifier: Notifier, rt: tokio::runtime::Handle) {
         let _ = self.webhooks.set((notifier, rt));
+    }
+
+    /// Lets reloads replace the policies `registry` enforces.
+    pub fn set_registry(&self, registry: crate::registry::Registry) {
+        let _ = self.registry.set(registry);
     }
 
     /// The authentication the server's requests use (`None`: authentication is off).
@@ -96,14 +104,17 @@ impl Reloader {
         .map_err(|e| e.to_string())?;
         let filter = logging::parse_level(&new.log.level)?;
         let webhooks = self.webhooks.get();
-        let live: &[&str] = if webhooks.is_some() {
-            &["auth", "log", "notifications"]
-        } else {
-            &["auth", "log"]
-        };
+        let mut live = vec!["auth", "log"];
+        if webhooks.is_some() {
+            live.push("notifications");
+        }
+        let registry = self.registry.get();
+        if registry.is_some() {
+            live.push("policies");
+        }
         let mut report = ReloadReport {
             applied: Vec::new(),
-            needs_restart: restart_only_changes(&running, &new, live),
+            needs_restart: restart_only_changes(&running, &new, &live),
             users: None,
         };
         // Build everything first: a failure here leaves the running state untouched.
@@ -117,6 +128,17 @@ impl Reloader {
                 None
             }
         };
+        let new_policies = match registry {
+            Some(r) if new.policies != running.policies => {
+                Some((r, crate::policy::Policies::compile(&new.policies)?))
+            }
+            _ => None,
+        };
+        if let Some((registry, policies)) = new_policies {
+            registry.set_policies(policies);
+            running.policies = new.policies.clone();
+            report.applied.push("policies".into());
+        }
         if let Some((slot, auth)) = new_auth {
             report.users = auth.user_count();
             slot.replace(auth);

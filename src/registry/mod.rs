@@ -98,6 +98,8 @@ struct Inner {
     outbox: OnceLock<Arc<Outbox>>,
     /// The server's read-only switch, when one is followed (`follow_read_only`).
     read_only: RwLock<Arc<AtomicBool>>,
+    /// The policies in force (`crate::policy`), replaced whole by a reload.
+    policies: RwLock<Arc<crate::policy::Policies>>,
 }
 
 /// A registry over one data directory. Cheap to clone. A handle made by `with_event` also
@@ -106,6 +108,14 @@ struct Inner {
 pub struct Registry {
     inner: Arc<Inner>,
     event: Option<Arc<EventContext>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("root", &self.inner.root)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registry {
@@ -189,6 +199,7 @@ impl Registry {
                 manifests: cache::ManifestCache::default(),
                 outbox: OnceLock::new(),
                 read_only: RwLock::default(),
+                policies: RwLock::default(),
             }),
             event: None,
         })
@@ -232,6 +243,24 @@ impl Registry {
             .read_only
             .write()
             .unwrap_or_else(|e| e.into_inner()) = flag;
+    }
+
+    /// The policies in force (none until `set_policies`).
+    pub fn policies(&self) -> Arc<crate::policy::Policies> {
+        self.inner
+            .policies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts `policies` in force for every request that starts after this call.
+    pub fn set_policies(&self, policies: crate::policy::Policies) {
+        *self
+            .inner
+            .policies
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(policies);
     }
 
     fn is_read_only(&self) -> bool {
