@@ -47,6 +47,8 @@ pub struct ServerOptions {
     /// Live reload (`POST /admin/reload`, SIGHUP in `kura serve`); its `SharedAuth` is the one
     /// requests use, and `auth` is then ignored.
     pub reloader: Option<Arc<crate::ops::reload::Reloader>>,
+    /// The rate limits (`[policies.rate_limit]`; a reload replaces its limits); none when unset.
+    pub rate_limiter: Option<Arc<crate::policy::rate_limit::RateLimiter>>,
 }
 
 impl Default for ServerOptions {
@@ -66,6 +68,7 @@ impl Default for ServerOptions {
             mirrors: None,
             ui: true,
             reloader: None,
+            rate_limiter: None,
         }
     }
 }
@@ -105,6 +108,8 @@ pub fn build(
             .map(|a| web::Data::new(crate::auth::SharedAuth::new(a))),
     };
     let reloader = opts.reloader.clone().map(web::Data::from);
+    // Every server has a limiter: it also holds the trusted proxies `ops::client_ip` reads.
+    let rate_limiter = web::Data::from(opts.rate_limiter.clone().unwrap_or_default());
     let deletes = web::Data::new(api::Deletes(opts.deletes));
     let in_flight = web::Data::new(opts.in_flight.clone());
     let mirrors = opts.mirrors.clone().map(web::Data::from);
@@ -121,9 +126,13 @@ pub fn build(
             .app_data(deletes.clone())
             .app_data(in_flight.clone())
             .app_data(readiness.clone())
+            .app_data(rate_limiter.clone())
             .wrap(from_fn(read_only::middleware))
+            // Per-user limits need the user authentication found; per-IP ones come first.
+            .wrap(from_fn(api::rate_limit::per_user))
             // A no-op unless the app has `Data<SharedAuth>` (added below when auth is configured).
             .wrap(from_fn(crate::auth::middleware::middleware))
+            .wrap(from_fn(api::rate_limit::per_ip))
             .wrap(from_fn(access_log::middleware))
             .wrap(from_fn(crate::ops::in_flight::middleware))
             .wrap(nosniff())

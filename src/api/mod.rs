@@ -7,6 +7,7 @@ mod blobs;
 mod catalog;
 mod manifests;
 pub mod ranges;
+pub mod rate_limit;
 mod referrers;
 pub mod request;
 pub mod routes;
@@ -84,15 +85,15 @@ fn upload_slot(req: &HttpRequest) -> Result<Option<tokio::sync::OwnedSemaphorePe
         .transpose()
 }
 
-/// Who sends the request, for per-client caps: the authenticated user, else the peer's
-/// address (behind a reverse proxy every client shares the proxy's address).
+/// Who sends the request, for per-client caps: the authenticated user, else the client's
+/// address (`ops::client_ip`: behind a trusted proxy, from `X-Forwarded-For`).
 fn client_id(req: &HttpRequest) -> String {
     use actix_web::HttpMessage;
     if let Some(u) = req.extensions().get::<crate::ops::access_log::User>() {
         return format!("user:{}", u.0);
     }
-    match req.peer_addr() {
-        Some(a) => format!("ip:{}", a.ip()),
+    match crate::ops::client_ip::of(req) {
+        Some(ip) => format!("ip:{ip}"),
         None => "ip:unknown".into(),
     }
 }

@@ -57,7 +57,7 @@ async fn token(req: HttpRequest, auth: web::Data<SharedAuth>) -> Result<HttpResp
             ));
         }
         Credentials::Basic { user, password } => {
-            let ip = req.peer_addr().map(|a| a.ip());
+            let ip = crate::ops::client_ip::of(&req);
             match auth.verify_basic(ip, user, password).await {
                 Ok(u) => Some(u),
                 Err(BasicFailure::Locked(retry)) => return Err(super::locked_out(retry)),
@@ -78,6 +78,8 @@ async fn token(req: HttpRequest, auth: web::Data<SharedAuth>) -> Result<HttpResp
     };
     if let Some(u) = &user {
         req.extensions_mut().insert(User(u.clone()));
+        crate::api::rate_limit::admit_user(&req, crate::policy::rate_limit::Class::Token, u)
+            .map_err(|r| crate::api::rate_limit::too_many(&r))?;
     }
     let access = auth.grant(user.as_deref(), &requested);
     let issued = tokens

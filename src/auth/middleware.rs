@@ -69,7 +69,7 @@ async fn authenticate(auth: &Arc<Auth>, req: &ServiceRequest) -> Result<Principa
         Credentials::None => Ok(Principal::Anonymous),
         Credentials::Malformed => bad("malformed Authorization header", None),
         Credentials::Basic { user, password } => {
-            let ip = req.peer_addr().map(|a| a.ip());
+            let ip = crate::ops::client_ip::of(req.request());
             match auth.verify_basic(ip, user, password).await {
                 Ok(u) => Ok(Principal::User(u)),
                 Err(BasicFailure::Locked(retry)) => Err(super::locked_out(retry)),

@@ -91,7 +91,7 @@ pub async fn token(
             let (Some(user), Some(password)) = (field("username"), field("password")) else {
                 return invalid("invalid_request", "username and password are required");
             };
-            let ip = req.peer_addr().map(|a| a.ip());
+            let ip = crate::ops::client_ip::of(&req);
             let user = match auth
                 .verify_basic(ip, user.to_string(), password.to_string())
                 .await
@@ -146,6 +146,11 @@ pub async fn token(
         None => return invalid("invalid_request", "grant_type is required"),
     };
     req.extensions_mut().insert(User(user.clone()));
+    if let Err(r) =
+        crate::api::rate_limit::admit_user(&req, crate::policy::rate_limit::Class::Token, &user)
+    {
+        return actix_web::ResponseError::error_response(&crate::api::rate_limit::too_many(&r));
+    }
     let access = auth.grant(Some(&user), &requested);
     let issued = match tokens.issue(&user, &access) {
         Ok(i) => i,

@@ -60,6 +60,12 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         opts.auth.clone(),
     ));
     reloader.set_registry(registry.clone());
+    let limiter = std::sync::Arc::new(crate::policy::rate_limit::RateLimiter::new(
+        crate::policy::rate_limit::Limits::compile(&cfg.policies.rate_limit)
+            .map_err(std::io::Error::other)?,
+    ));
+    reloader.set_rate_limiter(limiter.clone());
+    opts.rate_limiter = Some(limiter);
     opts.reloader = Some(reloader.clone());
     if let Some((cert, key)) = cfg.tls.files() {
         opts.tls = Some(crate::auth::tls::server_config(cert, key)?);

@@ -41,9 +41,9 @@ pub async fn middleware(
     let start = Instant::now();
     let method = req.method().to_string();
     let path = req.path().to_string();
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
+    // The client as every per-client rule sees it (`ops::client_ip`).
+    let peer = super::client_ip::of(req.request())
+        .map(|ip| ip.to_string())
         .unwrap_or_default();
     let bytes_in = req
         .headers()

@@ -1,6 +1,7 @@
 //! Operating the server: logging, access log, metrics, health, read-only mode, notifications.
 
 pub mod access_log;
+pub mod client_ip;
 pub mod gc_history;
 pub mod health;
 pub mod in_flight;

@@ -50,6 +50,8 @@ pub struct Reloader {
     webhooks: OnceLock<(Notifier, tokio::runtime::Handle)>,
     /// The registry whose policies (`[policies]`) a reload replaces.
     registry: OnceLock<crate::registry::Registry>,
+    /// The rate limiter whose limits (`[policies.rate_limit]`) a reload replaces.
+    rate_limiter: OnceLock<Arc<crate::policy::rate_limit::RateLimiter>>,
 }
 
 impl Reloader {
@@ -61,6 +63,7 @@ impl Reloader {
             auth: auth.map(|a| Arc::new(SharedAuth::new(a))),
             webhooks: OnceLock::new(),
             registry: OnceLock::new(),
+            rate_limiter: OnceLock::new(),
         }
     }
 
@@ -72,6 +75,11 @@ impl Reloader {
     /// Lets reloads replace the policies `registry` enforces.
     pub fn set_registry(&self, registry: crate::registry::Registry) {
         let _ = self.registry.set(registry);
+    }
+
+    /// Lets reloads replace the limits of `limiter` (its buckets start full again).
+    pub fn set_rate_limiter(&self, limiter: Arc<crate::policy::rate_limit::RateLimiter>) {
+        let _ = self.rate_limiter.set(limiter);
     }
 
     /// The authentication the server's requests use (`None`: authentication is off).
@@ -134,6 +142,16 @@ impl Reloader {
             }
             _ => None,
         };
+        let new_rate_limits = match self.rate_limiter.get() {
+            Some(l) if new.policies.rate_limit != running.policies.rate_limit => Some((
+                l,
+                crate::policy::rate_limit::Limits::compile(&new.policies.rate_limit)?,
+            )),
+            _ => None,
+        };
+        if let Some((limiter, limits)) = new_rate_limits {
+            limiter.set_limits(limits);
+        }
         if let Some((registry, policies)) = new_policies {
             registry.set_policies(policies);
             running.policies = new.policies.clone();

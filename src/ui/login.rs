@@ -65,7 +65,7 @@ pub async fn submit(
         return views::message(StatusCode::FORBIDDEN, &v, "Refused", csrf::REFUSED);
     }
     let LoginForm { user, password, .. } = form.into_inner();
-    let ip = req.peer_addr().map(|a| a.ip());
+    let ip = crate::ops::client_ip::of(&req);
     match auth.verify_basic(ip, user, password).await {
         Ok(user) => {
             if let Some(old) = &v.session {
