@@ -12,7 +12,7 @@ use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
 use super::routes::Route;
 use crate::error::{Code, Error};
 use crate::ops::access_log::User;
-use crate::policy::rate_limit::{Class, Key, RateLimiter, Refusal};
+use crate::policy::rate_limit::{Class, Key, KeyKind, RateLimiter, Refusal};
 
 /// The class of a request: manifest and blob `GET`/`HEAD` are pulls; upload sessions and
 /// every other method on manifests and blobs are pushes; `/auth/token` is the token endpoint.
@@ -56,13 +56,18 @@ pub fn admit_user(req: &HttpRequest, class: Class, user: &str) -> Result<(), Ref
     }
 }
 
+/// Passes `req` on unless `kind`'s limit of its class refuses it; the key is only worked out
+/// when there is such a limit.
 async fn admit(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
+    kind: KeyKind,
     key: impl FnOnce(&ServiceRequest) -> Option<Key>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let refusal = match (limiter(req.request()), classify(req.method(), req.path())) {
-        (Some(l), Some(class)) => key(&req).and_then(|k| l.check(class, k).err()),
+        (Some(l), Some(class)) if l.limits().limit(class, kind).is_some() => {
+            key(&req).and_then(|k| l.check(class, k).err())
+        }
         _ => None,
     };
     match refusal {
@@ -81,7 +86,7 @@ pub async fn per_ip(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    admit(req, next, |r| {
+    admit(req, next, KeyKind::Ip, |r| {
         crate::ops::client_ip::of(r.request()).map(Key::Ip)
     })
     .await
@@ -92,7 +97,7 @@ pub async fn per_user(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    admit(req, next, |r| {
+    admit(req, next, KeyKind::User, |r| {
         r.extensions().get::<User>().map(|u| Key::User(u.0.clone()))
     })
     .await

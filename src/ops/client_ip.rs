@@ -82,6 +82,9 @@ pub fn of(req: &HttpRequest) -> Option<IpAddr> {
         return peer.map(|p| p.to_canonical());
     };
     let limits = limiter.limits();
+    if limits.trusted_proxies.is_empty() {
+        return peer.map(|p| p.to_canonical());
+    }
     let forwarded = req
         .headers()
         .get_all("x-forwarded-for")
