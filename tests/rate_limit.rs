@@ -1,100 +1,16 @@
 //! Rate limits (`[policies.rate_limit]`) on the real `kura serve` binary: a burst then 429
-//! `TOOMANYREQUESTS` with `Retry-After`; classes independent; a per-user limit across client
-//! IPs; `X-Forwarded-For` believed only from a trusted proxy, for the limits and the failed-login
-//! lockout alike; concurrent clients admitted exactly up to the burst; the token endpoint;
-//! a live reload; the metrics; configuration errors. Rates of `1/h` make every count exact
-//! (nothing refills during a test), so nothing here depends on timing.
+//! `TOOMANYREQUESTS` with `Retry-After`; classes independent; concurrent clients admitted
+//! exactly up to the burst; a live reload; the metrics; configuration errors. Per-user limits,
+//! trusted proxies and the token endpoint are in `rate_limit_clients.rs`. Rates of `1/h` make
+//! every count exact (nothing refills during a test), so nothing here depends on timing.
 
 mod auth_support;
 mod common;
+mod rate_limit_support;
 
-use std::path::Path;
-
-use auth_support::{RULES, USERS, basic, basic_of, http, push_image, write_users};
+use auth_support::{http, push_image};
+use rate_limit_support::*;
 use serde_json::Value;
-
-/// Starts `kura serve` with `policies` (the body of `[policies.rate_limit]` and below) and,
-/// when `auth` is set, an `[auth]` section (the test users and rules) with `auth` added to it.
-fn serve(
-    dir: &Path,
-    policies: &str,
-    auth: Option<&str>,
-) -> (common::KillOnDrop, String, std::path::PathBuf) {
-    let config = dir.join("kura.toml");
-    write_config(&config, dir, policies, auth);
-    let (kura, base) =
-        common::spawn_kura_guarded(&dir.join("root"), &["--config", config.to_str().unwrap()]);
-    (kura, base, config)
-}
-
-fn write_config(config: &Path, dir: &Path, policies: &str, auth: Option<&str>) {
-    let mut text = format!("[policies.rate_limit]\n{policies}\n");
-    if let Some(extra) = auth {
-        let htpasswd = dir.join("htpasswd");
-        write_users(&htpasswd, USERS);
-        let rules = RULES.replace("[groups]", "[auth.groups]");
-        let rules = rules.replace("[[rules]]", "[[auth.rules]]");
-        text = format!(
-            "[auth]\nhtpasswd = {:?}\n{extra}\n{rules}\n{text}",
-            htpasswd.display().to_string()
-        );
-    }
-    std::fs::write(config, text).unwrap();
-}
-
-/// `GET path` with an optional `X-Forwarded-For` and Authorization.
-async fn get(base: &str, path: &str, xff: Option<&str>, auth: Option<&str>) -> reqwest::Response {
-    let mut req = http()
-        .get(format!("{base}{path}"))
-        .header("Accept", "application/vnd.oci.image.manifest.v1+json");
-    if let Some(x) = xff {
-        req = req.header("X-Forwarded-For", x);
-    }
-    if let Some(a) = auth {
-        req = req.header("Authorization", a);
-    }
-    req.send().await.unwrap()
-}
-
-const MANIFEST: &str = "/v2/team/app/manifests/v1";
-
-async fn pull(base: &str, xff: Option<&str>, auth: Option<&str>) -> u16 {
-    get(base, MANIFEST, xff, auth).await.status().as_u16()
-}
-
-/// The error code and Retry-After of a 429, after checking its status.
-async fn refusal(r: reqwest::Response) -> (String, u64, Value) {
-    assert_eq!(r.status(), 429);
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .expect("Retry-After")
-        .to_str()
-        .unwrap()
-        .parse::<u64>()
-        .expect("Retry-After in whole seconds");
-    let body: Value = r.json().await.unwrap();
-    let code = body["errors"][0]["code"].as_str().unwrap().to_string();
-    (code, retry, body["errors"][0].clone())
-}
-
-/// The value of the sample `series` (name and labels) in the metrics `text`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().unwrap())
-}
-
-async fn metrics(base: &str) -> String {
-    http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_is_admitted_then_429_toomanyrequests_with_retry_after() {
@@ -153,106 +69,6 @@ async fn classes_are_independent_an_exhausted_pull_limit_leaves_pushes_working()
     assert_eq!(tags.status(), 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_per_user_limit_spans_client_ips_and_other_users_keep_theirs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (_kura, base, _) = serve(
-        tmp.path(),
-        "trusted_proxies = [\"127.0.0.1\"]\npull = { per_ip = \"1/h\", per_user = \"1/h\", burst = 3 }",
-        Some(""),
-    );
-    push_image(&base, "team/app", "v1", &basic_of("alice")).await;
-    let alice = basic_of("alice");
-    // Three IPs, one user: the user's burst is spent across them.
-    assert_eq!(pull(&base, Some("198.51.100.1"), Some(&alice)).await, 200);
-    assert_eq!(pull(&base, Some("198.51.100.1"), Some(&alice)).await, 200);
-    assert_eq!(pull(&base, Some("198.51.100.2"), Some(&alice)).await, 200);
-    let r = get(&base, MANIFEST, Some("198.51.100.3"), Some(&alice)).await;
-    let (code, _, error) = refusal(r).await;
-    assert_eq!(code, "TOOMANYREQUESTS");
-    assert_eq!(error["detail"]["by"], "user");
-    let msg = error["message"].as_str().unwrap();
-    assert!(msg.contains("from user \"alice\""), "{msg}");
-    // bob from that same fresh IP is fine until the IP's own burst is spent (alice's refused
-    // request took one of its tokens).
-    let bob = basic_of("bob");
-    assert_eq!(pull(&base, Some("198.51.100.3"), Some(&bob)).await, 200);
-    assert_eq!(pull(&base, Some("198.51.100.3"), Some(&bob)).await, 200);
-    let (_, _, error) = refusal(get(&base, MANIFEST, Some("198.51.100.3"), Some(&bob)).await).await;
-    assert_eq!(error["detail"]["by"], "ip", "{error}");
-}
-
-/// Fails a login from each of `wrong_from` (in turn), then returns the status of a right
-/// login from `then`.
-async fn lockout_probe(base: &str, wrong_from: &[&str], then: &str) -> u16 {
-    for x in wrong_from {
-        let r = get(base, "/v2/", Some(x), Some(&basic("alice", "wrong"))).await;
-        assert_eq!(r.status(), 401, "wrong password from {x}");
-    }
-    get(base, "/v2/", Some(then), Some(&basic_of("alice")))
-        .await
-        .status()
-        .as_u16()
-}
-
-const LOCKOUT: &str = "anonymous_pull = true\nmax_failed_logins = 2\nlockout = \"1h\"";
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forwarded_for_from_an_untrusted_peer_changes_neither_limits_nor_lockout() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (_kura, base, _) = serve(
-        tmp.path(),
-        "trusted_proxies = [\"10.0.0.0/8\"]\npull = { per_ip = \"1/h\", burst = 2 }",
-        Some(LOCKOUT),
-    );
-    push_image(&base, "team/app", "v1", &basic_of("alice")).await;
-    // 127.0.0.1 is no trusted proxy: every request is 127.0.0.1's, whatever it claims.
-    assert_eq!(pull(&base, Some("192.0.2.1"), None).await, 200);
-    assert_eq!(pull(&base, Some("192.0.2.2"), None).await, 200);
-    let r = get(&base, MANIFEST, Some("192.0.2.3"), None).await;
-    let (_, _, error) = refusal(r).await;
-    let msg = error["message"].as_str().unwrap();
-    assert!(msg.contains("client IP 127.0.0.1"), "{msg}");
-    // The lockout counts the failures of every claimed address against 127.0.0.1.
-    let status = lockout_probe(&base, &["192.0.2.1", "192.0.2.2"], "192.0.2.3").await;
-    assert_eq!(
-        status, 429,
-        "the right password from a 'new' address is locked out"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forwarded_for_from_a_trusted_proxy_keys_limits_and_lockout_on_the_client() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (_kura, base, _) = serve(
-        tmp.path(),
-        "trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\npull = { per_ip = \"1/h\", burst = 2 }",
-        Some(LOCKOUT),
-    );
-    push_image(&base, "team/app", "v1", &basic_of("alice")).await;
-    // The right-most untrusted address is the client; a forged left-most entry is ignored.
-    let a = "6.6.6.6, 192.0.2.1, 10.1.1.1";
-    assert_eq!(pull(&base, Some(a), None).await, 200);
-    assert_eq!(pull(&base, Some("192.0.2.1"), None).await, 200);
-    let (_, _, error) = refusal(get(&base, MANIFEST, Some("7.7.7.7, 192.0.2.1"), None).await).await;
-    let msg = error["message"].as_str().unwrap();
-    assert!(msg.contains("client IP 192.0.2.1"), "{msg}");
-    // Other clients behind the proxy, and the proxy itself, have their own buckets.
-    assert_eq!(pull(&base, Some("192.0.2.2"), None).await, 200);
-    assert_eq!(pull(&base, None, None).await, 200);
-    // The lockout follows the same decision: one client locked, another not.
-    let status = lockout_probe(&base, &["198.51.100.1", "198.51.100.1"], "198.51.100.1").await;
-    assert_eq!(status, 429, "the locked-out client");
-    let other = get(
-        &base,
-        "/v2/",
-        Some("198.51.100.2"),
-        Some(&basic_of("alice")),
-    )
-    .await;
-    assert_eq!(other.status(), 200, "a client the lockout does not concern");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_clients_are_admitted_exactly_up_to_the_burst() {
     let tmp = tempfile::tempdir().unwrap();
@@ -282,49 +98,6 @@ async fn concurrent_clients_are_admitted_exactly_up_to_the_burst() {
     }
     // Nothing refills at 1/h: burst + rate × elapsed is the burst.
     assert_eq!((ok, refused), (20, 60));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_token_endpoint_is_limited_per_ip_and_per_user() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (_kura, base, _) = serve(
-        tmp.path(),
-        "trusted_proxies = [\"127.0.0.1\"]\ntoken = { per_ip = \"1/h\", per_user = \"1/h\", burst = 2 }",
-        Some("[auth.token]\nservice = \"kura\""),
-    );
-    let token = |xff: &'static str, user: &'static str| {
-        let base = base.clone();
-        async move {
-            get(
-                &base,
-                "/auth/token?service=kura&scope=repository:team/app:pull",
-                Some(xff),
-                Some(&basic_of(user)),
-            )
-            .await
-        }
-    };
-    assert_eq!(token("192.0.2.1", "alice").await.status(), 200);
-    assert_eq!(token("192.0.2.2", "alice").await.status(), 200);
-    // alice's two tokens are spent, from a fresh address too.
-    let (code, _, error) = refusal(token("192.0.2.3", "alice").await).await;
-    assert_eq!(code, "TOOMANYREQUESTS");
-    assert_eq!(error["detail"]["by"], "user");
-    // The OAuth2 form is the same endpoint and the same bucket.
-    let r = http()
-        .post(format!("{base}/auth/token"))
-        .header("X-Forwarded-For", "192.0.2.4")
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("grant_type=password&username=alice&password=alice-pw&service=kura&client_id=test")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refusal(r).await.0, "TOOMANYREQUESTS");
-    // 192.0.2.1 has one token left: bob takes it; the next is refused per IP.
-    assert_eq!(token("192.0.2.1", "bob").await.status(), 200);
-    let (_, _, error) = refusal(token("192.0.2.1", "bob").await).await;
-    assert_eq!(error["detail"]["class"], "token");
-    assert_eq!(error["detail"]["by"], "ip");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
