@@ -152,3 +152,38 @@ async fn the_token_endpoint_is_limited_per_ip_and_per_user() {
     assert_eq!(error["detail"]["class"], "token");
     assert_eq!(error["detail"]["by"], "ip");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_session_cap_per_client_follows_the_same_client_decision() {
+    let tmp = tempfile::tempdir().unwrap();
+    // No rate limit at all: the trusted proxies alone decide who the client is.
+    let (_kura, base, _) = serve(
+        tmp.path(),
+        "trusted_proxies = [\"127.0.0.1\"]\n\n[limits]\nmax_upload_sessions_per_client = 1",
+        None,
+    );
+    let start = |xff: &'static str| {
+        let base = base.clone();
+        async move {
+            http()
+                .post(format!("{base}/v2/team/app/blobs/uploads/"))
+                .header("X-Forwarded-For", xff)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(start("192.0.2.1").await, 202);
+    assert_eq!(
+        start("192.0.2.1").await,
+        429,
+        "the client's one session is open"
+    );
+    assert_eq!(
+        start("192.0.2.2").await,
+        202,
+        "another client behind the proxy"
+    );
+}
