@@ -266,3 +266,52 @@ pub fn all(t: &impl ReadableTable<&'static str, u64>) -> Result<Vec<(String, u64
     }
     Ok(out)
 }
+
+/// The differences between the stored usage and a recomputation in the same snapshot (fsck).
+pub fn verify(t: &super::ReadTables) -> Result<Vec<String>> {
+    let namespaces = tracked_namespaces(&t.settings)?;
+    let want = recompute(&t.repo_blobs, &t.manifests, &t.blobs, &namespaces, None)?;
+    let mut problems = Vec::new();
+    let stored: BTreeMap<String, u64> = all(&t.usage)?.into_iter().collect();
+    let scopes: std::collections::BTreeSet<&String> =
+        stored.keys().chain(want.usage.keys()).collect();
+    for scope in scopes {
+        let (have, need) = (
+            stored.get(scope).copied().unwrap_or(0),
+            want.usage.get(scope).copied().unwrap_or(0),
+        );
+        if have != need {
+            problems.push(format!(
+                "usage of {scope} is {have} bytes but its links and revisions imply {need}"
+            ));
+        }
+    }
+    let mut rows = BTreeMap::new();
+    for item in t.scope_blobs.iter()? {
+        let (k, v) = item?;
+        let (s, d) = k.value();
+        rows.insert((s.to_string(), d.to_string()), v.value());
+    }
+    let wrong = rows
+        .iter()
+        .filter(|(k, v)| want.scope_blobs.get(*k) != Some(*v))
+        .count()
+        + want
+            .scope_blobs
+            .keys()
+            .filter(|k| !rows.contains_key(*k))
+            .count();
+    if wrong > 0 {
+        problems.push(format!(
+            "scope_blobs: {wrong} row(s) disagree with the links and revisions"
+        ));
+    }
+    Ok(problems)
+}
+
+/// Rewrites `usage` and `scope_blobs` from the link and revision tables (fsck --repair).
+pub fn rebuild(t: &mut WriteTables<'_>) -> Result<()> {
+    let namespaces = tracked_namespaces(&t.settings)?;
+    let r = recompute(&t.repo_blobs, &t.manifests, &t.blobs, &namespaces, None)?;
+    replace_all(&mut t.usage, &mut t.scope_blobs, &r)
+}

@@ -77,7 +77,7 @@ impl Registry {
         })
     }
 
-    /// The usage of every repository and of every namespace with a quota, with the limits.
+    /// The usage of every repository and of every tracked namespace, with their quotas' limits.
     pub fn usage_report(&self) -> Result<UsageReport> {
         let quotas = self.policies().quota.clone();
         let limit = |scope: &Scope| {
@@ -90,35 +90,31 @@ impl Registry {
         let rows = self.meta().read(|t| usage::all(&t.usage))?;
         let mut report = UsageReport::default();
         for (key, used) in rows {
-            if let Some(name) = key.strip_prefix("repo:") {
-                report.repositories.push(ScopeUsage {
-                    name: name.to_string(),
-                    used_bytes: used,
-                    limit_bytes: limit(&Scope::Repository(name.to_string())),
-                });
-            }
+            let (list, scope) = if let Some(name) = key.strip_prefix("repo:") {
+                (&mut report.repositories, Scope::Repository(name.into()))
+            } else if let Some(prefix) = key.strip_prefix("ns:") {
+                (&mut report.namespaces, Scope::Namespace(prefix.into()))
+            } else {
+                continue;
+            };
+            list.push(ScopeUsage {
+                name: key[key.find(':').map_or(0, |i| i + 1)..].to_string(),
+                used_bytes: used,
+                limit_bytes: limit(&scope),
+            });
         }
         // Quotas on scopes holding nothing are listed too (at zero).
         for q in quotas.all() {
-            match &q.scope {
-                Scope::Repository(r) if !report.repositories.iter().any(|u| &u.name == r) => {
-                    report.repositories.push(ScopeUsage {
-                        name: r.clone(),
-                        used_bytes: 0,
-                        limit_bytes: Some(q.max_bytes),
-                    });
-                }
-                Scope::Namespace(p) => {
-                    let used = self
-                        .meta()
-                        .read(|t| usage::get(&t.usage, &usage::ns_scope(p)))?;
-                    report.namespaces.push(ScopeUsage {
-                        name: p.clone(),
-                        used_bytes: used,
-                        limit_bytes: Some(q.max_bytes),
-                    });
-                }
-                Scope::Repository(_) => {}
+            let (list, name) = match &q.scope {
+                Scope::Repository(r) => (&mut report.repositories, r),
+                Scope::Namespace(p) => (&mut report.namespaces, p),
+            };
+            if !list.iter().any(|u| &u.name == name) {
+                list.push(ScopeUsage {
+                    name: name.clone(),
+                    used_bytes: 0,
+                    limit_bytes: Some(q.max_bytes),
+                });
             }
         }
         report.repositories.sort_by(|a, b| a.name.cmp(&b.name));
