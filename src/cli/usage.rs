@@ -56,7 +56,10 @@ fn table(out: &mut String, head: &str, rows: &[ScopeUsage]) {
         .chain([head.len()])
         .max()
         .unwrap_or(0);
-    out.push_str(&format!("{head:<width$}  {:>12}  {:>12}  {:>14}\n", "USED", "LIMIT", "BYTES"));
+    out.push_str(&format!(
+        "{head:<width$}  {:>12}  {:>12}  {:>14}\n",
+        "USED", "LIMIT", "BYTES"
+    ));
     for r in rows {
         let limit = r.limit_bytes.map_or("-".to_string(), human);
         out.push_str(&format!(

@@ -280,9 +280,7 @@ fn refresh_store_gauges(reg: &Registry) -> crate::error::Result<()> {
             let labels = ScopeLabels { scope: key };
             let used = crate::meta::usage::get(&t.usage, &labels.scope)?;
             m.quota_used.get_or_create(&labels).set(used as i64);
-            m.quota_limit
-                .get_or_create(&labels)
-                .set(q.max_bytes as i64);
+            m.quota_limit.get_or_create(&labels).set(q.max_bytes as i64);
         }
         Ok(())
     })

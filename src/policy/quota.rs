@@ -66,10 +66,11 @@ pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
     Ok(bytes.round() as u64)
 }
 
-/// `n` bytes for people: `512 B`, `9.5 MiB`.
+/// `n` bytes for people: `2000 B`, `9.5 MiB` (bytes up to 10 KiB, where rounding would hide
+/// too much).
 pub fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
+    if n < 10 << 10 {
         return format!("{n} B");
     }
     let mut v = n as f64 / 1024.0;
