@@ -57,7 +57,8 @@ fn fsck_clean(reg: &Registry) {
 async fn blob(reg: &Registry, repo: &str, data: &[u8]) -> kura::error::Result<Digest> {
     let d = Digest::sha256_of(data);
     let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(data))]);
-    reg.put_blob(&RepoName::parse(repo).unwrap(), &d, body).await?;
+    reg.put_blob(&RepoName::parse(repo).unwrap(), &d, body)
+        .await?;
     Ok(d)
 }
 
@@ -147,12 +148,12 @@ async fn a_repository_quota_refuses_an_upload_with_403_denied_naming_it() {
         .unwrap();
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = client()
-        .put(s.url(&format!("{loc}{sep}digest={d}")))
-        .body(big)
-        .send()
-        .await
-        .unwrap();
+    let put = if loc.starts_with("http") {
+        format!("{loc}{sep}digest={d}")
+    } else {
+        s.url(&format!("{loc}{sep}digest={d}"))
+    };
+    let r = client().put(put).body(big).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(error_code(r).await, "DENIED");
     assert_eq!(s.registry.session_count(), 0);
@@ -430,7 +431,8 @@ async fn metrics_show_configured_quotas_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kura_usage_prints_usage_offline_and_through_the_server() {
-    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path()).await;
     set_quotas(&s.registry, vec![ns_rule("cli/", 1 << 20)]);
     push_blob(&s, "cli/a", &[1u8; 1234]).await;
     let url = s.base.clone();
@@ -444,7 +446,7 @@ async fn kura_usage_prints_usage_offline_and_through_the_server() {
     assert_eq!(report.repositories[0].used_bytes, 1234);
     assert_eq!(report.namespaces[0].limit_bytes, Some(1 << 20));
     // Offline, with the quotas from a config file: the same figures as a table.
-    let root = s.dir.path().to_path_buf();
+    let root = dir.path().to_path_buf();
     drop(s);
     let cfg = root.join("kura.toml");
     std::fs::write(
@@ -476,14 +478,30 @@ async fn kura_usage_prints_usage_offline_and_through_the_server() {
     assert!(out.contains("NAMESPACE") && out.contains("1 MiB"), "{out}");
 }
 
+/// `n` pseudo-random bytes.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_copy_into_a_full_namespace_is_refused_with_the_quota_message() {
     let s = TestServer::start().await;
-    push_image(&s, "src/app", "v1", &[&[8u8; 4000], &[9u8; 3000]]).await;
+    // Incompressible layers: skopeo compresses uncompressed layers on the way.
+    let (l1, l2) = (noise(4000, 1), noise(3000, 2));
+    push_image(&s, "src/app", "v1", &[&l1, &l2]).await;
     set_quotas(&s.registry, vec![ns_rule("full/", 5000)]);
     let host = s.addr.to_string();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("skopeo")
+            .arg("--insecure-policy")
             .args([
                 "copy",
                 "--src-tls-verify=false",
@@ -505,6 +523,7 @@ async fn skopeo_copy_into_a_full_namespace_is_refused_with_the_quota_message() {
     let host = s.addr.to_string();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("skopeo")
+            .arg("--insecure-policy")
             .args([
                 "copy",
                 "--src-tls-verify=false",
