@@ -478,6 +478,27 @@ async fn kura_usage_prints_usage_offline_and_through_the_server() {
     assert!(out.contains("NAMESPACE") && out.contains("1 MiB"), "{out}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_cached_content_counts_but_is_never_refused() {
+    let p = common::mirror::pair(0).await;
+    let layer = noise(3000, 3);
+    let (_, md) = push_image(&p.upstream, "library/app", "v1", &[&layer]).await;
+    set_quotas(&p.mirror.registry, vec![ns_rule("up/", 100)]);
+    let get = |path: String| client().get(p.mirror.url(&path)).send();
+    let r = get("/v2/up/library/app/manifests/v1".into()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let l = Digest::sha256_of(&layer);
+    let r = get(format!("/v2/up/library/app/blobs/{l}")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), layer);
+    // Over the namespace's quota, and counted: the manifest and the layer.
+    let reg = &p.mirror.registry;
+    let want = 3000 + p.upstream.registry.stored_blob_size(&md).unwrap().unwrap();
+    assert_eq!(used(reg, "ns:up/"), want);
+    assert_eq!(used(reg, "repo:up/library/app"), want);
+    fsck_clean(reg);
+}
+
 /// `n` pseudo-random bytes.
 fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
