@@ -325,6 +325,11 @@ pub fn fsck_with_hook(
         ));
     }
 
+    // Quota usage, recomputed from links and revisions in one snapshot.
+    let usage_problems = registry.meta().read(crate::meta::usage::verify)?;
+    let fix_usage = !usage_problems.is_empty();
+    fixable.extend(usage_problems);
+
     // 4. Links, tags, referrers and uploads pointing at nothing.
     let dangling_links: Vec<_> = s
         .links
@@ -420,6 +425,10 @@ pub fn fsck_with_hook(
                 sum += e?.1.value().0;
             }
             stats::set(t, stats::BLOB_BYTES, sum)?;
+        }
+        // After the link repairs above, which change usage themselves.
+        if fix_usage || !dangling_links.is_empty() || !asymmetric.is_empty() {
+            crate::meta::usage::rebuild(t)?;
         }
         Ok(())
     })?;

@@ -63,6 +63,15 @@ pub async fn fsck(reg: web::Data<Registry>) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(report))
 }
 
+/// `GET /admin/usage`: the bytes each repository and tracked namespace holds, with quotas.
+pub async fn usage(reg: web::Data<Registry>) -> Result<HttpResponse> {
+    let r = reg.get_ref().clone();
+    let report = tokio::task::spawn_blocking(move || r.usage_report())
+        .await
+        .map_err(|e| Error::internal("usage task", e))??;
+    Ok(HttpResponse::Ok().json(report))
+}
+
 /// `GET /admin/read-only`: whether writes are refused; `POST /admin/read-only?enabled=true|false`
 /// switches it.
 pub async fn read_only(

@@ -29,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/admin")
             .route("/gc", web::post().to(admin::gc))
             .route("/fsck", web::post().to(admin::fsck))
+            .route("/usage", web::get().to(admin::usage))
             .route("/backup", web::post().to(admin::backup))
             .route("/reload", web::post().to(crate::ops::reload::handler))
             .route("/read-only", web::get().to(admin::read_only))

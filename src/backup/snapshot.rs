@@ -56,6 +56,8 @@ pub fn take(src: &Meta, file: &Path) -> Result<Snapshot, BackupError> {
             copy(&r.deferred_refs, &mut w.deferred_refs)?;
             copy(&r.mirror_tags, &mut w.mirror_tags)?;
             copy(&r.mirror_pulls, &mut w.mirror_pulls)?;
+            copy(&r.usage, &mut w.usage)?;
+            copy(&r.scope_blobs, &mut w.scope_blobs)?;
             for row in r.blobs.iter()? {
                 let (k, v) = row?;
                 snap.blobs.push(BlobEntry {

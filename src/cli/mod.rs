@@ -17,6 +17,7 @@ mod serve;
 mod store_target;
 mod sync;
 mod tags;
+mod usage;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +45,8 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Verify every blob file against its digest and the metadata tables against each other.
     Fsck(fsck::FsckArgs),
+    /// Show the unique bytes each repository and quota namespace holds, with the quotas.
+    Usage(usage::UsageArgs),
     /// Copy a stopped registry's blobs to another blob store (e.g. a bucket), verified and
     /// resumable, then switch its configuration to it.
     MigrateStorage(migrate::MigrateArgs),
@@ -94,6 +97,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Restore(args) => backup::run_restore(args),
         Command::Gc(args) => gc::run(args),
         Command::Fsck(args) => fsck::run(args),
+        Command::Usage(args) => usage::run(args),
         Command::MigrateStorage(args) => migrate::run(args),
         Command::Import(args) => import::run(args),
         Command::Sync(args) => sync::run(args),

@@ -3,7 +3,7 @@
 
 use redb::ReadableTable;
 
-use super::{WriteTables, now_secs, stats};
+use super::{WriteTables, now_secs, stats, usage};
 use crate::error::{Error, Result};
 
 /// A row of the `blobs` table.
@@ -117,6 +117,10 @@ pub fn put(t: &mut WriteTables<'_>, digest: &str, row: BlobRow) -> Result<()> {
 
 /// Removes the row of `digest` and every repository link to it; returns the removed row.
 pub fn remove(t: &mut WriteTables<'_>, digest: &str) -> Result<Option<BlobRow>> {
+    // Links first: their usage is released while the row still gives the size.
+    for repo in links_of(&t.blob_links, digest)? {
+        unlink(t, &repo, digest)?;
+    }
     let row = t.blobs.remove(digest)?.map(|v| {
         let (size, refs, touched) = v.value();
         BlobRow {
@@ -127,9 +131,6 @@ pub fn remove(t: &mut WriteTables<'_>, digest: &str) -> Result<Option<BlobRow>> 
     });
     if let Some(r) = row {
         stats::add(t, stats::BLOB_BYTES, -(r.size as i64))?;
-    }
-    for repo in links_of(&t.blob_links, digest)? {
-        unlink(t, &repo, digest)?;
     }
     Ok(row)
 }
@@ -167,10 +168,14 @@ pub fn is_linked(t: &impl ReadableTable<LinkKey, u64>, repo: &str, digest: &str)
     Ok(t.get((repo, digest))?.is_some())
 }
 
-/// Lets `repo` serve `digest`.
+/// Lets `repo` serve `digest`; a new link counts toward the repository's usage (`usage`).
 pub fn link(t: &mut WriteTables<'_>, repo: &str, digest: &str) -> Result<()> {
-    t.repo_blobs.insert((repo, digest), now_secs())?;
+    let new = t.repo_blobs.insert((repo, digest), now_secs())?.is_none();
     t.blob_links.insert((digest, repo), ())?;
+    if new {
+        let size = usage::size_of(&t.blobs, digest, 0)?;
+        usage::hold(t, repo, digest, size)?;
+    }
     Ok(())
 }
 
@@ -179,7 +184,11 @@ pub fn unlink(t: &mut WriteTables<'_>, repo: &str, digest: &str) -> Result<bool>
     t.blob_links.remove((digest, repo))?;
     // A cached blob's last pull goes with its link.
     t.mirror_pulls.remove((repo, digest))?;
-    Ok(t.repo_blobs.remove((repo, digest))?.is_some())
+    let found = t.repo_blobs.remove((repo, digest))?.is_some();
+    if found {
+        usage::release(t, repo, digest)?;
+    }
+    Ok(found)
 }
 
 /// Every repository linking `digest`.

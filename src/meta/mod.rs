@@ -15,6 +15,7 @@ pub mod stats;
 pub mod tables;
 pub mod tags;
 pub mod uploads;
+pub mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -105,7 +106,7 @@ pub struct WriteTables<'txn> {
     pub mirror_tags: Table<'txn, (&'static str, &'static str), u64>,
     pub mirror_pulls: Table<'txn, (&'static str, &'static str), u64>,
     pub usage: Table<'txn, &'static str, u64>,
-    pub scope_blobs: Table<'txn, (&'static str, &'static str), u64>,
+    pub scope_blobs: Table<'txn, (&'static str, &'static str), (u64, u64)>,
     pub tag_pulls: Table<'txn, (&'static str, &'static str), u64>,
 }
 
@@ -126,7 +127,7 @@ pub struct ReadTables {
     pub mirror_tags: ReadOnlyTable<(&'static str, &'static str), u64>,
     pub mirror_pulls: ReadOnlyTable<(&'static str, &'static str), u64>,
     pub usage: ReadOnlyTable<&'static str, u64>,
-    pub scope_blobs: ReadOnlyTable<(&'static str, &'static str), u64>,
+    pub scope_blobs: ReadOnlyTable<(&'static str, &'static str), (u64, u64)>,
     pub tag_pulls: ReadOnlyTable<(&'static str, &'static str), u64>,
 }
 

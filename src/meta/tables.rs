@@ -47,9 +47,11 @@ pub const MIRROR_TAGS: TableDefinition<(&str, &str), u64> = TableDefinition::new
 pub const MIRROR_PULLS: TableDefinition<(&str, &str), u64> = TableDefinition::new("mirror_pulls");
 /// quota scope (`repo:<name>` or `ns:<prefix>`) → the unique bytes it holds (v7; quotas).
 pub const USAGE: TableDefinition<&str, u64> = TableDefinition::new("usage");
-/// (quota scope, digest) → how many of the scope's repositories hold the blob (v7; quotas): a
-/// blob's size counts toward the scope while this is above zero.
-pub const SCOPE_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("scope_blobs");
+/// (quota scope, digest) → (holdings, size) (v7; quotas): how many links and revisions of the
+/// digest the scope's repositories have, and the size it counts; the size counts toward the
+/// scope while the holdings are above zero (`meta/usage.rs`).
+pub const SCOPE_BLOBS: TableDefinition<(&str, &str), (u64, u64)> =
+    TableDefinition::new("scope_blobs");
 /// (repository, tag) → when the tag was last pulled (unix seconds; v7; retention), written in
 /// batches, not per pull.
 pub const TAG_PULLS: TableDefinition<(&str, &str), u64> = TableDefinition::new("tag_pulls");

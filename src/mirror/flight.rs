@@ -231,7 +231,11 @@ async fn run(
             }
         })
     };
-    let out = reg.put_blob(repo, digest, Box::pin(teed)).await;
+    // Cached content counts toward usage but no quota refuses it (the mirror has its budget).
+    let out = reg
+        .exempt_from_quotas()
+        .put_blob(repo, digest, Box::pin(teed))
+        .await;
     let mut tee = tee.lock().await;
     match &out {
         Ok(()) => {

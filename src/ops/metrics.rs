@@ -42,6 +42,12 @@ pub struct TargetLabels {
     pub target: String,
 }
 
+/// Labels of the quota gauges: the scope (`repo:<name>` or `ns:<prefix>`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabels {
+    pub scope: String,
+}
+
 /// Every metric kura exports.
 pub struct Metrics {
     registry: prometheus_client::registry::Registry,
@@ -65,6 +71,8 @@ pub struct Metrics {
     pub replication_pending: Family<TargetLabels, Gauge>,
     pub mirror: crate::mirror::metrics::MirrorMetrics,
     pub rate_limit: crate::policy::rate_limit::metrics::RateLimitMetrics,
+    pub quota_used: Family<ScopeLabels, Gauge>,
+    pub quota_limit: Family<ScopeLabels, Gauge>,
 }
 
 fn build() -> Metrics {
@@ -90,6 +98,8 @@ fn build() -> Metrics {
         replicated_manifests: Family::default(),
         replication_errors: Family::default(),
         replication_pending: Family::default(),
+        quota_used: Family::default(),
+        quota_limit: Family::default(),
         mirror: Default::default(),
         rate_limit: Default::default(),
         registry: prometheus_client::registry::Registry::default(),
@@ -182,6 +192,16 @@ fn build() -> Metrics {
         "Events queued for a push target, as of the last status read or dispatch",
         m.replication_pending.clone(),
     );
+    r.register(
+        "quota_used_bytes",
+        "Unique bytes held by each scope a quota is configured for",
+        m.quota_used.clone(),
+    );
+    r.register(
+        "quota_limit_bytes",
+        "The limit of each configured quota",
+        m.quota_limit.clone(),
+    );
     Metrics { registry: r, ..m }
 }
 
@@ -255,6 +275,16 @@ fn refresh_store_gauges(reg: &Registry) -> crate::error::Result<()> {
         // transactions that change `blobs`: a scrape reads no table.
         m.blob_bytes
             .set(crate::meta::stats::get(&t.stats, crate::meta::stats::BLOB_BYTES)? as i64);
+        // Only the scopes a quota names (one row read each), so series go with their quota.
+        m.quota_used.clear();
+        m.quota_limit.clear();
+        for q in reg.policies().quota.all() {
+            let key = q.scope.key();
+            let labels = ScopeLabels { scope: key };
+            let used = crate::meta::usage::get(&t.usage, &labels.scope)?;
+            m.quota_used.get_or_create(&labels).set(used as i64);
+            m.quota_limit.get_or_create(&labels).set(q.max_bytes as i64);
+        }
         Ok(())
     })
 }

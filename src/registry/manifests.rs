@@ -125,7 +125,11 @@ impl Registry {
         self.blocking(move |r| {
             let size = body.len() as u64;
             r.publish_manifest(&digest, body, |t| {
+                let quota = r.quota_check(t, &repo)?;
                 record_manifest(t, &repo, &reference, &digest, &parsed, size, Origin::Pushed)?;
+                if let Some(q) = quota {
+                    q.finish(t)?;
+                }
                 r.queue_event(t, "push", |base| {
                     manifest_target(base, &repo, &reference, &digest, &parsed.media_type, size)
                 })

@@ -11,6 +11,7 @@ mod manifests;
 mod outbox;
 mod quota;
 mod uploads;
+mod usage;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,6 +32,7 @@ pub use manifests::{ManifestContent, PutManifest};
 pub use outbox::{Outbox, Webhook};
 pub use quota::SessionLimits;
 pub use uploads::range_header;
+pub use usage::{ScopeUsage, UsageReport};
 
 /// Which blob store `open_inner` uses.
 enum Choice<'a> {
@@ -108,6 +110,9 @@ struct Inner {
 pub struct Registry {
     inner: Arc<Inner>,
     event: Option<Arc<EventContext>>,
+    /// Writes through this handle are not refused by quotas (the mirror's cache, imports;
+    /// `exempt_from_quotas`).
+    quota_exempt: bool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -202,6 +207,7 @@ impl Registry {
                 policies: RwLock::default(),
             }),
             event: None,
+            quota_exempt: false,
         })
     }
 
@@ -261,6 +267,10 @@ impl Registry {
             .policies
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(policies);
+        if let Err(e) = self.sync_quota_namespaces() {
+            // Each quota check tracks its namespace itself if this did not.
+            tracing::warn!(error = %e, "could not update the namespaces whose usage is tracked");
+        }
     }
 
     fn is_read_only(&self) -> bool {

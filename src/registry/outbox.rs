@@ -209,6 +209,7 @@ impl Registry {
         Registry {
             inner: self.inner.clone(),
             event: ctx.map(Arc::new),
+            quota_exempt: self.quota_exempt,
         }
     }
 

@@ -302,11 +302,25 @@ impl Registry {
             if let Some(id) = id {
                 uploads::remove(t, id)?;
             }
+            let quota = self.quota_check(t, repo)?;
             blobs::touch(t, &digest, size)?;
             blobs::link(t, repo, &digest)?;
+            if let Some(q) = quota {
+                q.finish(t)?;
+            }
             repos::ensure(t, repo)?;
             self.queue_event(t, "push", |base| blob_target(base, repo, &digest, size))
-        })?;
+        });
+        let committed = match (committed, id) {
+            // Over quota: the session is over too (its bytes were published; without a row
+            // the collector removes them after the grace period).
+            (Err(e), Some(id)) if e.code == crate::error::Code::Denied => {
+                drop(lock);
+                self.meta().write(|t| uploads::remove(t, id))?;
+                return Err(e);
+            }
+            (c, _) => c?,
+        };
         drop(lock);
         committed.durable()?;
         self.events_committed();
@@ -345,8 +359,12 @@ impl Registry {
                 };
                 // The client will push a manifest naming the blob next: its grace period
                 // restarts now, in the transaction the collector's re-check is ordered with.
+                let quota = r.quota_check(t, &repo)?;
                 blobs::touch(t, &digest, row.size)?;
                 blobs::link(t, &repo, &digest)?;
+                if let Some(q) = quota {
+                    q.finish(t)?;
+                }
                 repos::ensure(t, &repo)?;
                 r.queue_event(t, "mount", |base| {
                     blob_target(base, &repo, &digest, row.size)
