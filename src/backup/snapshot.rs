@@ -56,6 +56,9 @@ pub fn take(src: &Meta, file: &Path) -> Result<Snapshot, BackupError> {
             copy(&r.deferred_refs, &mut w.deferred_refs)?;
             copy(&r.mirror_tags, &mut w.mirror_tags)?;
             copy(&r.mirror_pulls, &mut w.mirror_pulls)?;
+            // Retention's clocks: when each tag was last pushed and pulled.
+            copy(&r.tag_pushes, &mut w.tag_pushes)?;
+            copy(&r.tag_pulls, &mut w.tag_pulls)?;
             for row in r.blobs.iter()? {
                 let (k, v) = row?;
                 snap.blobs.push(BlobEntry {

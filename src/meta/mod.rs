@@ -107,6 +107,7 @@ pub struct WriteTables<'txn> {
     pub usage: Table<'txn, &'static str, u64>,
     pub scope_blobs: Table<'txn, (&'static str, &'static str), u64>,
     pub tag_pulls: Table<'txn, (&'static str, &'static str), u64>,
+    pub tag_pushes: Table<'txn, (&'static str, &'static str), u64>,
 }
 
 /// Every table, opened in one read snapshot.
@@ -128,6 +129,7 @@ pub struct ReadTables {
     pub usage: ReadOnlyTable<&'static str, u64>,
     pub scope_blobs: ReadOnlyTable<(&'static str, &'static str), u64>,
     pub tag_pulls: ReadOnlyTable<(&'static str, &'static str), u64>,
+    pub tag_pushes: ReadOnlyTable<(&'static str, &'static str), u64>,
 }
 
 impl Meta {
@@ -367,6 +369,7 @@ impl Meta {
             usage: txn.open_table(USAGE)?,
             scope_blobs: txn.open_table(SCOPE_BLOBS)?,
             tag_pulls: txn.open_table(TAG_PULLS)?,
+            tag_pushes: txn.open_table(TAG_PUSHES)?,
         };
         f(&t)
     }
@@ -392,6 +395,7 @@ impl<'txn> WriteTables<'txn> {
             usage: txn.open_table(USAGE)?,
             scope_blobs: txn.open_table(SCOPE_BLOBS)?,
             tag_pulls: txn.open_table(TAG_PULLS)?,
+            tag_pushes: txn.open_table(TAG_PUSHES)?,
         })
     }
 }

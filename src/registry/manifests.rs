@@ -13,6 +13,7 @@ use crate::meta::{
     tags,
 };
 use crate::names::{Reference, RepoName};
+use crate::policy::immutable::ImmutableTags;
 
 /// The outcome of a manifest push.
 #[derive(Debug, Clone)]
@@ -124,8 +125,10 @@ impl Registry {
         let (media_type, size) = (parsed.media_type.clone(), body.len() as u64);
         self.blocking(move |r| {
             let size = body.len() as u64;
+            let policies = r.policies();
             r.publish_manifest(&digest, body, |t| {
-                record_manifest(t, &repo, &reference, &digest, &parsed, size, Origin::Pushed)?;
+                let origin = Origin::Pushed(&policies.immutable);
+                record_manifest(t, &repo, &reference, &digest, &parsed, size, origin)?;
                 r.queue_event(t, "push", |base| {
                     manifest_target(base, &repo, &reference, &digest, &parsed.media_type, size)
                 })
@@ -185,6 +188,9 @@ impl Registry {
                 .ok_or_else(|| manifest_unknown(reference))?;
             Ok((digest, rec))
         })?;
+        if let Reference::Tag(tag) = reference {
+            self.inner.tag_pulls.note(repo.as_str(), tag);
+        }
         if matches!(reference, Reference::Digest(_))
             && rec.grace_start() < now_secs()
             && !self.is_read_only()
@@ -267,17 +273,43 @@ impl Registry {
             .read(|t| Ok(manifests::get(&t.manifests, repo.as_str(), &d)?.is_some()))
     }
 
-    /// Deletes a tag, or a manifest revision (and every tag on it) by digest.
+    /// Deletes a tag, or a manifest revision (and every tag on it) by digest; an immutable tag
+    /// (`policies.immutable`) refuses both.
     pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        self.delete_manifest_under(repo, reference, true).await
+    }
+
+    /// `delete_manifest` for the mirror cache, which follows its upstream: a tag removed
+    /// upstream goes from the cache whatever `policies.immutable` says.
+    pub(crate) async fn delete_cached_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<()> {
+        self.delete_manifest_under(repo, reference, false).await
+    }
+
+    async fn delete_manifest_under(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        enforce_immutable: bool,
+    ) -> Result<()> {
         let (repo, reference) = (repo.to_string(), reference.clone());
+        let policies = self.policies();
         self.blocking(move |r| {
+            let immutable = if enforce_immutable {
+                &policies.immutable
+            } else {
+                &ImmutableTags::NONE
+            };
             r.meta().write(|t| {
                 if !repos::exists(&t.repos, &repo)? {
                     return Err(name_unknown(&repo));
                 }
                 match &reference {
-                    Reference::Tag(tag) => tags::remove(t, &repo, tag)?.map(|_| ()),
-                    Reference::Digest(d) => remove_revision(t, &repo, &d.to_string())?,
+                    Reference::Tag(tag) => remove_tag(t, immutable, &repo, tag)?,
+                    Reference::Digest(d) => remove_revision(t, immutable, &repo, &d.to_string())?,
                 }
                 .ok_or_else(|| manifest_unknown(&reference))?;
                 r.queue_event(t, "delete", |_| {
@@ -323,12 +355,14 @@ pub(crate) fn manifest_target(
 }
 
 /// Where a revision being recorded comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// Pushed by a client: every blob and child manifest it names must be in the repository.
-    Pushed,
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Origin<'a> {
+    /// Pushed by a client (or replicated, or imported): every blob and child manifest it
+    /// names must be in the repository, and an immutable tag may not move.
+    Pushed(&'a ImmutableTags),
     /// Fetched from a mirror's upstream: what it names is fetched when pulled, so references
-    /// to content not stored yet are deferred (`meta::deferred`).
+    /// to content not stored yet are deferred (`meta::deferred`); the cache follows its
+    /// upstream, so immutable tags do not apply.
     Cached,
 }
 
@@ -340,11 +374,16 @@ pub(crate) fn record_manifest(
     digest: &Digest,
     parsed: &Parsed,
     size: u64,
-    origin: Origin,
+    origin: Origin<'_>,
 ) -> Result<()> {
-    if origin == Origin::Pushed {
-        check_references(&t.repo_blobs, &t.manifests, repo, parsed)?;
-    }
+    let immutable = match origin {
+        Origin::Pushed(immutable) => {
+            check_references(&t.repo_blobs, &t.manifests, repo, parsed)?;
+            immutable
+        }
+        Origin::Cached => &ImmutableTags::NONE,
+    };
+    let cached = matches!(origin, Origin::Cached);
     let d = digest.to_string();
     repos::ensure(t, repo)?;
     if manifests::get(&t.manifests, repo, &d)?.is_none() {
@@ -362,7 +401,7 @@ pub(crate) fn record_manifest(
         blobs::touch(t, &d, size)?;
         blobs::add_ref(t, &d, 1)?;
         for r in rec.blobs.iter().chain(&rec.manifests) {
-            if origin == Origin::Cached && blobs::get(&t.blobs, r)?.is_none() {
+            if cached && blobs::get(&t.blobs, r)?.is_none() {
                 deferred::defer(t, r, repo, &d)?;
             } else {
                 blobs::add_ref(t, r, 1)?;
@@ -381,21 +420,56 @@ pub(crate) fn record_manifest(
         }
     }
     if let Reference::Tag(tag) = reference {
-        tags::set(t, repo, tag, &d)?;
+        set_tag(t, immutable, repo, tag, &d)?;
     }
     Ok(())
 }
 
+/// Points `tag` of `repo` at revision `digest`, unless `immutable` forbids moving it; the
+/// check reads the tag in this transaction, so of two pushes racing for it one wins.
+pub(crate) fn set_tag(
+    t: &mut WriteTables<'_>,
+    immutable: &ImmutableTags,
+    repo: &str,
+    tag: &str,
+    digest: &str,
+) -> Result<()> {
+    let current = tags::get(&t.tags, repo, tag)?;
+    immutable.check_set(repo, tag, current.as_deref(), digest)?;
+    tags::set(t, repo, tag, digest)?;
+    Ok(())
+}
+
+/// Removes `tag` of `repo` unless it is immutable; `None` when there is no such tag.
+pub(crate) fn remove_tag(
+    t: &mut WriteTables<'_>,
+    immutable: &ImmutableTags,
+    repo: &str,
+    tag: &str,
+) -> Result<Option<()>> {
+    if tags::get(&t.tags, repo, tag)?.is_none() {
+        return Ok(None);
+    }
+    immutable.check_remove(repo, tag)?;
+    Ok(tags::remove(t, repo, tag)?.map(|_| ()))
+}
+
 /// Removes revision `digest` of `repo`, its tags, its referrer entry and its counted references.
+/// Refused (`DENIED`) when an immutable tag points at it.
 pub(crate) fn remove_revision(
     t: &mut WriteTables<'_>,
+    immutable: &ImmutableTags,
     repo: &str,
     digest: &str,
 ) -> Result<Option<()>> {
+    let tagged = tags::pointing_at(&t.tags, repo, digest)?;
+    for tag in &tagged {
+        immutable.check_remove(repo, tag)?;
+    }
     let Some(rec) = manifests::remove(t, repo, digest)? else {
         return Ok(None);
     };
-    for tag in tags::pointing_at(&t.tags, repo, digest)? {
+    for tag in tagged {
         tags::remove(t, repo, &tag)?;
     }
     if let Some(s) = &rec.subject {

@@ -9,7 +9,9 @@ mod listing;
 mod locks;
 mod manifests;
 mod outbox;
+mod pull_log;
 mod quota;
+mod tag_pulls;
 mod uploads;
 
 use std::collections::HashMap;
@@ -26,9 +28,10 @@ use crate::store::{BlobStore, Upload};
 
 pub use listing::{Page, Referrer};
 pub use locks::DigestLocks;
-pub(crate) use manifests::remove_revision;
 pub use manifests::{ManifestContent, PutManifest};
+pub(crate) use manifests::{remove_revision, remove_tag, set_tag};
 pub use outbox::{Outbox, Webhook};
+pub use pull_log::PullLog;
 pub use quota::SessionLimits;
 pub use uploads::range_header;
 
@@ -100,6 +103,8 @@ struct Inner {
     read_only: RwLock<Arc<AtomicBool>>,
     /// The policies in force (`crate::policy`), replaced whole by a reload.
     policies: RwLock<Arc<crate::policy::Policies>>,
+    /// Pulls of manifests by tag not yet written to `tag_pulls` (`tag_pulls.rs`).
+    tag_pulls: PullLog,
 }
 
 /// A registry over one data directory. Cheap to clone. A handle made by `with_event` also
@@ -200,6 +205,7 @@ impl Registry {
                 outbox: OnceLock::new(),
                 read_only: RwLock::default(),
                 policies: RwLock::default(),
+                tag_pulls: PullLog::default(),
             }),
             event: None,
         })
