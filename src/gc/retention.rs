@@ -31,6 +31,7 @@ pub fn run_at(registry: &Registry, dry_run: bool, now: u64) -> Result<GcReport> 
     };
     apply(registry, dry_run, now, &mut report)?;
     report.duration_ms = start.elapsed().as_millis() as u64;
+    crate::ops::metrics::record_retention(&report);
     tracing::info!(target: "kura::retention", dry_run, tags = report.tags_removed, "retention finished");
     Ok(report)
 }
