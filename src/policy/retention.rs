@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::immutable::{ImmutableTags, Patterns};
+use super::immutable::ImmutableTags;
+use super::patterns::Patterns;
 
 /// One `[[policies.retention]]` rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

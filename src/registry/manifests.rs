@@ -34,14 +34,14 @@ pub struct ManifestContent {
     pub body: Option<Bytes>,
 }
 
-fn manifest_unknown(reference: &Reference) -> Error {
+pub(super) fn manifest_unknown(reference: &Reference) -> Error {
     Error::new(
         Code::ManifestUnknown,
         format!("manifest {reference} is unknown"),
     )
 }
 
-fn name_unknown(repo: &str) -> Error {
+pub(super) fn name_unknown(repo: &str) -> Error {
     Error::new(Code::NameUnknown, format!("repository {repo} is unknown"))
 }
 
@@ -272,63 +272,6 @@ impl Registry {
         self.meta()
             .read(|t| Ok(manifests::get(&t.manifests, repo.as_str(), &d)?.is_some()))
     }
-
-    /// Deletes a tag, or a manifest revision (and every tag on it) by digest; an immutable tag
-    /// (`policies.immutable`) refuses both.
-    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
-        self.delete_manifest_under(repo, reference, true).await
-    }
-
-    /// `delete_manifest` for the mirror cache, which follows its upstream: a tag removed
-    /// upstream goes from the cache whatever `policies.immutable` says.
-    pub(crate) async fn delete_cached_manifest(
-        &self,
-        repo: &RepoName,
-        reference: &Reference,
-    ) -> Result<()> {
-        self.delete_manifest_under(repo, reference, false).await
-    }
-
-    async fn delete_manifest_under(
-        &self,
-        repo: &RepoName,
-        reference: &Reference,
-        enforce_immutable: bool,
-    ) -> Result<()> {
-        let (repo, reference) = (repo.to_string(), reference.clone());
-        let policies = self.policies();
-        self.blocking(move |r| {
-            let immutable = if enforce_immutable {
-                &policies.immutable
-            } else {
-                &ImmutableTags::NONE
-            };
-            r.meta().write(|t| {
-                if !repos::exists(&t.repos, &repo)? {
-                    return Err(name_unknown(&repo));
-                }
-                match &reference {
-                    Reference::Tag(tag) => remove_tag(t, immutable, &repo, tag)?,
-                    Reference::Digest(d) => remove_revision(t, immutable, &repo, &d.to_string())?,
-                }
-                .ok_or_else(|| manifest_unknown(&reference))?;
-                r.queue_event(t, "delete", |_| {
-                    let mut target = Target {
-                        repository: repo.clone(),
-                        ..Default::default()
-                    };
-                    match &reference {
-                        Reference::Tag(tag) => target.tag = Some(tag.clone()),
-                        Reference::Digest(d) => target.digest = d.to_string(),
-                    }
-                    target
-                })
-            })?;
-            r.events_committed();
-            Ok(())
-        })
-        .await
-    }
 }
 
 /// The event target of manifest `digest` of `repo` pushed or pulled by `reference`.
@@ -420,38 +363,9 @@ pub(crate) fn record_manifest(
         }
     }
     if let Reference::Tag(tag) = reference {
-        set_tag(t, immutable, repo, tag, &d)?;
+        super::tag_writes::set_tag(t, immutable, repo, tag, &d)?;
     }
     Ok(())
-}
-
-/// Points `tag` of `repo` at revision `digest`, unless `immutable` forbids moving it; the
-/// check reads the tag in this transaction, so of two pushes racing for it one wins.
-pub(crate) fn set_tag(
-    t: &mut WriteTables<'_>,
-    immutable: &ImmutableTags,
-    repo: &str,
-    tag: &str,
-    digest: &str,
-) -> Result<()> {
-    let current = tags::get(&t.tags, repo, tag)?;
-    immutable.check_set(repo, tag, current.as_deref(), digest)?;
-    tags::set(t, repo, tag, digest)?;
-    Ok(())
-}
-
-/// Removes `tag` of `repo` unless it is immutable; `None` when there is no such tag.
-pub(crate) fn remove_tag(
-    t: &mut WriteTables<'_>,
-    immutable: &ImmutableTags,
-    repo: &str,
-    tag: &str,
-) -> Result<Option<()>> {
-    if tags::get(&t.tags, repo, tag)?.is_none() {
-        return Ok(None);
-    }
-    immutable.check_remove(repo, tag)?;
-    Ok(tags::remove(t, repo, tag)?.map(|_| ()))
 }
 
 /// Removes revision `digest` of `repo`, its tags, its referrer entry and its counted references.

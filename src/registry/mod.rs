@@ -12,6 +12,7 @@ mod outbox;
 mod pull_log;
 mod quota;
 mod tag_pulls;
+mod tag_writes;
 mod uploads;
 
 use std::collections::HashMap;
@@ -28,11 +29,12 @@ use crate::store::{BlobStore, Upload};
 
 pub use listing::{Page, Referrer};
 pub use locks::DigestLocks;
+pub(crate) use manifests::remove_revision;
 pub use manifests::{ManifestContent, PutManifest};
-pub(crate) use manifests::{remove_revision, remove_tag, set_tag};
 pub use outbox::{Outbox, Webhook};
 pub use pull_log::PullLog;
 pub use quota::SessionLimits;
+pub(crate) use tag_writes::{remove_tag, set_tag};
 pub use uploads::range_header;
 
 /// Which blob store `open_inner` uses.
