@@ -4,6 +4,7 @@
 //! digests end with exactly one winner; a live reload adding a rule applies at once.
 
 mod common;
+mod import_support;
 
 use std::sync::Arc;
 
@@ -160,7 +161,7 @@ async fn an_immutable_tag_and_the_manifest_it_names_cannot_be_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushes_through_the_registry_as_replication_and_import_do_are_refused_too() {
+async fn pushes_through_the_registry_as_replication_pulls_make_them_are_refused_too() {
     let s = TestServer::start().await;
     s.registry
         .set_policies(immutable(&["mirror-of/**"], &["v*"]));
@@ -276,4 +277,41 @@ async fn a_live_reload_adding_an_immutable_rule_applies_without_restart() {
         tag_digest(&s, "prod/app", "v1").await.unwrap(),
         Digest::sha256_of(&b).to_string()
     );
+}
+
+#[test]
+fn an_import_cannot_move_an_immutable_tag_of_the_destination() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = import_support::DistTree::new(&tmp.path().join("dist"));
+    let root = tmp.path().join("root");
+    let config = tmp.path().join("kura.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = {:?}\n\n[[policies.immutable]]\ntags = [\"v*\"]\n",
+            root.display().to_string()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let (first, _, _) = tree.image("app", "one");
+    tree.tag("app", "v1", &first);
+    let (ok, report, err) = import_support::import(&tree.root, &["--config", cfg]);
+    assert!(ok, "{err}");
+    assert_eq!(report["tags_new"], 1, "{report}");
+    // The source's v1 moves; importing it again may not move the destination's.
+    let (second, _, _) = tree.image("app", "two");
+    tree.tag("app", "v1", &second);
+    let out = import_support::import_cmd(&tree.root, &["--config", cfg])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("tag v1 of app is immutable"), "{stderr}");
+    let registry = kura::registry::Registry::open(&root).unwrap();
+    let v1 = registry
+        .meta()
+        .read(|t| kura::meta::tags::get(&t.tags, "app", "v1"))
+        .unwrap();
+    assert_eq!(v1, Some(first.to_string()));
 }
