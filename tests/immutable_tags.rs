@@ -315,3 +315,35 @@ fn an_import_cannot_move_an_immutable_tag_of_the_destination() {
         .unwrap();
     assert_eq!(v1, Some(first.to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_uis_delete_action_is_refused_for_an_immutable_tag() {
+    let s = TestServer::start().await;
+    s.registry.set_policies(immutable(&["**"], &["v*"]));
+    let a = manifest(&s, "app", "a").await;
+    assert_eq!(put_manifest(&s, "app", "v1", OCI, &a).await.status(), 201);
+    // The confirmation page starts an anonymous session and carries its CSRF token.
+    let page = client()
+        .get(s.url("/ui/delete-tag?name=app&tag=v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let cookie = page.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let html = page.text().await.unwrap();
+    let re = regex::Regex::new(r#"name="csrf" value="([0-9a-f]{64})""#).unwrap();
+    let csrf = re.captures(&html).expect("a CSRF field")[1].to_string();
+    let r = client()
+        .post(s.url("/ui/delete-tag"))
+        .header("Cookie", cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&name=app&tag=v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("tag v1 of app is immutable"), "{body}");
+    assert!(tag_digest(&s, "app", "v1").await.is_some());
+}
