@@ -347,3 +347,54 @@ async fn the_web_uis_delete_action_is_refused_for_an_immutable_tag() {
     assert!(body.contains("tag v1 of app is immutable"), "{body}");
     assert!(tag_digest(&s, "app", "v1").await.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_cache_follows_its_upstream_whatever_the_immutable_rules_say() {
+    let upstream = TestServer::start().await;
+    let cfg = kura::mirror::MirrorConfig {
+        name: "up".into(),
+        prefix: "up/".into(),
+        upstream: upstream.base.clone(),
+        // Every pull by tag revalidates it upstream.
+        tag_ttl: std::time::Duration::ZERO,
+        ..kura::mirror::MirrorConfig::default()
+    };
+    let mirrors = Arc::new(kura::mirror::Mirrors::new(&[cfg]).unwrap());
+    let mirror = TestServer::start_with_options(
+        None,
+        kura::server::ServerOptions {
+            mirrors: Some(mirrors),
+            ..Default::default()
+        },
+    )
+    .await;
+    mirror.registry.set_policies(immutable(&["**"], &["v*"]));
+    let (a, b) = (
+        manifest(&upstream, "app", "a").await,
+        manifest(&upstream, "app", "b").await,
+    );
+    assert_eq!(
+        put_manifest(&upstream, "app", "v1", OCI, &a).await.status(),
+        201
+    );
+    let da = Digest::sha256_of(&a).to_string();
+    assert_eq!(tag_digest(&mirror, "up/app", "v1").await.unwrap(), da);
+    // Upstream moves the tag: the cache follows.
+    assert_eq!(
+        put_manifest(&upstream, "app", "v1", OCI, &b).await.status(),
+        201
+    );
+    let db = Digest::sha256_of(&b).to_string();
+    assert_eq!(tag_digest(&mirror, "up/app", "v1").await.unwrap(), db);
+    // Upstream deletes it: so does the cache.
+    assert_eq!(delete(&upstream, "app", "v1").await.status(), 202);
+    assert!(tag_digest(&mirror, "up/app", "v1").await.is_none());
+    let left = mirror
+        .registry
+        .meta()
+        .read(|t| kura::meta::tags::get(&t.tags, "up/app", "v1"))
+        .unwrap();
+    assert_eq!(left, None);
+    // Clients still cannot write there.
+    assert_eq!(delete(&mirror, "up/app", &db).await.status(), 403);
+}
