@@ -358,3 +358,42 @@ async fn kura_retention_and_config_check_use_the_config_files_rules() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_removal_yields_to_a_push_that_moved_or_re_pushed_the_tag_since() {
+    let s = TestServer::start().await;
+    tag_at(&s, "app", "t", 1000, None).await;
+    let state = |s: &TestServer| {
+        s.registry
+            .meta()
+            .read(|t| {
+                Ok(kura::policy::retention::TagState {
+                    tag: "t".into(),
+                    digest: tags::get(&t.tags, "app", "t")?.unwrap(),
+                    pushed: tags::pushed_at(&t.tag_pushes, "app", "t")?.unwrap(),
+                    pulled: None,
+                })
+            })
+            .unwrap()
+    };
+    let planned = state(&s);
+    // Moved to another revision since the plan (its push time set back to the plan's): kept.
+    push_image(&s, "app", "t", &[b"another layer"]).await;
+    s.registry
+        .meta()
+        .write(|t| Ok(t.tag_pushes.insert(("app", "t"), 1000)?.map(|_| ())))
+        .unwrap();
+    assert!(!retention::remove_planned(&s.registry, "app", &planned).unwrap());
+    // Same digest, pushed again since the plan: kept.
+    let planned = state(&s);
+    s.registry
+        .meta()
+        .write(|t| Ok(t.tag_pushes.insert(("app", "t"), 2000)?.map(|_| ())))
+        .unwrap();
+    assert!(!retention::remove_planned(&s.registry, "app", &planned).unwrap());
+    assert_eq!(tags_of(&s, "app"), ["t"]);
+    // Unchanged: removed.
+    let planned = state(&s);
+    assert!(retention::remove_planned(&s.registry, "app", &planned).unwrap());
+    assert!(tags_of(&s, "app").is_empty());
+}

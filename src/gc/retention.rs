@@ -61,17 +61,7 @@ pub(super) fn apply(
             .meta()
             .read(|t| plan(t, rule, &repo, &policies.immutable, now))?;
         for (tag, _why) in planned {
-            let removed = dry_run
-                || registry.meta().write(|t| {
-                    let still = tags::get(&t.tags, &repo, &tag.tag)?.as_deref()
-                        == Some(tag.digest.as_str())
-                        && pushed(&t.tag_pushes, &t.manifests, &repo, &tag.tag, &tag.digest)?
-                            == tag.pushed;
-                    if !still {
-                        return Ok(false);
-                    }
-                    Ok(remove_tag(t, &policies.immutable, &repo, &tag.tag)?.is_some())
-                })?;
+            let removed = dry_run || remove_planned(registry, &repo, &tag)?;
             if removed {
                 report.tags_removed += 1;
                 report.items.push(format!("tag {repo}:{}", tag.tag));
@@ -79,6 +69,30 @@ pub(super) fn apply(
         }
     }
     Ok(())
+}
+
+/// Removes tag `planned.tag` of `repo` in its own write transaction if it still names
+/// `planned.digest` with the push time the plan saw (a push since wins: `false`); immutable
+/// tags are refused. The collector's step, public for tests.
+pub fn remove_planned(registry: &Registry, repo: &str, planned: &TagState) -> Result<bool> {
+    let policies = registry.policies();
+    registry.meta().write(|t| {
+        let current = tags::get(&t.tags, repo, &planned.tag)?;
+        if current.as_deref() != Some(planned.digest.as_str()) {
+            return Ok(false);
+        }
+        let at = pushed(
+            &t.tag_pushes,
+            &t.manifests,
+            repo,
+            &planned.tag,
+            &planned.digest,
+        )?;
+        if at != planned.pushed {
+            return Ok(false);
+        }
+        Ok(remove_tag(t, &policies.immutable, repo, &planned.tag)?.is_some())
+    })
 }
 
 /// The tags of `repo` `rule` removes at `now`, read from one snapshot.
