@@ -14,8 +14,11 @@ pub const TAG_PULL_FLUSH_EVERY: Duration = Duration::from_secs(10);
 
 impl Registry {
     /// Writes the pulls by tag noted since the last flush, in one transaction (a tag removed
-    /// meanwhile gets no row).
+    /// meanwhile gets no row). In read-only mode nothing is written; the notes wait.
     pub async fn flush_tag_pulls(&self) -> Result<()> {
+        if self.is_read_only() {
+            return Ok(());
+        }
         let pulls = self.inner.tag_pulls.take();
         if pulls.is_empty() {
             return Ok(());
@@ -25,6 +28,9 @@ impl Registry {
 
     /// `flush_tag_pulls` from a blocking thread (the collector).
     pub fn flush_tag_pulls_blocking(&self) -> Result<()> {
+        if self.is_read_only() {
+            return Ok(());
+        }
         let pulls = self.inner.tag_pulls.take();
         if pulls.is_empty() {
             return Ok(());
