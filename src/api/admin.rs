@@ -54,6 +54,17 @@ pub async fn gc(
     Ok(HttpResponse::Ok().json(report))
 }
 
+/// `POST /admin/retention?dry_run=`: applies the retention rules now (`policies.retention`),
+/// without collecting; replies with a `GcReport` listing each tag (`tag <repo>:<tag>`).
+pub async fn retention(req: HttpRequest, reg: web::Data<Registry>) -> Result<HttpResponse> {
+    let dry_run = flag(&req, "dry_run")?.unwrap_or(false);
+    let r = reg.get_ref().clone();
+    let report = tokio::task::spawn_blocking(move || crate::gc::retention::run(&r, dry_run))
+        .await
+        .map_err(|e| Error::internal("retention task", e))??;
+    Ok(HttpResponse::Ok().json(report))
+}
+
 /// `POST /admin/fsck`: verifies the live store (no repairs while serving).
 pub async fn fsck(reg: web::Data<Registry>) -> Result<HttpResponse> {
     let r = reg.get_ref().clone();

@@ -28,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin")
             .route("/gc", web::post().to(admin::gc))
+            .route("/retention", web::post().to(admin::retention))
             .route("/fsck", web::post().to(admin::fsck))
             .route("/usage", web::get().to(admin::usage))
             .route("/backup", web::post().to(admin::backup))

@@ -58,6 +58,9 @@ pub fn take(src: &Meta, file: &Path) -> Result<Snapshot, BackupError> {
             copy(&r.mirror_pulls, &mut w.mirror_pulls)?;
             copy(&r.usage, &mut w.usage)?;
             copy(&r.scope_blobs, &mut w.scope_blobs)?;
+            // Retention's clocks: when each tag was last pushed and pulled.
+            copy(&r.tag_pushes, &mut w.tag_pushes)?;
+            copy(&r.tag_pulls, &mut w.tag_pulls)?;
             for row in r.blobs.iter()? {
                 let (k, v) = row?;
                 snap.blobs.push(BlobEntry {

@@ -26,6 +26,40 @@ pub struct GcArgs {
     pub dry_run: bool,
 }
 
+/// Arguments of `kura retention`.
+#[derive(Debug, clap::Args)]
+pub struct RetentionArgs {
+    /// Where the store is; opened directly, its rules come from `--config`.
+    #[command(flatten)]
+    pub target: StoreTarget,
+    /// List the tags that would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Applies the retention rules once and prints the report as `kura gc` does.
+pub fn retention(args: RetentionArgs) -> Result<(), super::CliError> {
+    let report: GcReport = match args.target.resolve()? {
+        Target::Local(registry) => crate::gc::retention::run(&registry, args.dry_run)?,
+        Target::Remote(url) => post_json(
+            &args.target,
+            &url,
+            &format!("/admin/retention?dry_run={}", args.dry_run),
+        )?,
+    };
+    print(&report);
+    Ok(())
+}
+
+fn print(report: &GcReport) {
+    if report.dry_run {
+        for item in &report.items {
+            println!("{item}");
+        }
+    }
+    println!("{report}");
+}
+
 /// Runs one collection and prints its summary (and, for a dry run, every item).
 pub fn run(args: GcArgs) -> Result<(), super::CliError> {
     let report: GcReport = match args.target.resolve()? {
@@ -50,11 +84,6 @@ pub fn run(args: GcArgs) -> Result<(), super::CliError> {
             post_json(&args.target, &url, &path)?
         }
     };
-    if report.dry_run {
-        for item in &report.items {
-            println!("{item}");
-        }
-    }
-    println!("{report}");
+    print(&report);
     Ok(())
 }

@@ -115,7 +115,13 @@ fn open(args: &ImportArgs) -> Result<Registry, super::CliError> {
         None => Registry::open(&root),
     };
     match opened {
-        Ok(r) => Ok(r),
+        Ok(r) => {
+            // The destination's policies (immutable tags) hold for what is imported.
+            if let Some(c) = &cfg {
+                r.set_policies(crate::policy::Policies::compile(&c.policies)?);
+            }
+            Ok(r)
+        }
         Err(RegistryOpenError::Meta(OpenError::InUse { .. })) => Err(format!(
             "the store {} is in use (is a kura server running on it?); stop it first: \
              an import runs offline",

@@ -43,6 +43,9 @@ pub enum Command {
     Restore(backup::RestoreArgs),
     /// Collect garbage now: unreferenced blobs, dead manifests, stale uploads.
     Gc(gc::GcArgs),
+    /// Apply the retention rules (`[[policies.retention]]`) now: remove the tags they select;
+    /// `--dry-run` lists them.
+    Retention(gc::RetentionArgs),
     /// Verify every blob file against its digest and the metadata tables against each other.
     Fsck(fsck::FsckArgs),
     /// Show the unique bytes each repository and quota namespace holds, with the quotas.
@@ -96,6 +99,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Backup(args) => backup::run_backup(args),
         Command::Restore(args) => backup::run_restore(args),
         Command::Gc(args) => gc::run(args),
+        Command::Retention(args) => gc::retention(args),
         Command::Fsck(args) => fsck::run(args),
         Command::Usage(args) => usage::run(args),
         Command::MigrateStorage(args) => migrate::run(args),

@@ -109,8 +109,10 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         }
         std::fs::write(&addr_file, format!("{scheme}://{addr}\n"))?;
         if !cfg.gc.interval.is_zero() {
-            crate::gc::spawn_periodic(registry, cfg.gc.interval, opts.gc.clone());
+            crate::gc::spawn_periodic(registry.clone(), cfg.gc.interval, opts.gc.clone());
         }
+        // Pulls by tag (retention's `not_pulled_for`), written in batches.
+        registry.spawn_tag_pull_flusher();
         // Registered before the listening line is printed: until then SIGHUP would kill.
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(hup) => {
@@ -140,7 +142,12 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
         });
         tracing::info!(%addr, root = %cfg.root.display(), read_only = cfg.read_only, tls = opts.tls.is_some(), auth = opts.auth.is_some(), "kura registry listening");
         println!("kura listening on {scheme}://{addr}");
-        server.await
+        server.await?;
+        // The pulls noted since the last batch.
+        if let Err(e) = registry.flush_tag_pulls().await {
+            tracing::warn!(error = %e, "recording tag pulls at shutdown failed");
+        }
+        Ok::<(), std::io::Error>(())
     })?;
     let _ = std::fs::remove_file(&addr_file);
     tracing::info!("stopped");

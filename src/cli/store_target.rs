@@ -70,7 +70,13 @@ impl StoreTarget {
             None => Registry::open_recorded(&root),
         };
         match opened {
-            Ok(r) => Ok(Target::Local(r)),
+            Ok(r) => {
+                // The policies the server would enforce (retention, immutable tags).
+                if let Some(c) = &cfg {
+                    r.set_policies(crate::policy::Policies::compile(&c.policies)?);
+                }
+                Ok(Target::Local(r))
+            }
             Err(RegistryOpenError::Meta(OpenError::InUse { .. })) => {
                 let file = root.join(super::serve::ADDR_FILE);
                 let url = std::fs::read_to_string(&file).map_err(|e| {

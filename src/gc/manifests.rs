@@ -91,6 +91,9 @@ pub(super) fn collect(registry: &Registry, opts: &GcOptions, report: &mut GcRepo
         }
         Ok(out)
     })?;
+    // Tagged revisions are live, so an immutable tag never stops a collection; the check
+    // stays as every other removal's.
+    let policies = registry.policies();
     for repo in repos {
         let planned = registry
             .meta()
@@ -105,7 +108,7 @@ pub(super) fn collect(registry: &Registry, opts: &GcOptions, report: &mut GcRepo
                 // Recompute inside the write transaction: a tag or index pushed since wins.
                 let dead = dead(&view_of(&t.manifests, &t.tags, &repo)?, opts, now);
                 for d in &dead {
-                    remove_revision(t, &repo, d)?;
+                    remove_revision(t, &policies.immutable, &repo, d)?;
                 }
                 Ok(dead)
             })?

@@ -17,6 +17,7 @@
 pub(crate) mod blobs;
 mod manifests;
 mod repos;
+pub mod retention;
 mod schedule;
 mod uploads;
 
@@ -112,9 +113,12 @@ pub struct GcReport {
     /// Repositories that held nothing any more.
     #[serde(default)]
     pub repositories_removed: u64,
+    /// Tags removed by retention (`policies.retention`).
+    #[serde(default)]
+    pub tags_removed: u64,
     pub duration_ms: u64,
     /// Every removed item as `repo@digest` (manifests), `digest` (blobs), `upload <id>`,
-    /// `orphan <path>`, `repository <name>`.
+    /// `orphan <path>`, `repository <name>`, `tag <repo>:<tag>` (retention).
     pub items: Vec<String>,
 }
 
@@ -127,13 +131,14 @@ impl std::fmt::Display for GcReport {
         };
         write!(
             f,
-            "{verb} {} manifest(s), {} blob(s) ({} bytes), {} upload(s), {} orphan file(s), {} empty repositories in {} ms",
+            "{verb} {} manifest(s), {} blob(s) ({} bytes), {} upload(s), {} orphan file(s), {} empty repositories, {} tag(s) by retention in {} ms",
             self.manifests_removed,
             self.blobs_removed,
             self.bytes_freed,
             self.uploads_purged,
             self.orphan_files_removed,
             self.repositories_removed,
+            self.tags_removed,
             self.duration_ms
         )
     }
@@ -148,6 +153,8 @@ pub fn collect(registry: &Registry, opts: &GcOptions) -> Result<GcReport> {
         dry_run: opts.dry_run,
         ..GcReport::default()
     };
+    // Retention first: the revisions it untags are collected in this same run.
+    retention::apply(registry, opts.dry_run, crate::meta::now_secs(), &mut report)?;
     manifests::collect(registry, opts, &mut report)?;
     blobs::collect(registry, opts, &mut report)?;
     uploads::purge(registry, opts, &mut report)?;
@@ -164,6 +171,7 @@ pub fn collect(registry: &Registry, opts: &GcOptions) -> Result<GcReport> {
         uploads = report.uploads_purged,
         orphans = report.orphan_files_removed,
         repositories = report.repositories_removed,
+        tags = report.tags_removed,
         duration_ms = report.duration_ms,
         "garbage collection finished"
     );

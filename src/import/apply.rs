@@ -188,6 +188,7 @@ impl Sink for Apply {
     async fn set_tag(&self, repo: &str, tag: &str, d: &Digest) -> Result<()> {
         let (repo, tag, d) = (repo.to_string(), tag.to_string(), d.to_string());
         self.blocking(move |r| {
+            let policies = r.policies();
             r.meta().write(|t| {
                 if manifests::get(&t.manifests, &repo, &d)?.is_none() {
                     return Err(Error::internal(
@@ -195,7 +196,7 @@ impl Sink for Apply {
                         format!("tag {tag} of {repo}: revision {d} vanished"),
                     ));
                 }
-                tags::set(t, &repo, &tag, &d).map(|_| ())
+                crate::registry::set_tag(t, &policies.immutable, &repo, &tag, &d)
             })
         })
         .await

@@ -108,6 +108,7 @@ pub struct WriteTables<'txn> {
     pub usage: Table<'txn, &'static str, u64>,
     pub scope_blobs: Table<'txn, (&'static str, &'static str), (u64, u64)>,
     pub tag_pulls: Table<'txn, (&'static str, &'static str), u64>,
+    pub tag_pushes: Table<'txn, (&'static str, &'static str), u64>,
 }
 
 /// Every table, opened in one read snapshot.
@@ -129,6 +130,7 @@ pub struct ReadTables {
     pub usage: ReadOnlyTable<&'static str, u64>,
     pub scope_blobs: ReadOnlyTable<(&'static str, &'static str), (u64, u64)>,
     pub tag_pulls: ReadOnlyTable<(&'static str, &'static str), u64>,
+    pub tag_pushes: ReadOnlyTable<(&'static str, &'static str), u64>,
 }
 
 impl Meta {
@@ -368,6 +370,7 @@ impl Meta {
             usage: txn.open_table(USAGE)?,
             scope_blobs: txn.open_table(SCOPE_BLOBS)?,
             tag_pulls: txn.open_table(TAG_PULLS)?,
+            tag_pushes: txn.open_table(TAG_PUSHES)?,
         };
         f(&t)
     }
@@ -393,6 +396,7 @@ impl<'txn> WriteTables<'txn> {
             usage: txn.open_table(USAGE)?,
             scope_blobs: txn.open_table(SCOPE_BLOBS)?,
             tag_pulls: txn.open_table(TAG_PULLS)?,
+            tag_pushes: txn.open_table(TAG_PUSHES)?,
         })
     }
 }

@@ -55,3 +55,6 @@ pub const SCOPE_BLOBS: TableDefinition<(&str, &str), (u64, u64)> =
 /// (repository, tag) → when the tag was last pulled (unix seconds; v7; retention), written in
 /// batches, not per pull.
 pub const TAG_PULLS: TableDefinition<(&str, &str), u64> = TableDefinition::new("tag_pulls");
+/// (repository, tag) → when the tag was last pushed (unix seconds; v7; retention's
+/// `keep_last` order, and the start of `not_pulled_for` for a tag never pulled).
+pub const TAG_PUSHES: TableDefinition<(&str, &str), u64> = TableDefinition::new("tag_pushes");

@@ -5,6 +5,7 @@
 //! it, then the file under the digest's lock unless a writer recorded it again). Content a
 //! repository outside the mirror links or references is never freed.
 
+use crate::policy::immutable::ImmutableTags;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Mirror, metrics};
@@ -95,7 +96,7 @@ fn evict_batch(reg: &Registry, batch: &[(String, String, u64)]) -> Result<(u64, 
         let mut touched: BTreeMap<String, ()> = BTreeMap::new();
         for (repo, d, _) in batch {
             if let Some(rec) = crate::meta::manifests::get(&t.manifests, repo, d)? {
-                crate::registry::remove_revision(t, repo, d)?;
+                crate::registry::remove_revision(t, &ImmutableTags::NONE, repo, d)?;
                 touched.insert(d.clone(), ());
                 for r in rec.blobs.iter().chain(&rec.manifests) {
                     touched.insert(r.clone(), ());

@@ -128,7 +128,7 @@ async fn revalidate(
         Err(Failure::NotFound) => {
             // Upstream deleted the tag: so does the cache.
             metrics::revalidation(name, "changed");
-            reg.delete_manifest(repo, &reference).await?;
+            reg.delete_cached_manifest(repo, &reference).await?;
             Err(unknown(&reference, &m.cfg.upstream))
         }
         Err(Failure::Unavailable(why)) => {

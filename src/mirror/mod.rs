@@ -19,7 +19,6 @@ mod evict;
 mod flight;
 pub mod manifests;
 pub mod metrics;
-mod pulls;
 mod resume;
 pub mod upstream;
 
@@ -37,7 +36,7 @@ pub struct Mirror {
     pub cfg: MirrorConfig,
     pub upstream: upstream::Upstream,
     flights: flight::Flights,
-    pulls: pulls::PullLog,
+    pulls: crate::registry::PullLog,
     /// Woken when content was added, so the budget is checked soon.
     grew: tokio::sync::Notify,
 }
@@ -71,7 +70,7 @@ impl Mirrors {
                 upstream: upstream::Upstream::new(cfg)?,
                 cfg: cfg.clone(),
                 flights: flight::Flights::default(),
-                pulls: pulls::PullLog::default(),
+                pulls: crate::registry::PullLog::default(),
                 grew: tokio::sync::Notify::new(),
             }));
         }
@@ -133,7 +132,7 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(10);
 async fn upkeep(registry: Registry, mirror: Arc<Mirror>) {
     loop {
         let _ = tokio::time::timeout(UPKEEP_EVERY, mirror.grew.notified()).await;
-        if let Err(e) = mirror.pulls.flush(&registry).await {
+        if let Err(e) = registry.record_cached_pulls(mirror.pulls.take()).await {
             tracing::warn!(target: "kura::mirror", mirror = %mirror.cfg.name, error = %e, "recording pulls failed");
         }
         if let Err(e) = evict::keep_budget(&registry, &mirror).await {
@@ -145,7 +144,7 @@ async fn upkeep(registry: Registry, mirror: Arc<Mirror>) {
 /// Runs one upkeep pass of every mirror now (tests and `kura gc`-style callers).
 pub async fn upkeep_now(registry: &Registry, mirrors: &Mirrors) -> Result<()> {
     for m in &mirrors.list {
-        m.pulls.flush(registry).await?;
+        registry.record_cached_pulls(m.pulls.take()).await?;
         evict::keep_budget(registry, m).await?;
     }
     Ok(())

@@ -63,6 +63,8 @@ pub struct Metrics {
     pub gc_runs: Counter,
     pub gc_blobs_removed: Counter,
     pub gc_manifests_removed: Counter,
+    /// Tags removed by retention (`policies.retention`), in collections and on demand.
+    pub retention_tags_removed: Counter,
     pub gc_bytes_freed: Counter,
     pub gc_duration: Histogram,
     pub commit_latency: Histogram,
@@ -92,6 +94,7 @@ fn build() -> Metrics {
         gc_runs: Counter::default(),
         gc_blobs_removed: Counter::default(),
         gc_manifests_removed: Counter::default(),
+        retention_tags_removed: Counter::default(),
         gc_bytes_freed: Counter::default(),
         gc_duration: Histogram::new(exponential_buckets(0.001, 3.0, 12)),
         commit_latency: Histogram::new(exponential_buckets(0.00005, 2.5, 14)),
@@ -163,6 +166,11 @@ fn build() -> Metrics {
         m.gc_manifests_removed.clone(),
     );
     r.register(
+        "retention_tags_removed",
+        "Tags removed by retention rules",
+        m.retention_tags_removed.clone(),
+    );
+    r.register(
         "gc_freed_bytes",
         "Bytes freed by garbage collection",
         m.gc_bytes_freed.clone(),
@@ -221,8 +229,17 @@ pub fn record_gc(report: &GcReport) {
     m.gc_runs.inc();
     m.gc_blobs_removed.inc_by(report.blobs_removed);
     m.gc_manifests_removed.inc_by(report.manifests_removed);
+    m.retention_tags_removed.inc_by(report.tags_removed);
     m.gc_bytes_freed.inc_by(report.bytes_freed);
     m.gc_duration.observe(report.duration_ms as f64 / 1000.0);
+}
+
+/// Records a retention run made alone (`kura retention`, `POST /admin/retention`); a
+/// collection's retention is counted by `record_gc`.
+pub fn record_retention(report: &GcReport) {
+    if !report.dry_run {
+        global().retention_tags_removed.inc_by(report.tags_removed);
+    }
 }
 
 fn replication_labels(direction: &str, name: &str) -> ReplicationLabels {

@@ -7,6 +7,7 @@
 //! replaced whole by a live reload (`Registry::set_policies`).
 
 pub mod immutable;
+pub mod patterns;
 pub mod quota;
 pub mod rate_limit;
 pub mod retention;

@@ -13,6 +13,7 @@ use crate::meta::{
     tags,
 };
 use crate::names::{Reference, RepoName};
+use crate::policy::immutable::ImmutableTags;
 
 /// The outcome of a manifest push.
 #[derive(Debug, Clone)]
@@ -33,14 +34,14 @@ pub struct ManifestContent {
     pub body: Option<Bytes>,
 }
 
-fn manifest_unknown(reference: &Reference) -> Error {
+pub(super) fn manifest_unknown(reference: &Reference) -> Error {
     Error::new(
         Code::ManifestUnknown,
         format!("manifest {reference} is unknown"),
     )
 }
 
-fn name_unknown(repo: &str) -> Error {
+pub(super) fn name_unknown(repo: &str) -> Error {
     Error::new(Code::NameUnknown, format!("repository {repo} is unknown"))
 }
 
@@ -124,9 +125,11 @@ impl Registry {
         let (media_type, size) = (parsed.media_type.clone(), body.len() as u64);
         self.blocking(move |r| {
             let size = body.len() as u64;
+            let policies = r.policies();
             r.publish_manifest(&digest, body, |t| {
                 let quota = r.quota_check(t, &repo)?;
-                record_manifest(t, &repo, &reference, &digest, &parsed, size, Origin::Pushed)?;
+                let origin = Origin::Pushed(&policies.immutable);
+                record_manifest(t, &repo, &reference, &digest, &parsed, size, origin)?;
                 if let Some(q) = quota {
                     q.finish(t)?;
                 }
@@ -189,6 +192,9 @@ impl Registry {
                 .ok_or_else(|| manifest_unknown(reference))?;
             Ok((digest, rec))
         })?;
+        if let Reference::Tag(tag) = reference {
+            self.inner.tag_pulls.note(repo.as_str(), tag);
+        }
         if matches!(reference, Reference::Digest(_))
             && rec.grace_start() < now_secs()
             && !self.is_read_only()
@@ -270,37 +276,6 @@ impl Registry {
         self.meta()
             .read(|t| Ok(manifests::get(&t.manifests, repo.as_str(), &d)?.is_some()))
     }
-
-    /// Deletes a tag, or a manifest revision (and every tag on it) by digest.
-    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
-        let (repo, reference) = (repo.to_string(), reference.clone());
-        self.blocking(move |r| {
-            r.meta().write(|t| {
-                if !repos::exists(&t.repos, &repo)? {
-                    return Err(name_unknown(&repo));
-                }
-                match &reference {
-                    Reference::Tag(tag) => tags::remove(t, &repo, tag)?.map(|_| ()),
-                    Reference::Digest(d) => remove_revision(t, &repo, &d.to_string())?,
-                }
-                .ok_or_else(|| manifest_unknown(&reference))?;
-                r.queue_event(t, "delete", |_| {
-                    let mut target = Target {
-                        repository: repo.clone(),
-                        ..Default::default()
-                    };
-                    match &reference {
-                        Reference::Tag(tag) => target.tag = Some(tag.clone()),
-                        Reference::Digest(d) => target.digest = d.to_string(),
-                    }
-                    target
-                })
-            })?;
-            r.events_committed();
-            Ok(())
-        })
-        .await
-    }
 }
 
 /// The event target of manifest `digest` of `repo` pushed or pulled by `reference`.
@@ -327,12 +302,14 @@ pub(crate) fn manifest_target(
 }
 
 /// Where a revision being recorded comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// Pushed by a client: every blob and child manifest it names must be in the repository.
-    Pushed,
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Origin<'a> {
+    /// Pushed by a client (or replicated, or imported): every blob and child manifest it
+    /// names must be in the repository, and an immutable tag may not move.
+    Pushed(&'a ImmutableTags),
     /// Fetched from a mirror's upstream: what it names is fetched when pulled, so references
-    /// to content not stored yet are deferred (`meta::deferred`).
+    /// to content not stored yet are deferred (`meta::deferred`); the cache follows its
+    /// upstream, so immutable tags do not apply.
     Cached,
 }
 
@@ -344,11 +321,16 @@ pub(crate) fn record_manifest(
     digest: &Digest,
     parsed: &Parsed,
     size: u64,
-    origin: Origin,
+    origin: Origin<'_>,
 ) -> Result<()> {
-    if origin == Origin::Pushed {
-        check_references(&t.repo_blobs, &t.manifests, repo, parsed)?;
-    }
+    let immutable = match origin {
+        Origin::Pushed(immutable) => {
+            check_references(&t.repo_blobs, &t.manifests, repo, parsed)?;
+            immutable
+        }
+        Origin::Cached => &ImmutableTags::NONE,
+    };
+    let cached = matches!(origin, Origin::Cached);
     let d = digest.to_string();
     repos::ensure(t, repo)?;
     if manifests::get(&t.manifests, repo, &d)?.is_none() {
@@ -366,7 +348,7 @@ pub(crate) fn record_manifest(
         blobs::touch(t, &d, size)?;
         blobs::add_ref(t, &d, 1)?;
         for r in rec.blobs.iter().chain(&rec.manifests) {
-            if origin == Origin::Cached && blobs::get(&t.blobs, r)?.is_none() {
+            if cached && blobs::get(&t.blobs, r)?.is_none() {
                 deferred::defer(t, r, repo, &d)?;
             } else {
                 blobs::add_ref(t, r, 1)?;
@@ -385,21 +367,27 @@ pub(crate) fn record_manifest(
         }
     }
     if let Reference::Tag(tag) = reference {
-        tags::set(t, repo, tag, &d)?;
+        super::tag_writes::set_tag(t, immutable, repo, tag, &d)?;
     }
     Ok(())
 }
 
 /// Removes revision `digest` of `repo`, its tags, its referrer entry and its counted references.
+/// Refused (`DENIED`) when an immutable tag points at it.
 pub(crate) fn remove_revision(
     t: &mut WriteTables<'_>,
+    immutable: &ImmutableTags,
     repo: &str,
     digest: &str,
 ) -> Result<Option<()>> {
+    let tagged = tags::pointing_at(&t.tags, repo, digest)?;
+    for tag in &tagged {
+        immutable.check_remove(repo, tag)?;
+    }
     let Some(rec) = manifests::remove(t, repo, digest)? else {
         return Ok(None);
     };
-    for tag in tags::pointing_at(&t.tags, repo, digest)? {
+    for tag in tagged {
         tags::remove(t, repo, &tag)?;
     }
     if let Some(s) = &rec.subject {

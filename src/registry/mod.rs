@@ -9,7 +9,10 @@ mod listing;
 mod locks;
 mod manifests;
 mod outbox;
+mod pull_log;
 mod quota;
+mod tag_pulls;
+mod tag_writes;
 mod uploads;
 mod usage;
 
@@ -30,7 +33,9 @@ pub use locks::DigestLocks;
 pub(crate) use manifests::remove_revision;
 pub use manifests::{ManifestContent, PutManifest};
 pub use outbox::{Outbox, Webhook};
+pub use pull_log::PullLog;
 pub use quota::SessionLimits;
+pub(crate) use tag_writes::{remove_tag, set_tag};
 pub use uploads::range_header;
 pub use usage::{ScopeUsage, UsageReport};
 
@@ -102,6 +107,8 @@ struct Inner {
     read_only: RwLock<Arc<AtomicBool>>,
     /// The policies in force (`crate::policy`), replaced whole by a reload.
     policies: RwLock<Arc<crate::policy::Policies>>,
+    /// Pulls of manifests by tag not yet written to `tag_pulls` (`tag_pulls.rs`).
+    tag_pulls: PullLog,
 }
 
 /// A registry over one data directory. Cheap to clone. A handle made by `with_event` also
@@ -205,6 +212,7 @@ impl Registry {
                 outbox: OnceLock::new(),
                 read_only: RwLock::default(),
                 policies: RwLock::default(),
+                tag_pulls: PullLog::default(),
             }),
             event: None,
             quota_exempt: false,
