@@ -383,7 +383,12 @@ async fn verify_blocking(
     digest: &Digest,
     size: u64,
 ) -> Result<Verdict> {
-    let (reg, repo, tag, digest) = (reg.clone(), repo.to_string(), tag.to_string(), digest.clone());
+    let (reg, repo, tag, digest) = (
+        reg.clone(),
+        repo.to_string(),
+        tag.to_string(),
+        digest.clone(),
+    );
     tokio::task::spawn_blocking(move || {
         if is_cosign_tag(&tag) && is_cosign_artifact(&reg, &digest)? {
             return Ok(Verdict::Allowed);
@@ -393,5 +398,3 @@ async fn verify_blocking(
     .await
     .map_err(|e| Error::internal("blocking task", e))?
 }
-
-

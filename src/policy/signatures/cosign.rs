@@ -57,7 +57,10 @@ pub fn verify_layer(
     let p: SimpleSigning = serde_json::from_slice(payload)
         .map_err(|e| format!("payload is not a simple-signing document: {e}"))?;
     if p.critical.kind != "cosign container image signature" {
-        return Err(format!("payload type {:?} is not cosign's", p.critical.kind));
+        return Err(format!(
+            "payload type {:?} is not cosign's",
+            p.critical.kind
+        ));
     }
     if p.critical.image.digest != digest {
         return Err(format!(

@@ -125,7 +125,10 @@ pub fn layer_bytes(reg: &Registry, layer: &Layer) -> Result<std::result::Result<
         Err(e) => return Ok(Err(e)),
     };
     if bytes.len() as u64 != layer.size {
-        return Ok(Err(format!("layer {} is not of its stated size", layer.digest)));
+        return Ok(Err(format!(
+            "layer {} is not of its stated size",
+            layer.digest
+        )));
     }
     Ok(Ok(bytes))
 }

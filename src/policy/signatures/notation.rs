@@ -26,7 +26,11 @@ const SIGNING_SCHEME: &str = "io.cncf.notary.signingScheme";
 const EXPIRY: &str = "io.cncf.notary.expiry";
 /// Critical headers kura understands; any other listed in `crit` fails the signature (it may
 /// carry a condition kura cannot check, such as a verification plugin).
-const UNDERSTOOD: &[&str] = &[SIGNING_SCHEME, EXPIRY, "io.cncf.notary.authenticSigningTime"];
+const UNDERSTOOD: &[&str] = &[
+    SIGNING_SCHEME,
+    EXPIRY,
+    "io.cncf.notary.authenticSigningTime",
+];
 
 /// What the signed manifest is: the payload's `targetArtifact`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,10 +194,7 @@ fn x5chain(h: &coset::Header) -> Vec<Vec<u8>> {
     };
     match v {
         coset::cbor::Value::Bytes(b) => vec![b.clone()],
-        coset::cbor::Value::Array(a) => a
-            .iter()
-            .filter_map(|c| c.as_bytes().cloned())
-            .collect(),
+        coset::cbor::Value::Array(a) => a.iter().filter_map(|c| c.as_bytes().cloned()).collect(),
         _ => Vec::new(),
     }
 }
@@ -216,9 +217,16 @@ fn verify_cose(bytes: &[u8], trust: &CertPool, now: SystemTime) -> Result<Vec<u8
     check_crit(&crit)?;
     let cty_ok = matches!(&h.content_type, Some(coset::RegisteredLabel::Text(t)) if t == PAYLOAD_CONTENT_TYPE);
     if !cty_ok {
-        return Err(format!("content type {:?} is not notation's", h.content_type));
+        return Err(format!(
+            "content type {:?} is not notation's",
+            h.content_type
+        ));
     }
-    let expiry = match h.rest.iter().find(|(l, _)| *l == Label::Text(EXPIRY.into())) {
+    let expiry = match h
+        .rest
+        .iter()
+        .find(|(l, _)| *l == Label::Text(EXPIRY.into()))
+    {
         Some((_, v)) => Some(cbor_time(v).ok_or("expiry is not a time")?),
         None => None,
     };
@@ -235,5 +243,8 @@ fn verify_cose(bytes: &[u8], trust: &CertPool, now: SystemTime) -> Result<Vec<u8
         }
     })?;
     check_expiry(expiry, now)?;
-    sign1.payload.clone().ok_or_else(|| "detached payloads are not supported".into())
+    sign1
+        .payload
+        .clone()
+        .ok_or_else(|| "detached payloads are not supported".into())
 }

@@ -193,10 +193,7 @@ impl CertPool {
             self.certs.push(der);
         }
         if self.certs.len() == before {
-            return Err(format!(
-                "{}: no PEM \"CERTIFICATE\" block",
-                path.display()
-            ));
+            return Err(format!("{}: no PEM \"CERTIFICATE\" block", path.display()));
         }
         Ok(())
     }
