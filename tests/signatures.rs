@@ -56,9 +56,30 @@ async fn cosign_signed_tag_pulls_and_unsigned_tag_is_denied_naming_the_policy() 
     cosign_sign(&s.base, "prod/app", &signed, &key, CosignAt::Both).await;
     push_image(&s.base, "prod/app", "unsigned", "unsigned").await;
     assert_pulls(&s, "prod/app:v1").await;
-    // A second pull is answered from the cached verdict, identically.
+    // Further pulls are answered from the cached verdict: verified once.
     assert_pulls(&s, "prod/app:v1").await;
+    assert_pulls(&s, "prod/app:v1").await;
+    assert_eq!(metric(&s, "kura_signature_verifications_total").await, 1.0);
+    assert!(metric(&s, "kura_signature_checks_total{result=\"allowed\"}").await >= 3.0);
     assert_denied(&s, "prod/app", "unsigned").await;
+    assert_eq!(metric(&s, "kura_signature_verifications_total").await, 2.0);
+}
+
+/// The value of the sample `name` (with its labels) in kura's `/metrics`.
+async fn metric(s: &Server, name: &str) -> f64 {
+    let text = common::client()
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

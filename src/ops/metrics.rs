@@ -64,6 +64,7 @@ pub struct Metrics {
     pub replication_errors: Family<ReplicationLabels, Counter>,
     pub replication_pending: Family<TargetLabels, Gauge>,
     pub mirror: crate::mirror::metrics::MirrorMetrics,
+    pub signatures: crate::policy::signatures::metrics::SignatureMetrics,
 }
 
 fn build() -> Metrics {
@@ -90,9 +91,11 @@ fn build() -> Metrics {
         replication_errors: Family::default(),
         replication_pending: Family::default(),
         mirror: Default::default(),
+        signatures: Default::default(),
         registry: prometheus_client::registry::Registry::default(),
     };
     m.mirror.register(&mut r);
+    m.signatures.register(&mut r);
     r.register(
         "http_requests",
         "HTTP requests by method, route and status",

@@ -10,6 +10,7 @@
 
 mod cosign;
 mod found;
+pub mod metrics;
 mod notation;
 mod trust;
 
@@ -259,6 +260,7 @@ impl SignaturePolicy {
         let outcome = match self.cached(&key) {
             Some(c) => c,
             None => {
+                metrics::get().verifications.inc();
                 let c = self.decide(reg, &matching, &key.2, &key.1, size)?;
                 let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
                 if cache.len() >= CACHE_CAPACITY {
@@ -306,42 +308,6 @@ fn verdict(repo: &str, tag: &str, c: Cached) -> Verdict {
     }
 }
 
-/// Whether `tag` is cosign's name for the signatures or attestations of a digest
-/// (`sha256-<hex>.sig`, `.att`): cosign fetches those by tag.
-fn is_cosign_tag(tag: &str) -> bool {
-    let Some((name, ext)) = tag.rsplit_once('.') else {
-        return false;
-    };
-    let Some((alg, hex)) = name.split_once('-') else {
-        return false;
-    };
-    matches!(ext, "sig" | "att")
-        && matches!(alg, "sha256" | "sha512")
-        && !hex.is_empty()
-        && hex.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// The media types of cosign's signature and attestation layers.
-const COSIGN_LAYERS: &[&str] = &[
-    cosign::PAYLOAD_MEDIA_TYPE,
-    "application/vnd.dsse.envelope.v1+json",
-];
-
-/// Whether manifest `digest` is a cosign signature or attestation: every layer is a
-/// simple-signing payload or a DSSE envelope (nothing to run). Only such manifests are
-/// served under cosign's tags without a signature of their own.
-fn is_cosign_artifact(reg: &Registry, digest: &Digest) -> Result<bool> {
-    Ok(match found::layers(reg, &digest.to_string())? {
-        Ok(layers) => {
-            !layers.is_empty()
-                && layers
-                    .iter()
-                    .all(|l| COSIGN_LAYERS.contains(&l.media_type.as_str()))
-        }
-        Err(_) => false,
-    })
-}
-
 /// The check the manifest handler makes for a pull by tag: `Ok` when `repo` has no rule, or
 /// the manifest `digest` that `tag` names is signed by a trusted key (or is itself a cosign
 /// signature under cosign's tag); else 403 `DENIED` stating the policy.
@@ -356,7 +322,7 @@ pub async fn check_pull(
     if !policies.signatures.applies(repo) {
         return Ok(());
     }
-    let quick = if is_cosign_tag(tag) {
+    let quick = if cosign::is_cosign_tag(tag) {
         None
     } else {
         policies.signatures.check_cached(reg, repo, tag, digest)?
@@ -365,6 +331,16 @@ pub async fn check_pull(
         Some(v) => v,
         None => verify_blocking(reg, policies, repo, tag, digest, size).await?,
     };
+    let result = match &verdict {
+        Verdict::Allowed => "allowed",
+        Verdict::Denied(_) => "denied",
+    };
+    metrics::get()
+        .checks
+        .get_or_create(&metrics::ResultLabels {
+            result: result.into(),
+        })
+        .inc();
     match verdict {
         Verdict::Allowed => Ok(()),
         Verdict::Denied(why) => {
@@ -390,7 +366,7 @@ async fn verify_blocking(
         digest.clone(),
     );
     tokio::task::spawn_blocking(move || {
-        if is_cosign_tag(&tag) && is_cosign_artifact(&reg, &digest)? {
+        if cosign::is_cosign_tag(&tag) && cosign::is_cosign_artifact(&reg, &digest)? {
             return Ok(Verdict::Allowed);
         }
         policies.signatures.check(&reg, &repo, &tag, &digest, size)
@@ -398,3 +374,6 @@ async fn verify_blocking(
     .await
     .map_err(|e| Error::internal("blocking task", e))?
 }
+
+#[cfg(test)]
+mod tests;

@@ -70,3 +70,39 @@ pub fn verify_layer(
     }
     Ok(())
 }
+
+/// Whether `tag` is cosign's name for the signatures or attestations of a digest
+/// (`sha256-<hex>.sig`, `.att`): cosign fetches those by tag.
+pub fn is_cosign_tag(tag: &str) -> bool {
+    let Some((name, ext)) = tag.rsplit_once('.') else {
+        return false;
+    };
+    let Some((alg, hex)) = name.split_once('-') else {
+        return false;
+    };
+    matches!(ext, "sig" | "att")
+        && matches!(alg, "sha256" | "sha512")
+        && !hex.is_empty()
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The media types of cosign's signature and attestation layers.
+const COSIGN_LAYERS: &[&str] = &[PAYLOAD_MEDIA_TYPE, "application/vnd.dsse.envelope.v1+json"];
+
+/// Whether manifest `digest` is a cosign signature or attestation: every layer is a
+/// simple-signing payload or a DSSE envelope (nothing to run). Only such manifests are
+/// served under cosign's tags without a signature of their own.
+pub fn is_cosign_artifact(
+    reg: &crate::registry::Registry,
+    digest: &crate::digest::Digest,
+) -> crate::error::Result<bool> {
+    Ok(match super::found::layers(reg, &digest.to_string())? {
+        Ok(layers) => {
+            !layers.is_empty()
+                && layers
+                    .iter()
+                    .all(|l| COSIGN_LAYERS.contains(&l.media_type.as_str()))
+        }
+        Err(_) => false,
+    })
+}
