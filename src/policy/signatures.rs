@@ -17,7 +17,7 @@ mod trust;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
@@ -174,12 +174,15 @@ type Cached = Option<String>;
 
 /// Verdicts kept at most; the cache is cleared when full (a verdict is cheap to redo).
 const CACHE_CAPACITY: usize = 4096;
+/// How long a verdict is reused: certificates and signatures expire, so a verdict is redone
+/// at least this often even when nothing in the registry changed.
+const CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// The compiled signature requirements.
 #[derive(Debug, Default)]
 pub struct SignaturePolicy {
     rules: Vec<Rule>,
-    cache: Mutex<HashMap<CacheKey, Cached>>,
+    cache: Mutex<HashMap<CacheKey, (Cached, Instant)>>,
 }
 
 impl SignaturePolicy {
@@ -219,7 +222,8 @@ impl SignaturePolicy {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .cloned()
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(c, _)| c.clone())
     }
 
     /// The verdict for `tag` of `repo` naming `digest` if it needs no verification: no rule
@@ -266,7 +270,7 @@ impl SignaturePolicy {
                 if cache.len() >= CACHE_CAPACITY {
                     cache.clear();
                 }
-                cache.insert(key, c.clone());
+                cache.insert(key, (c.clone(), Instant::now()));
                 c
             }
         };
