@@ -262,6 +262,24 @@ async fn reload_adding_the_policy_takes_effect() {
     assert_pulls(&s, "prod/app:v1").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_file_rotated_in_place_is_read_again_by_a_reload() {
+    let (old, new, pki) = (Key::generate(), Key::generate(), Pki::new("t", false));
+    let s = server(&old, &pki);
+    let img = push_image(&s.base, "prod/app", "v1", "rotated").await;
+    cosign_sign(&s.base, "prod/app", &img, &new, CosignAt::Referrer).await;
+    assert_denied(&s, "prod/app", "v1").await;
+    // Same config, same path, new key in the file.
+    std::fs::write(s.dir.path().join("cosign.pub"), &new.public_pem).unwrap();
+    let r = common::client()
+        .post(format!("{}/admin/reload", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_pulls(&s, "prod/app:v1").await;
+}
+
 #[test]
 fn unreadable_or_unusable_key_files_are_config_errors() {
     let dir = tempfile::tempdir().unwrap();
