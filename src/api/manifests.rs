@@ -55,6 +55,10 @@ async fn fetch(
         }
         None => reg.get_manifest(&repo, &reference, with_body).await?,
     };
+    // Required signatures apply to pulls by tag only (`policy::signatures`).
+    if let Reference::Tag(tag) = &reference {
+        crate::policy::signatures::check_pull(&reg, repo.as_str(), tag, &m.digest, m.size).await?;
+    }
     if with_body {
         super::notify_pull(&req, || {
             target(&req, &repo, &reference, &m.digest, &m.media_type, m.size)

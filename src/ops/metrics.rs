@@ -75,6 +75,7 @@ pub struct Metrics {
     pub rate_limit: crate::policy::rate_limit::metrics::RateLimitMetrics,
     pub quota_used: Family<ScopeLabels, Gauge>,
     pub quota_limit: Family<ScopeLabels, Gauge>,
+    pub signatures: crate::policy::signatures::metrics::SignatureMetrics,
 }
 
 fn build() -> Metrics {
@@ -105,10 +106,12 @@ fn build() -> Metrics {
         quota_limit: Family::default(),
         mirror: Default::default(),
         rate_limit: Default::default(),
+        signatures: Default::default(),
         registry: prometheus_client::registry::Registry::default(),
     };
     m.mirror.register(&mut r);
     m.rate_limit.register(&mut r);
+    m.signatures.register(&mut r);
     r.register(
         "http_requests",
         "HTTP requests by method, route and status",

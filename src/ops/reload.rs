@@ -137,7 +137,9 @@ impl Reloader {
             }
         };
         let new_policies = match registry {
-            Some(r) if new.policies != running.policies => {
+            // Signature rules name key and certificate files: read them again on every
+            // reload (a key rotated in place), as the htpasswd file is.
+            Some(r) if new.policies != running.policies || !new.policies.signatures.is_empty() => {
                 Some((r, crate::policy::Policies::compile(&new.policies)?))
             }
             _ => None,
