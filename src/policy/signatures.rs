@@ -19,11 +19,11 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
 pub use found::{Format, Found};
 
+use super::patterns::Patterns;
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 use crate::registry::Registry;
@@ -45,8 +45,7 @@ pub struct SignatureRule {
 /// A compiled rule: its patterns and its trusted material, read from the files.
 #[derive(Debug)]
 struct Rule {
-    patterns: Vec<String>,
-    matcher: GlobSet,
+    repositories: Patterns,
     keys: Vec<trust::PublicKey>,
     certs: trust::CertPool,
 }
@@ -62,15 +61,7 @@ impl Rule {
                 "no trusted key: give `cosign_keys` or `notation_certificates`".into(),
             ));
         }
-        let mut set = GlobSetBuilder::new();
-        for p in &r.repositories {
-            let glob = GlobBuilder::new(p)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| at(format!("repository pattern {p:?}: {e}")))?;
-            set.add(glob);
-        }
-        let matcher = set.build().map_err(|e| at(e.to_string()))?;
+        let repositories = Patterns::compile(&r.repositories, "repositories").map_err(at)?;
         let mut keys = Vec::new();
         for path in &r.cosign_keys {
             keys.extend(trust::load_keys(path).map_err(at)?);
@@ -80,8 +71,7 @@ impl Rule {
             certs.load(path).map_err(at)?;
         }
         Ok(Rule {
-            patterns: r.repositories.clone(),
-            matcher,
+            repositories,
             keys,
             certs,
         })
@@ -201,7 +191,7 @@ impl SignaturePolicy {
 
     /// Whether pulls by tag of `repo` need a signature.
     pub fn applies(&self, repo: &str) -> bool {
-        self.rules.iter().any(|r| r.matcher.is_match(repo))
+        self.rules.iter().any(|r| r.repositories.matches(repo))
     }
 
     /// How many verdicts are cached (for tests and diagnostics).
@@ -213,7 +203,7 @@ impl SignaturePolicy {
     fn matching(&self, repo: &str) -> Vec<&Rule> {
         self.rules
             .iter()
-            .filter(|r| r.matcher.is_match(repo))
+            .filter(|r| r.repositories.matches(repo))
             .collect()
     }
 
@@ -289,7 +279,7 @@ impl SignaturePolicy {
         for rule in matching {
             let policy = format!(
                 "is not signed by a trusted key (policies.signatures repositories = {:?})",
-                rule.patterns
+                rule.repositories.source()
             );
             if sigs.is_empty() {
                 return Ok(Some(format!("{policy}: no signature found for {digest}")));
