@@ -14,7 +14,6 @@
 //! machine's, shared; the ratio is what this benchmark is for.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,12 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use base64::Engine;
 use kura::digest::Digest;
 use serde_json::json;
+
+#[path = "load_support/server.rs"]
+#[allow(dead_code)]
+mod server;
+
+use server::Server;
 
 const CONNS: usize = 32;
 const SECONDS: u64 = 5;
@@ -34,47 +39,6 @@ fn setting(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(root: &Path, config: Option<&Path>) -> Server {
-    use std::io::{BufRead, BufReader};
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kura"));
-    cmd.args([
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--gc-interval",
-        "0s",
-        "--root",
-    ])
-    .arg(root);
-    if let Some(c) = config {
-        cmd.arg("--config").arg(c);
-    }
-    let mut child = cmd
-        .env("KURA_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap().to_string();
-    Server { child, base }
 }
 
 async fn put_blob(c: &reqwest::Client, base: &str, repo: &str, body: Vec<u8>) -> (String, usize) {
@@ -293,12 +257,15 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let config = policies_config(dir.path(), &key.public_key_pem());
+    // No access-log line per request: the figures are the policies', not the log's.
+    let quiet = [("KURA_LOG", "warn".to_string())];
     let off = {
-        let server = start(&dir.path().join("off"), None);
+        let server = Server::kura_with(&dir.path().join("off"), &quiet);
         rt.block_on(measure(&server, None))
     };
     let on = {
-        let server = start(&dir.path().join("on"), Some(&config));
+        let config = config.to_str().unwrap();
+        let server = Server::kura_full(&dir.path().join("on"), &["--config", config], &quiet);
         rt.block_on(measure(&server, Some(&key.serialize_der())))
     };
     println!(

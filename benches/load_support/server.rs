@@ -1,6 +1,6 @@
 //! The registries the benchmarks measure: the bench-built `kura` binary, and CNCF
 //! Distribution (Debian's `docker-registry`) as a peer when it is installed, each on loopback
-//! in its own data directory. Shared by `load.rs` and `s3.rs`.
+//! in its own data directory. Shared by `load.rs`, `s3.rs`, `mirror.rs` and `policies.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
