@@ -60,6 +60,8 @@ pub struct Meta {
     any_lost: AtomicBool,
     /// Write transactions committed (non-durably) so far.
     committed: AtomicU64,
+    /// Times the database was reopened after an I/O error (which may lose commits).
+    reopens: AtomicU64,
     /// Of those, how many a durable commit has covered.
     durable: AtomicU64,
     /// Held by the one thread making commits durable.
@@ -168,6 +170,7 @@ impl Meta {
             lost: Mutex::new(Vec::new()),
             any_lost: AtomicBool::new(false),
             committed: AtomicU64::new(0),
+            reopens: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             flush: Mutex::new(()),
             on_commit: std::sync::OnceLock::new(),
@@ -177,6 +180,16 @@ impl Meta {
     /// Write transactions committed since the store was opened (tests count durable writes).
     pub fn commit_count(&self) -> u64 {
         self.committed.load(Ordering::Acquire)
+    }
+
+    /// Changes whenever what a read may see changes: a commit, or a reopen after an I/O error
+    /// (which can lose commits). Read it *before* a snapshot: while it is unchanged, whatever
+    /// was derived from that snapshot is still current (caches of derived facts key on it).
+    pub fn generation(&self) -> (u64, u64) {
+        (
+            self.reopens.load(Ordering::Acquire),
+            self.committed.load(Ordering::Acquire),
+        )
     }
 
     /// The schema version recorded in the store.
@@ -344,6 +357,7 @@ impl Meta {
             self.durable.store(committed, Ordering::Release);
         }
         *slot = Some(Arc::new(self.create()?));
+        self.reopens.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 

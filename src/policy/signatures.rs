@@ -168,11 +168,18 @@ const CACHE_CAPACITY: usize = 4096;
 /// at least this often even when nothing in the registry changed.
 const CACHE_TTL: Duration = Duration::from_secs(300);
 
+/// The signature manifests found for (repository, digest), with the metadata generation
+/// (`Meta::generation`) they were read at.
+type FoundCache = HashMap<(String, String), ((u64, u64), Vec<Found>)>;
+
 /// The compiled signature requirements.
 #[derive(Debug, Default)]
 pub struct SignaturePolicy {
     rules: Vec<Rule>,
     cache: Mutex<HashMap<CacheKey, (Cached, Instant)>>,
+    /// What `found::signatures_of` returned, reused while no commit happened since: a pull of
+    /// a verified tag then costs no metadata read of its own.
+    found: Mutex<FoundCache>,
 }
 
 impl SignaturePolicy {
@@ -186,6 +193,7 @@ impl SignaturePolicy {
                 .map(|(i, r)| Rule::compile(i, r))
                 .collect::<std::result::Result<_, _>>()?,
             cache: Mutex::default(),
+            found: Mutex::default(),
         })
     }
 
@@ -205,6 +213,29 @@ impl SignaturePolicy {
             .iter()
             .filter(|r| r.repositories.matches(repo))
             .collect()
+    }
+
+    /// The signature manifests of `digest` in `repo` (`found::signatures_of`), read again only
+    /// when the metadata changed since they were last read.
+    fn signatures_of(&self, reg: &Registry, repo: &str, digest: &Digest) -> Result<Vec<Found>> {
+        let generation = reg.meta().generation();
+        let key = (repo.to_string(), digest.to_string());
+        if let Some((g, sigs)) = self
+            .found
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            && *g == generation
+        {
+            return Ok(sigs.clone());
+        }
+        let sigs = found::signatures_of(reg, repo, digest)?;
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        if found.len() >= CACHE_CAPACITY {
+            found.clear();
+        }
+        found.insert(key, (generation, sigs.clone()));
+        Ok(sigs)
     }
 
     fn cached(&self, key: &CacheKey) -> Option<Cached> {
@@ -229,7 +260,7 @@ impl SignaturePolicy {
         if self.matching(repo).is_empty() {
             return Ok(Some(Verdict::Allowed));
         }
-        let sigs = found::signatures_of(reg, repo, digest)?;
+        let sigs = self.signatures_of(reg, repo, digest)?;
         let key = (repo.to_string(), digest.to_string(), sigs);
         Ok(self.cached(&key).map(|c| verdict(repo, tag, c)))
     }
@@ -249,7 +280,7 @@ impl SignaturePolicy {
         if matching.is_empty() {
             return Ok(Verdict::Allowed);
         }
-        let sigs = found::signatures_of(reg, repo, digest)?;
+        let sigs = self.signatures_of(reg, repo, digest)?;
         let key = (repo.to_string(), digest.to_string(), sigs);
         let outcome = match self.cached(&key) {
             Some(c) => c,
