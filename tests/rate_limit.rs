@@ -41,6 +41,27 @@ async fn a_burst_is_admitted_then_429_toomanyrequests_with_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spelling_of_a_pull_counts_against_the_same_limit() {
+    // The router decodes percent-escapes (other than %2F, %25, +) before it matches, so
+    // `/v2/team/%61pp/%6Danifests/v1` *is* a manifest GET of team/app: it must be classed a
+    // pull like the plain spelling, not slip past the limit.
+    let tmp = tempfile::tempdir().unwrap();
+    let (_kura, base, _) = serve(tmp.path(), "pull = { per_ip = \"1/h\", burst = 2 }", None);
+    push_image(&base, "team/app", "v1", "").await;
+    let encoded = "/v2/team/%61pp/%6Danifests/v1";
+    for n in 0..2 {
+        let r = get(&base, encoded, None, None).await;
+        assert_eq!(r.status(), 200, "encoded pull {n} is served");
+    }
+    assert_eq!(pull(&base, None, None).await, 429, "the burst is spent");
+    let (code, _, error) = refusal(get(&base, encoded, None, None).await).await;
+    assert_eq!(code, "TOOMANYREQUESTS");
+    assert_eq!(error["detail"]["class"], "pull");
+    let blob = "/v2/team/app/%62lobs/sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    assert_eq!(get(&base, blob, None, None).await.status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn classes_are_independent_an_exhausted_pull_limit_leaves_pushes_working() {
     let tmp = tempfile::tempdir().unwrap();
     let (_kura, base, _) = serve(

@@ -64,7 +64,12 @@ async fn admit(
     kind: KeyKind,
     key: impl FnOnce(&ServiceRequest) -> Option<Key>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let refusal = match (limiter(req.request()), classify(req.method(), req.path())) {
+    // The path the router and the authorization act on (escapes decoded, `?ns=` applied), so
+    // every spelling of a request is classed alike.
+    let path = crate::api::request::Parsed::of(req.request())
+        .path()
+        .to_string();
+    let refusal = match (limiter(req.request()), classify(req.method(), &path)) {
         (Some(l), Some(class)) if l.limits().limit(class, kind).is_some() => {
             key(&req).and_then(|k| l.check(class, k).err())
         }
