@@ -107,6 +107,26 @@ async fn mirror_cached_content_counts_but_is_never_refused() {
     fsck_clean(reg);
 }
 
+/// `skopeo copy` of `src/app:v1` to `full/app:v1` on `s`.
+async fn skopeo_copy_src_to_full(s: &TestServer) -> std::process::Output {
+    let host = s.addr.to_string();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new("skopeo")
+            .arg("--insecure-policy")
+            .args([
+                "copy",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                &format!("docker://{host}/src/app:v1"),
+                &format!("docker://{host}/full/app:v1"),
+            ])
+            .output()
+            .expect("run skopeo")
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_copy_into_a_full_namespace_is_refused_with_the_quota_message() {
     let s = TestServer::start().await;
@@ -114,44 +134,14 @@ async fn skopeo_copy_into_a_full_namespace_is_refused_with_the_quota_message() {
     let (l1, l2) = (noise(4000, 1), noise(3000, 2));
     push_image(&s, "src/app", "v1", &[&l1, &l2]).await;
     set_quotas(&s.registry, vec![ns_rule("full/", 5000)]);
-    let host = s.addr.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("skopeo")
-            .arg("--insecure-policy")
-            .args([
-                "copy",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-                &format!("docker://{host}/src/app:v1"),
-                &format!("docker://{host}/full/app:v1"),
-            ])
-            .output()
-            .expect("run skopeo")
-    })
-    .await
-    .unwrap();
+    let out = skopeo_copy_src_to_full(&s).await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("quota of namespace full/"), "{err}");
     assert!(used(&s.registry, "ns:full/") <= 5000);
     // Within the quota, skopeo copies fine.
     set_quotas(&s.registry, vec![ns_rule("full/", 1 << 20)]);
-    let host = s.addr.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("skopeo")
-            .arg("--insecure-policy")
-            .args([
-                "copy",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-                &format!("docker://{host}/src/app:v1"),
-                &format!("docker://{host}/full/app:v1"),
-            ])
-            .output()
-            .expect("run skopeo")
-    })
-    .await
-    .unwrap();
+    let out = skopeo_copy_src_to_full(&s).await;
     assert!(
         out.status.success(),
         "{}",
