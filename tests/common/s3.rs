@@ -229,3 +229,72 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A TCP relay in front of the gateway, on its own thread, that can hold what clients send:
+/// while held, requests stall mid-flight, so a test can drop an S3 call while it is
+/// certainly still in progress (however slowly the test itself is scheduled).
+pub struct HeldRelay {
+    pub endpoint: String,
+    held: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl HeldRelay {
+    pub fn start() -> HeldRelay {
+        let upstream = gateway()
+            .endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let held = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
+        let h = held.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        continue;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::spawn(copy_unless_held(cr, sw, h.subscribe()));
+                    tokio::spawn(copy_unless_held(sr, cw, h.subscribe()));
+                }
+            });
+        });
+        HeldRelay { endpoint, held }
+    }
+
+    /// Holds (`true`) or lets through (`false`) every byte from now on.
+    pub fn hold(&self, on: bool) {
+        self.held.send_replace(on);
+    }
+}
+
+async fn copy_unless_held(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut held: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if held.wait_for(|h| !*h).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Bytes read just before a hold wait for its release too.
+        if held.wait_for(|h| !*h).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
