@@ -64,7 +64,7 @@ async fn seed_image(reg: &Registry, repo: &RepoName) -> (String, ManifestRecord)
         .unwrap();
     let rec = reg
         .meta()
-        .read(|t| manifests::get(&t.manifests, repo.as_str(), &digest))
+        .read(|t| manifests::get(t, repo.as_str(), &digest))
         .unwrap()
         .unwrap();
     (digest, rec)

@@ -7,12 +7,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::meta::{ManifestRecord, UploadRecord, blobs, referrers, stats, tags, uploads};
+use crate::meta::{
+    ManifestRecord, UploadRecord, blobs, manifests, referrers, stats, tags, uploads,
+};
 use crate::registry::Registry;
 
 /// What `fsck` found.
@@ -63,7 +64,8 @@ impl std::fmt::Display for FsckReport {
 struct Snapshot {
     blobs: BTreeMap<String, blobs::BlobRow>,
     links: BTreeSet<(String, String)>,
-    reverse_links: BTreeSet<(String, String)>,
+    /// Links in only one of the link table and its reverse index.
+    asymmetric_links: Vec<(String, String)>,
     manifests: Vec<(String, String, ManifestRecord)>,
     tags: Vec<(String, String, String)>,
     referrers: Vec<(String, String, String)>,
@@ -77,57 +79,24 @@ struct Snapshot {
 fn snapshot(registry: &Registry) -> Result<Snapshot> {
     registry.meta().read(|t| {
         let mut s = Snapshot::default();
-        for e in t.blobs.iter()? {
-            let (k, v) = e?;
-            let (size, refs, touched) = v.value();
-            s.blobs.insert(
-                k.value().to_string(),
-                blobs::BlobRow {
-                    size,
-                    refs,
-                    touched,
-                },
-            );
-        }
-        for e in t.repo_blobs.iter()? {
-            let (k, _) = e?;
-            let (r, d) = k.value();
+        blobs::scan(t, |d, row| {
+            s.blobs.insert(d.to_string(), row);
+            Ok(true)
+        })?;
+        blobs::scan_links(t, "", |r, d| {
             s.links.insert((r.to_string(), d.to_string()));
-        }
-        for e in t.blob_links.iter()? {
-            let (k, _) = e?;
-            let (d, r) = k.value();
-            s.reverse_links.insert((r.to_string(), d.to_string()));
-        }
-        for e in t.manifests.iter()? {
-            let (k, v) = e?;
-            let (r, d) = k.value();
-            s.manifests.push((
-                r.to_string(),
-                d.to_string(),
-                serde_json::from_slice(v.value())?,
-            ));
-        }
-        for e in t.tags.iter()? {
-            let (k, v) = e?;
-            let (r, tag) = k.value();
-            s.tags
-                .push((r.to_string(), tag.to_string(), v.value().to_string()));
-        }
-        for e in t.referrers.iter()? {
-            let (k, _) = e?;
-            let (r, subject, d) = k.value();
-            s.referrers
-                .push((r.to_string(), subject.to_string(), d.to_string()));
-        }
-        for e in t.deferred_refs.iter()? {
-            let (k, _) = e?;
-            let (d, r, m) = k.value();
-            s.deferred
-                .insert((d.to_string(), r.to_string(), m.to_string()));
-        }
-        s.uploads = uploads::all(&t.uploads)?.into_iter().collect();
-        s.blob_bytes = stats::get(&t.stats, stats::BLOB_BYTES)?;
+            Ok(true)
+        })?;
+        s.asymmetric_links = t.asymmetric_links()?;
+        manifests::scan(t, "", |r, d, rec| {
+            s.manifests.push((r.to_string(), d.to_string(), rec));
+            Ok(true)
+        })?;
+        s.tags = tags::everything(t)?;
+        s.referrers = referrers::everything(t)?;
+        s.deferred = crate::meta::deferred::everything(t)?.into_iter().collect();
+        s.uploads = uploads::all(t)?.into_iter().collect();
+        s.blob_bytes = stats::get(t, stats::BLOB_BYTES)?;
         Ok(s)
     })
 }
@@ -169,7 +138,7 @@ const MISSING: &str = "file is missing";
 fn recheck_missing(registry: &Registry, d: &str, bar: &ProgressBar) -> Result<Option<String>> {
     let (recorded, present) = {
         let _lock = registry.digest_locks().lock(d);
-        let row = registry.meta().read(|t| blobs::get(&t.blobs, d))?;
+        let row = registry.meta().read(|t| blobs::get(t, d))?;
         let present = match (&row, d.parse::<Digest>()) {
             (Some(_), Ok(digest)) => registry.store().stat(&digest)?.is_some(),
             _ => false,
@@ -326,7 +295,7 @@ pub fn fsck_with_hook(
     }
 
     // Quota usage, recomputed from links and revisions in one snapshot.
-    let usage_problems = registry.meta().read(crate::meta::usage::verify)?;
+    let usage_problems = registry.meta().read(|t| crate::meta::usage::verify(t))?;
     let fix_usage = !usage_problems.is_empty();
     fixable.extend(usage_problems);
 
@@ -340,11 +309,7 @@ pub fn fsck_with_hook(
     for (r, d) in &dangling_links {
         fixable.push(format!("repository {r} links {d}, which has no blob row"));
     }
-    let asymmetric: Vec<_> = s
-        .links
-        .symmetric_difference(&s.reverse_links)
-        .cloned()
-        .collect();
+    let asymmetric = s.asymmetric_links.clone();
     for (r, d) in &asymmetric {
         fixable.push(format!(
             "link {r} -> {d} is missing from one of repo_blobs / blob_links"
@@ -421,9 +386,10 @@ pub fn fsck_with_hook(
         if fix_bytes {
             // Recomputed in this transaction: rows may have changed since the snapshot.
             let mut sum = 0u64;
-            for e in t.blobs.iter()? {
-                sum += e?.1.value().0;
-            }
+            blobs::scan(t, |_, row| {
+                sum += row.size;
+                Ok(true)
+            })?;
             stats::set(t, stats::BLOB_BYTES, sum)?;
         }
         // After the link repairs above, which change usage themselves.

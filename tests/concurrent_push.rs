@@ -112,7 +112,7 @@ async fn concurrent_pushes_of_one_layer_leave_one_blob_file_and_valid_manifests(
     let row = s
         .registry
         .meta()
-        .read(|t| kura::meta::blobs::get(&t.blobs, &ld.to_string()))
+        .read(|t| kura::meta::blobs::get(t, &ld.to_string()))
         .unwrap()
         .unwrap();
     assert_eq!(row.refs, 32);

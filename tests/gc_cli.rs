@@ -115,7 +115,7 @@ async fn kura_fsck_finds_corruption_and_repairs_counts() {
         let reg = Registry::open(dir.path()).unwrap();
         reg.meta()
             .write(|t| {
-                let row = kura::meta::blobs::get(&t.blobs, &layer)?.unwrap();
+                let row = kura::meta::blobs::get(t, &layer)?.unwrap();
                 kura::meta::blobs::put(t, &layer, kura::meta::blobs::BlobRow { refs: 5, ..row })
             })
             .unwrap();

@@ -22,7 +22,7 @@ fn age_blob(s: &TestServer, d: &Digest) {
     s.registry
         .meta()
         .write(|t| {
-            let row = blobs::get(&t.blobs, &d)?.expect("blob row");
+            let row = blobs::get(t, &d)?.expect("blob row");
             blobs::put(
                 t,
                 &d,
@@ -41,7 +41,7 @@ fn age_manifest(s: &TestServer, repo: &str, d: &Digest) {
     s.registry
         .meta()
         .write(|t| {
-            let mut rec = manifests::get(&t.manifests, repo, &d)?.expect("revision");
+            let mut rec = manifests::get(t, repo, &d)?.expect("revision");
             rec.created = now_secs() - 2 * HOUR;
             rec.touched = 0;
             manifests::insert(t, repo, &d, &rec)

@@ -164,7 +164,7 @@ async fn snapshot(s: &TestServer) -> Snapshot {
     let rows = s
         .registry
         .meta()
-        .read(|t| {
+        .read_redb(|t| {
             let mut rows = Vec::new();
             dump!(rows, "repos", t.repos);
             // A served `GET`/`HEAD` may record a client sighting (the start of an item's GC

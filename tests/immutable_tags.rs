@@ -311,7 +311,7 @@ fn an_import_cannot_move_an_immutable_tag_of_the_destination() {
     let registry = kura::registry::Registry::open(&root).unwrap();
     let v1 = registry
         .meta()
-        .read(|t| kura::meta::tags::get(&t.tags, "app", "v1"))
+        .read(|t| kura::meta::tags::get(t, "app", "v1"))
         .unwrap();
     assert_eq!(v1, Some(first.to_string()));
 }
@@ -392,7 +392,7 @@ async fn the_mirror_cache_follows_its_upstream_whatever_the_immutable_rules_say(
     let left = mirror
         .registry
         .meta()
-        .read(|t| kura::meta::tags::get(&t.tags, "up/app", "v1"))
+        .read(|t| kura::meta::tags::get(t, "up/app", "v1"))
         .unwrap();
     assert_eq!(left, None);
     // Clients still cannot write there.

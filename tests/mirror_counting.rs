@@ -8,7 +8,6 @@ mod common;
 use common::mirror::pair;
 use common::{TestServer, client, push_blob, push_image};
 use kura::digest::Digest;
-use redb::ReadableTableMetadata;
 
 const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -33,7 +32,7 @@ fn refs(s: &TestServer, d: &Digest) -> Option<u64> {
     let d = d.to_string();
     s.registry
         .meta()
-        .read(|t| kura::meta::blobs::get(&t.blobs, &d))
+        .read(|t| kura::meta::blobs::get(t, &d))
         .unwrap()
         .map(|r| r.refs)
 }
@@ -41,7 +40,7 @@ fn refs(s: &TestServer, d: &Digest) -> Option<u64> {
 fn deferred(s: &TestServer) -> u64 {
     s.registry
         .meta()
-        .read(|t| Ok(t.deferred_refs.len()?))
+        .read(|t| Ok(kura::meta::deferred::everything(t)?.len() as u64))
         .unwrap()
 }
 

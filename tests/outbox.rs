@@ -36,7 +36,7 @@ fn ctx() -> Option<EventContext> {
 /// Every queued event of `endpoint`, oldest first.
 fn queued(reg: &Registry, endpoint: &str) -> Vec<Value> {
     reg.meta()
-        .read(|t| notifications::pending(&t.notifications, endpoint, usize::MAX))
+        .read(|t| notifications::pending(t, endpoint, usize::MAX))
         .unwrap()
         .into_iter()
         .map(|(_, e)| serde_json::from_slice(&e).unwrap())

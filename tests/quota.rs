@@ -155,7 +155,7 @@ async fn deleting_and_collecting_frees_usage() {
     assert!(report.blobs_removed >= 3, "{report:?}");
     assert_eq!(used(&s.registry, "ns:gc/"), 0);
     assert_eq!(used(&s.registry, "repo:gc/app"), 0);
-    let rows = s.registry.meta().read(|t| usage::all(&t.usage)).unwrap();
+    let rows = s.registry.meta().read(|t| usage::all(t)).unwrap();
     assert!(rows.is_empty(), "{rows:?}");
     fsck_clean(&s.registry);
 }

@@ -65,10 +65,7 @@ async fn reloading_a_new_namespace_quota_computes_its_usage_and_removing_it_forg
     fsck_clean(&reg);
     std::fs::write(&file, "").unwrap();
     reloader.reload().unwrap();
-    let tracked = reg
-        .meta()
-        .read(|t| usage::tracked_namespaces(&t.settings))
-        .unwrap();
+    let tracked = reg.meta().read(|t| usage::tracked_namespaces(t)).unwrap();
     assert!(tracked.is_empty());
     assert_eq!(used(&reg, "ns:late/"), 0);
     assert!(reg.usage_report().unwrap().namespaces.is_empty());
@@ -112,10 +109,10 @@ fn a_v6_store_gets_the_usage_of_its_repositories_computed() {
         txn.commit().unwrap();
     }
     let meta = Meta::open(&path).unwrap();
-    let get = |scope: &str| meta.read(|t| usage::get(&t.usage, scope)).unwrap();
+    let get = |scope: &str| meta.read(|t| usage::get(t, scope)).unwrap();
     assert_eq!(get("repo:t/a"), 1110);
     assert_eq!(get("repo:t/b"), 1110);
-    let problems = meta.read(usage::verify).unwrap();
+    let problems = meta.read(|t| usage::verify(t)).unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 }
 
@@ -126,7 +123,7 @@ async fn fsck_finds_and_repairs_a_wrong_usage_row() {
     let (_, total) = image(&reg, "fix/a", "v1", &[b"layer"]).await;
     reg.meta()
         .write(|t| {
-            t.usage.insert("repo:fix/a", 1)?;
+            t.put_usage("repo:fix/a", 1)?;
             Ok(())
         })
         .unwrap();

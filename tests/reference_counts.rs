@@ -75,7 +75,7 @@ impl Fixture {
     fn refs(&self, data_or_digest: &Digest) -> u64 {
         self.reg
             .meta()
-            .read(|t| kura::meta::blobs::get(&t.blobs, &data_or_digest.to_string()))
+            .read(|t| kura::meta::blobs::get(t, &data_or_digest.to_string()))
             .unwrap()
             .map_or(0, |r| r.refs)
     }

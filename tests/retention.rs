@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{TestServer, client, kura_cmd, push_image};
 use kura::gc::retention;
+use kura::meta::rows::TagTime;
 use kura::meta::tags;
 use kura::policy::immutable::ImmutableRule;
 use kura::policy::retention::RetentionRule;
@@ -36,9 +37,9 @@ async fn tag_at(s: &TestServer, repo: &str, tag: &str, pushed: u64, pulled: Opti
     s.registry
         .meta()
         .write(|t| {
-            t.tag_pushes.insert((repo, tag), pushed)?;
+            t.put_tag_time(TagTime::Pushed, repo, tag, pushed)?;
             if let Some(p) = pulled {
-                t.tag_pulls.insert((repo, tag), p)?;
+                t.put_tag_time(TagTime::Pulled, repo, tag, p)?;
             }
             Ok(())
         })
@@ -48,7 +49,7 @@ async fn tag_at(s: &TestServer, repo: &str, tag: &str, pushed: u64, pulled: Opti
 fn tags_of(s: &TestServer, repo: &str) -> Vec<String> {
     s.registry
         .meta()
-        .read(|t| tags::all(&t.tags, repo))
+        .read(|t| tags::all(t, repo))
         .unwrap()
         .into_iter()
         .map(|(tag, _)| tag)
@@ -176,7 +177,7 @@ async fn pulls_by_tag_are_recorded_in_memory_and_written_by_a_batched_flush() {
     let pulled = |s: &TestServer| {
         s.registry
             .meta()
-            .read(|t| tags::pulled_at(&t.tag_pulls, "app", "v1"))
+            .read(|t| tags::pulled_at(t, "app", "v1"))
             .unwrap()
     };
     for _ in 0..3 {
@@ -243,7 +244,7 @@ async fn the_collectors_periodic_run_applies_retention_and_collects_what_it_unta
     let revisions = s
         .registry
         .meta()
-        .read(|t| Ok(t.manifests.range::<(&str, &str)>(("app", "")..)?.count()))
+        .read(|t| Ok(kura::meta::manifests::of_repo(t, "app")?.len()))
         .unwrap();
     assert_eq!(revisions, 1);
 }
@@ -369,8 +370,8 @@ async fn a_planned_removal_yields_to_a_push_that_moved_or_re_pushed_the_tag_sinc
             .read(|t| {
                 Ok(kura::policy::retention::TagState {
                     tag: "t".into(),
-                    digest: tags::get(&t.tags, "app", "t")?.unwrap(),
-                    pushed: tags::pushed_at(&t.tag_pushes, "app", "t")?.unwrap(),
+                    digest: tags::get(t, "app", "t")?.unwrap(),
+                    pushed: tags::pushed_at(t, "app", "t")?.unwrap(),
                     pulled: None,
                 })
             })
@@ -381,14 +382,14 @@ async fn a_planned_removal_yields_to_a_push_that_moved_or_re_pushed_the_tag_sinc
     push_image(&s, "app", "t", &[b"another layer"]).await;
     s.registry
         .meta()
-        .write(|t| Ok(t.tag_pushes.insert(("app", "t"), 1000)?.map(|_| ())))
+        .write(|t| t.put_tag_time(TagTime::Pushed, "app", "t", 1000))
         .unwrap();
     assert!(!retention::remove_planned(&s.registry, "app", &planned).unwrap());
     // Same digest, pushed again since the plan: kept.
     let planned = state(&s);
     s.registry
         .meta()
-        .write(|t| Ok(t.tag_pushes.insert(("app", "t"), 2000)?.map(|_| ())))
+        .write(|t| t.put_tag_time(TagTime::Pushed, "app", "t", 2000))
         .unwrap();
     assert!(!retention::remove_planned(&s.registry, "app", &planned).unwrap());
     assert_eq!(tags_of(&s, "app"), ["t"]);

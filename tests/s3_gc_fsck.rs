@@ -19,7 +19,7 @@ use serde_json::json;
 fn blob_row(s: &TestServer, d: &Digest) -> Option<kura::meta::blobs::BlobRow> {
     s.registry
         .meta()
-        .read(|t| kura::meta::blobs::get(&t.blobs, &d.to_string()))
+        .read(|t| kura::meta::blobs::get(t, &d.to_string()))
         .unwrap()
 }
 
@@ -128,7 +128,7 @@ async fn gc_purges_an_expired_upload_session_with_its_multipart_upload_and_objec
         let all = s
             .registry
             .meta()
-            .read(|t| kura::meta::uploads::all(&t.uploads))
+            .read(|t| kura::meta::uploads::all(t))
             .unwrap();
         assert_eq!(all.len(), 1);
         all.into_iter().next().unwrap()
@@ -153,7 +153,7 @@ async fn gc_purges_an_expired_upload_session_with_its_multipart_upload_and_objec
     let rows = s
         .registry
         .meta()
-        .read(|t| kura::meta::uploads::get(&t.uploads, &id))
+        .read(|t| kura::meta::uploads::get(t, &id))
         .unwrap();
     assert!(rows.is_none(), "the session's row is kept");
     assert_eq!(keys(&cfg.prefix, "uploads").await, Vec::<String>::new());
@@ -361,7 +361,7 @@ async fn fsck_notices_a_session_whose_objects_are_gone_and_repair_ends_it() {
     let row = s
         .registry
         .meta()
-        .read(|t| kura::meta::uploads::get(&t.uploads, &id))
+        .read(|t| kura::meta::uploads::get(t, &id))
         .unwrap();
     assert!(row.is_none());
     let r = fsck(&s, false).await;
@@ -399,7 +399,7 @@ async fn race_collector<F>(
         go_rx.recv().unwrap();
         let row = reg
             .meta()
-            .read(|t| kura::meta::blobs::get(&t.blobs, &name))
+            .read(|t| kura::meta::blobs::get(t, &name))
             .unwrap();
         if row.is_none() {
             reg.store().remove_blob(&digest).unwrap();

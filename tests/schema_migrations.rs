@@ -26,7 +26,7 @@ fn fresh_store_is_created_at_the_latest_schema_version() {
     }
     // Every table of the initial schema exists and is readable.
     meta.read(|t| {
-        assert!(kura::meta::repos::list(&t.repos, None, 10)?.0.is_empty());
+        assert!(kura::meta::repos::list(t, None, 10)?.0.is_empty());
         Ok(())
     })
     .unwrap();
@@ -66,11 +66,8 @@ fn backward_compatibility_v1_store_is_upgraded_with_its_links_indexed() {
     let meta = Meta::open(&path).unwrap();
     assert_eq!(meta.schema_version().unwrap(), LATEST);
     meta.read(|t| {
-        assert_eq!(
-            kura::meta::blobs::links_of(&t.blob_links, D1)?,
-            vec!["a", "b"]
-        );
-        assert_eq!(kura::meta::blobs::links_of(&t.blob_links, D2)?, vec!["b"]);
+        assert_eq!(kura::meta::blobs::links_of(t, D1)?, vec!["a", "b"]);
+        assert_eq!(kura::meta::blobs::links_of(t, D2)?, vec!["b"]);
         Ok(())
     })
     .unwrap();
@@ -95,7 +92,7 @@ fn backward_compatibility_v3_store_gets_its_blob_bytes_counted() {
     let meta = Meta::open(&path).unwrap();
     assert_eq!(meta.schema_version().unwrap(), LATEST);
     let bytes = meta
-        .read(|t| kura::meta::stats::get(&t.stats, kura::meta::stats::BLOB_BYTES))
+        .read(|t| kura::meta::stats::get(t, kura::meta::stats::BLOB_BYTES))
         .unwrap();
     assert_eq!(bytes, 1234);
 }

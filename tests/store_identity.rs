@@ -77,9 +77,7 @@ fn backward_compatibility_a_v4_store_with_blobs_is_recorded_as_filesystem() {
         &common::s3::s3_config("identity-c"),
     ));
     let meta = Meta::open(&path).unwrap();
-    let recorded = meta
-        .read(|t| kura::meta::settings::blob_store(&t.settings))
-        .unwrap();
+    let recorded = meta.read(|t| kura::meta::settings::blob_store(t)).unwrap();
     assert_eq!(
         recorded,
         Some(kura::meta::settings::StoreIdentity::filesystem())

@@ -11,12 +11,13 @@ fn bytes(reg: &kura::registry::Registry) -> (u64, u64) {
     reg.meta()
         .read(|t| {
             let mut sum = 0;
-            for e in redb::ReadableTable::iter(&t.blobs)? {
-                sum += e?.1.value().0;
-            }
+            kura::meta::blobs::scan(t, |_, row| {
+                sum += row.size;
+                Ok(true)
+            })?;
             Ok((
                 sum,
-                kura::meta::stats::get(&t.stats, kura::meta::stats::BLOB_BYTES)?,
+                kura::meta::stats::get(t, kura::meta::stats::BLOB_BYTES)?,
             ))
         })
         .unwrap()

@@ -127,10 +127,10 @@ fn restore_into(
         let meta = Meta::open(&meta_tmp).map_err(|e| damaged(e.to_string()))?;
         let recorded: BTreeMap<String, u64> = meta.read(|t| {
             let mut out = BTreeMap::new();
-            for row in redb::ReadableTable::iter(&t.blobs)? {
-                let (k, v) = row?;
-                out.insert(k.value().to_string(), v.value().0);
-            }
+            crate::meta::blobs::scan(t, |d, row| {
+                out.insert(d.to_string(), row.size);
+                Ok(true)
+            })?;
             Ok(out)
         })?;
         let same = recorded.len() == listed.len()
@@ -147,7 +147,7 @@ fn restore_into(
         // The restored store keeps its blobs here, whatever store the backup came from.
         meta.write(|t| {
             settings::set_blob_store(t, &settings::StoreIdentity::filesystem())?;
-            let open: Vec<String> = crate::meta::uploads::all(&t.uploads)?
+            let open: Vec<String> = crate::meta::uploads::all(t)?
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect();

@@ -38,8 +38,8 @@ pub fn take(src: &Meta, file: &Path) -> Result<Snapshot, BackupError> {
             "the store is at schema version {schema_version}, a new store at {dst_version}"
         )));
     }
-    let mut snap = src.read(|r| {
-        dst.write(|w| {
+    let mut snap = src.read_redb(|r| {
+        dst.write_redb(|w| {
             let mut snap = Snapshot {
                 repositories: copy(&r.repos, &mut w.repos)?,
                 manifests: copy(&r.manifests, &mut w.manifests)?,

@@ -2,8 +2,6 @@
 
 use std::time::SystemTime;
 
-use redb::ReadableTable;
-
 use super::{GcOptions, GcReport, expired};
 use crate::digest::Digest;
 use crate::error::Result;
@@ -15,13 +13,12 @@ pub(super) fn collect(registry: &Registry, opts: &GcOptions, report: &mut GcRepo
     let now = now_secs();
     let candidates: Vec<(String, u64)> = registry.meta().read(|t| {
         let mut out = Vec::new();
-        for item in t.blobs.iter()? {
-            let (k, v) = item?;
-            let (size, refs, touched) = v.value();
-            if refs == 0 && expired(touched, now, opts.grace) {
-                out.push((k.value().to_string(), size));
+        blobs::scan(t, |d, row| {
+            if row.refs == 0 && expired(row.touched, now, opts.grace) {
+                out.push((d.to_string(), row.size));
             }
-        }
+            Ok(true)
+        })?;
         Ok(out)
     })?;
     if opts.dry_run {
@@ -39,7 +36,7 @@ pub(super) fn collect(registry: &Registry, opts: &GcOptions, report: &mut GcRepo
         let removed: Vec<(String, u64)> = registry.meta().write(|t| {
             let mut removed = Vec::new();
             for (d, _) in batch {
-                match blobs::get(&t.blobs, d)? {
+                match blobs::get(t, d)? {
                     Some(row) if row.refs == 0 && expired(row.touched, now_secs(), opts.grace) => {
                         blobs::remove(t, d)?;
                         removed.push((d.clone(), row.size));
@@ -92,7 +89,7 @@ pub(crate) fn remove_unless_recorded(
     let gone: Vec<Digest> = registry.meta().read(|t| {
         let mut gone = Vec::new();
         for (digest, d) in digests.iter().zip(&names) {
-            if blobs::get(&t.blobs, d)?.is_none() {
+            if blobs::get(t, d)?.is_none() {
                 gone.push(digest.clone());
             }
         }
@@ -132,7 +129,7 @@ pub(super) fn collect_orphan_files(
     let candidates: Vec<Digest> = registry.meta().read(|t| {
         let mut out = Vec::new();
         for digest in listed {
-            if t.blobs.get(digest.to_string().as_str())?.is_none() {
+            if blobs::get(t, &digest.to_string())?.is_none() {
                 out.push(digest);
             }
         }

@@ -2,11 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use redb::ReadableTable;
-
 use super::{GcOptions, GcReport, expired};
 use crate::error::Result;
-use crate::meta::{ManifestRecord, WriteTables, now_secs};
+use crate::meta::{ManifestRecord, ReadTx, WriteTables, manifests, now_secs, repos, tags};
 use crate::registry::{Registry, remove_revision};
 
 /// A repository's revisions and tags as read in one transaction.
@@ -53,51 +51,24 @@ fn dead(view: &RepoView, opts: &GcOptions, now: u64) -> Vec<String> {
         .collect()
 }
 
-fn view_of(
-    manifests: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
-    tags: &impl ReadableTable<(&'static str, &'static str), &'static str>,
-    repo: &str,
-) -> Result<RepoView> {
-    let mut view = RepoView {
-        manifests: BTreeMap::new(),
-        tagged: BTreeSet::new(),
-    };
-    for item in manifests.range::<(&str, &str)>((repo, "")..)? {
-        let (k, v) = item?;
-        let (r, d) = k.value();
-        if r != repo {
-            break;
-        }
-        view.manifests
-            .insert(d.to_string(), serde_json::from_slice(v.value())?);
-    }
-    for item in tags.range::<(&str, &str)>((repo, "")..)? {
-        let (k, v) = item?;
-        if k.value().0 != repo {
-            break;
-        }
-        view.tagged.insert(v.value().to_string());
-    }
-    Ok(view)
+fn view_of(t: &(impl ReadTx + ?Sized), repo: &str) -> Result<RepoView> {
+    Ok(RepoView {
+        manifests: manifests::of_repo(t, repo)?.into_iter().collect(),
+        tagged: tags::all(t, repo)?.into_iter().map(|(_, d)| d).collect(),
+    })
 }
 
 /// Removes dead revisions repository by repository.
 pub(super) fn collect(registry: &Registry, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
     let now = now_secs();
-    let repos: Vec<String> = registry.meta().read(|t| {
-        let mut out = Vec::new();
-        for item in t.repos.iter()? {
-            out.push(item?.0.value().to_string());
-        }
-        Ok(out)
-    })?;
+    let repos: Vec<String> = registry.meta().read(|t| repos::all(t))?;
     // Tagged revisions are live, so an immutable tag never stops a collection; the check
     // stays as every other removal's.
     let policies = registry.policies();
     for repo in repos {
         let planned = registry
             .meta()
-            .read(|t| Ok(dead(&view_of(&t.manifests, &t.tags, &repo)?, opts, now)))?;
+            .read(|t| Ok(dead(&view_of(t, &repo)?, opts, now)))?;
         if planned.is_empty() {
             continue;
         }
@@ -106,7 +77,7 @@ pub(super) fn collect(registry: &Registry, opts: &GcOptions, report: &mut GcRepo
         } else {
             registry.meta().write(|t: &mut WriteTables<'_>| {
                 // Recompute inside the write transaction: a tag or index pushed since wins.
-                let dead = dead(&view_of(&t.manifests, &t.tags, &repo)?, opts, now);
+                let dead = dead(&view_of(t, &repo)?, opts, now);
                 for d in &dead {
                     remove_revision(t, &policies.immutable, &repo, d)?;
                 }

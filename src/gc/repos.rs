@@ -1,29 +1,19 @@
 //! Repositories that hold nothing: no tag, no manifest revision and no blob link.
 
-use redb::ReadableTable;
-
 use super::{GcOptions, GcReport};
 use crate::error::Result;
+use crate::meta::{ReadTx, repos};
 use crate::registry::Registry;
 
-/// True when `t` has a key whose first part is `repo`.
-fn has_key<V: redb::Value + 'static>(t: &impl ReadableTable<Key, V>, repo: &str) -> Result<bool> {
-    match t.range::<(&str, &str)>((repo, "")..)?.next() {
-        Some(item) => Ok(item?.0.value().0 == repo),
-        None => Ok(false),
-    }
-}
-
-type Key = (&'static str, &'static str);
-
-/// True when `repo` has no manifest revision, tag or blob link.
-fn holds_nothing(
-    manifests: &impl ReadableTable<Key, &'static [u8]>,
-    tags: &impl ReadableTable<Key, &'static str>,
-    links: &impl ReadableTable<Key, u64>,
-    repo: &str,
-) -> Result<bool> {
-    Ok(!has_key(manifests, repo)? && !has_key(tags, repo)? && !has_key(links, repo)?)
+/// True when `repo` has no manifest revision, tag or blob link. (Rows of `repo` itself come
+/// first among the rows of names starting with it.)
+fn holds_nothing(t: &(impl ReadTx + ?Sized), repo: &str) -> Result<bool> {
+    let first_is = |r: Option<&String>| r.is_some_and(|r| r == repo);
+    Ok(
+        !first_is(t.manifests_page(repo, None, 1)?.first().map(|m| &m.0))
+            && t.tags_page(repo, None, 1)?.is_empty()
+            && !first_is(t.links_page(repo, None, 1)?.first().map(|l| &l.0)),
+    )
 }
 
 /// Removes the rows of repositories that hold nothing, so they leave `_catalog`. Each is
@@ -31,9 +21,8 @@ fn holds_nothing(
 pub(super) fn collect(registry: &Registry, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
     let empty: Vec<String> = registry.meta().read(|t| {
         let mut out = Vec::new();
-        for item in t.repos.iter()? {
-            let repo = item?.0.value().to_string();
-            if holds_nothing(&t.manifests, &t.tags, &t.repo_blobs, &repo)? {
+        for repo in repos::all(t)? {
+            if holds_nothing(t, &repo)? {
                 out.push(repo);
             }
         }
@@ -47,10 +36,10 @@ pub(super) fn collect(registry: &Registry, opts: &GcOptions, report: &mut GcRepo
     } else {
         registry.meta().write(|t| {
             let mut removed = Vec::new();
-            for repo in empty {
-                if holds_nothing(&t.manifests, &t.tags, &t.repo_blobs, &repo)? {
-                    t.repos.remove(repo.as_str())?;
-                    removed.push(repo);
+            for repo in &empty {
+                if holds_nothing(t, repo)? {
+                    t.remove_repo(repo)?;
+                    removed.push(repo.clone());
                 }
             }
             Ok(removed)

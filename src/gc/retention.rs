@@ -50,9 +50,7 @@ pub(super) fn apply(
     }
     // A dry run too, so that it sees what the real run would.
     registry.flush_tag_pulls_blocking()?;
-    let (names, _) = registry
-        .meta()
-        .read(|t| repos::list(&t.repos, None, usize::MAX))?;
+    let (names, _) = registry.meta().read(|t| repos::list(t, None, usize::MAX))?;
     for repo in names {
         let Some(rule) = policies.retention.rule_for(&repo) else {
             continue;
@@ -77,17 +75,11 @@ pub(super) fn apply(
 pub fn remove_planned(registry: &Registry, repo: &str, planned: &TagState) -> Result<bool> {
     let policies = registry.policies();
     registry.meta().write(|t| {
-        let current = tags::get(&t.tags, repo, &planned.tag)?;
+        let current = tags::get(t, repo, &planned.tag)?;
         if current.as_deref() != Some(planned.digest.as_str()) {
             return Ok(false);
         }
-        let at = pushed(
-            &t.tag_pushes,
-            &t.manifests,
-            repo,
-            &planned.tag,
-            &planned.digest,
-        )?;
+        let at = pushed(t, repo, &planned.tag, &planned.digest)?;
         if at != planned.pushed {
             return Ok(false);
         }
@@ -97,17 +89,17 @@ pub fn remove_planned(registry: &Registry, repo: &str, planned: &TagState) -> Re
 
 /// The tags of `repo` `rule` removes at `now`, read from one snapshot.
 fn plan(
-    t: &ReadTables,
+    t: &ReadTables<'_>,
     rule: &Rule,
     repo: &str,
     immutable: &crate::policy::immutable::ImmutableTags,
     now: u64,
 ) -> Result<Vec<(TagState, crate::policy::retention::Reason)>> {
     let mut states = Vec::new();
-    for (tag, digest) in tags::all(&t.tags, repo)? {
+    for (tag, digest) in tags::all(t, repo)? {
         states.push(TagState {
-            pushed: pushed(&t.tag_pushes, &t.manifests, repo, &tag, &digest)?,
-            pulled: tags::pulled_at(&t.tag_pulls, repo, &tag)?,
+            pushed: pushed(t, repo, &tag, &digest)?,
+            pulled: tags::pulled_at(t, repo, &tag)?,
             tag,
             digest,
         });
@@ -118,14 +110,13 @@ fn plan(
 /// When `tag` (naming `digest`) was last pushed: its `tag_pushes` row, else (a tag pushed
 /// before pushes were recorded) when its revision was first pushed.
 fn pushed(
-    pushes: &impl redb::ReadableTable<(&'static str, &'static str), u64>,
-    revisions: &impl redb::ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    t: &(impl crate::meta::ReadTx + ?Sized),
     repo: &str,
     tag: &str,
     digest: &str,
 ) -> Result<u64> {
-    if let Some(at) = tags::pushed_at(pushes, repo, tag)? {
+    if let Some(at) = tags::pushed_at(t, repo, tag)? {
         return Ok(at);
     }
-    Ok(manifests::get(revisions, repo, digest)?.map_or(0, |r| r.created))
+    Ok(manifests::get(t, repo, digest)?.map_or(0, |r| r.created))
 }

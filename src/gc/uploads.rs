@@ -2,11 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use redb::ReadableTable;
-
 use super::{GcOptions, GcReport, expired};
 use crate::error::Result;
-use crate::meta::{UploadRecord, now_secs, uploads};
+use crate::meta::{now_secs, uploads};
 use crate::registry::Registry;
 
 /// Temp files without a session record (monolithic uploads, manifests being written) are
@@ -17,20 +15,16 @@ const STRAY_FILE_MIN_AGE: Duration = Duration::from_secs(600);
 pub(super) fn purge(registry: &Registry, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
     let now = now_secs();
     let stale: Vec<String> = registry.meta().read(|t| {
-        let mut out = Vec::new();
-        for item in t.uploads.iter()? {
-            let (k, v) = item?;
-            let rec: UploadRecord = serde_json::from_slice(v.value())?;
-            if expired(rec.updated, now, opts.upload_max_age) {
-                out.push(k.value().to_string());
-            }
-        }
-        Ok(out)
+        Ok(uploads::all(t)?
+            .into_iter()
+            .filter(|(_, rec)| expired(rec.updated, now, opts.upload_max_age))
+            .map(|(id, _)| id)
+            .collect())
     })?;
     for id in stale {
         if !opts.dry_run {
             let removed = registry.meta().write(|t| {
-                let rec = uploads::get(&t.uploads, &id)?
+                let rec = uploads::get(t, &id)?
                     .filter(|r| expired(r.updated, now_secs(), opts.upload_max_age));
                 if rec.is_some() {
                     uploads::remove(t, &id)?;
@@ -58,11 +52,7 @@ pub(super) fn purge(registry: &Registry, opts: &GcOptions, report: &mut GcReport
         Ok(())
     })?;
     for id in old {
-        if registry
-            .meta()
-            .read(|t| uploads::get(&t.uploads, &id))?
-            .is_some()
-        {
+        if registry.meta().read(|t| uploads::get(t, &id))?.is_some() {
             continue;
         }
         if !opts.dry_run {

@@ -137,9 +137,9 @@ impl Sink for Apply {
     fn blob_state(&self, repo: &str, d: &Digest) -> Result<BlobState> {
         let d = d.to_string();
         self.registry.meta().read(|t| {
-            if blobs::get(&t.blobs, &d)?.is_none() {
+            if blobs::get(t, &d)?.is_none() {
                 Ok(BlobState::Absent)
-            } else if blobs::is_linked(&t.repo_blobs, repo, &d)? {
+            } else if blobs::is_linked(t, repo, &d)? {
                 Ok(BlobState::Linked)
             } else {
                 Ok(BlobState::Recorded)
@@ -170,7 +170,7 @@ impl Sink for Apply {
         let d = d.to_string();
         self.registry
             .meta()
-            .read(|t| Ok(manifests::get(&t.manifests, repo, &d)?.is_some()))
+            .read(|t| Ok(manifests::get(t, repo, &d)?.is_some()))
     }
 
     async fn put_manifest(&self, repo: &RepoName, d: &Digest, body: Bytes) -> Result<()> {
@@ -182,7 +182,7 @@ impl Sink for Apply {
     }
 
     fn tag(&self, repo: &str, tag: &str) -> Result<Option<String>> {
-        self.registry.meta().read(|t| tags::get(&t.tags, repo, tag))
+        self.registry.meta().read(|t| tags::get(t, repo, tag))
     }
 
     async fn set_tag(&self, repo: &str, tag: &str, d: &Digest) -> Result<()> {
@@ -190,7 +190,7 @@ impl Sink for Apply {
         self.blocking(move |r| {
             let policies = r.policies();
             r.meta().write(|t| {
-                if manifests::get(&t.manifests, &repo, &d)?.is_none() {
+                if manifests::get(t, &repo, &d)?.is_none() {
                     return Err(Error::internal(
                         "import",
                         format!("tag {tag} of {repo}: revision {d} vanished"),
@@ -243,7 +243,7 @@ fn verify_and_publish(
     std::fs::File::open(tmp)?.sync_all()?;
     let ds = d.to_string();
     let lock = r.digest_locks().lock(&ds);
-    let recorded = r.meta().read(|t| blobs::get(&t.blobs, &ds))?.is_some();
+    let recorded = r.meta().read(|t| blobs::get(t, &ds))?.is_some();
     if recorded && fs.stat(d)?.is_some() {
         std::fs::remove_file(tmp)?;
     } else {

@@ -1,8 +1,7 @@
 //! The `blobs` table (digest → size, reference count, touched) and the `repo_blobs` /
 //! `blob_links` pair of link tables.
 
-use redb::ReadableTable;
-
+use super::rows::ReadTx;
 use super::{WriteTables, now_secs, stats, usage};
 use crate::error::{Error, Result};
 
@@ -24,30 +23,15 @@ pub struct BlobRow {
 /// least a full grace period from the moment the client was answered.
 pub const SIGHTING_LEASE: u64 = 60;
 
-type LinkKey = (&'static str, &'static str);
-
 /// The row of `digest`.
-pub fn get(
-    t: &impl ReadableTable<&'static str, (u64, u64, u64)>,
-    digest: &str,
-) -> Result<Option<BlobRow>> {
-    Ok(t.get(digest)?.map(|v| {
-        let (size, refs, touched) = v.value();
-        BlobRow {
-            size,
-            refs,
-            touched,
-        }
-    }))
+pub fn get(t: &(impl ReadTx + ?Sized), digest: &str) -> Result<Option<BlobRow>> {
+    t.blob(digest)
 }
 
 /// Writes the row of `digest`, keeping `stats.blob_bytes` in step. Every change to the
 /// `blobs` table goes through here or `remove`.
 fn insert(t: &mut WriteTables<'_>, digest: &str, row: BlobRow) -> Result<()> {
-    let old = t
-        .blobs
-        .insert(digest, (row.size, row.refs, row.touched))?
-        .map_or(0, |v| v.value().0);
+    let old = t.put_blob(digest, row)?.map_or(0, |r| r.size);
     stats::add(t, stats::BLOB_BYTES, row.size as i64 - old as i64)
 }
 
@@ -55,7 +39,7 @@ fn insert(t: &mut WriteTables<'_>, digest: &str, row: BlobRow) -> Result<()> {
 /// (never moving it back: a sighting's lease is kept). A new row starts with the references
 /// cached manifests made to it before it was stored (`deferred`).
 pub fn touch(t: &mut WriteTables<'_>, digest: &str, size: u64) -> Result<()> {
-    let (refs, touched) = match get(&t.blobs, digest)? {
+    let (refs, touched) = match get(t, digest)? {
         Some(r) => (r.refs, r.touched),
         None => (super::deferred::take(t, digest)?, 0),
     };
@@ -72,7 +56,7 @@ pub fn touch(t: &mut WriteTables<'_>, digest: &str, size: u64) -> Result<()> {
 
 /// Restarts the grace period of the existing row of `digest` now (never moving it back).
 pub fn touch_existing(t: &mut WriteTables<'_>, digest: &str) -> Result<()> {
-    if let Some(row) = get(&t.blobs, digest)? {
+    if let Some(row) = get(t, digest)? {
         insert(
             t,
             digest,
@@ -95,7 +79,7 @@ pub fn sighting_covered(row: &BlobRow, now: u64) -> bool {
 /// start of its grace period `SIGHTING_LEASE` ahead. Returns the row, or `None` when the blob
 /// is gone (collected meanwhile): the client must then be told it is unknown.
 pub fn sight(t: &mut WriteTables<'_>, digest: &str) -> Result<Option<BlobRow>> {
-    let Some(row) = get(&t.blobs, digest)? else {
+    let Some(row) = get(t, digest)? else {
         return Ok(None);
     };
     let now = now_secs();
@@ -118,17 +102,10 @@ pub fn put(t: &mut WriteTables<'_>, digest: &str, row: BlobRow) -> Result<()> {
 /// Removes the row of `digest` and every repository link to it; returns the removed row.
 pub fn remove(t: &mut WriteTables<'_>, digest: &str) -> Result<Option<BlobRow>> {
     // Links first: their usage is released while the row still gives the size.
-    for repo in links_of(&t.blob_links, digest)? {
+    for repo in t.links_of(digest)? {
         unlink(t, &repo, digest)?;
     }
-    let row = t.blobs.remove(digest)?.map(|v| {
-        let (size, refs, touched) = v.value();
-        BlobRow {
-            size,
-            refs,
-            touched,
-        }
-    });
+    let row = t.remove_blob(digest)?;
     if let Some(r) = row {
         stats::add(t, stats::BLOB_BYTES, -(r.size as i64))?;
     }
@@ -139,7 +116,7 @@ pub fn remove(t: &mut WriteTables<'_>, digest: &str) -> Result<Option<BlobRow>> 
 /// reference goes, the grace period starts now: a client may have seen the blob a moment ago
 /// (skipping its upload) and be about to push a manifest naming it.
 pub fn add_ref(t: &mut WriteTables<'_>, digest: &str, delta: i64) -> Result<()> {
-    let row = get(&t.blobs, digest)?
+    let row = get(t, digest)?
         .ok_or_else(|| Error::internal("reference count", format!("no blob row for {digest}")))?;
     let refs = row.refs.checked_add_signed(delta).ok_or_else(|| {
         Error::internal(
@@ -164,16 +141,14 @@ pub fn add_ref(t: &mut WriteTables<'_>, digest: &str, delta: i64) -> Result<()> 
 }
 
 /// True when `repo` may serve `digest`.
-pub fn is_linked(t: &impl ReadableTable<LinkKey, u64>, repo: &str, digest: &str) -> Result<bool> {
-    Ok(t.get((repo, digest))?.is_some())
+pub fn is_linked(t: &(impl ReadTx + ?Sized), repo: &str, digest: &str) -> Result<bool> {
+    Ok(t.link(repo, digest)?.is_some())
 }
 
 /// Lets `repo` serve `digest`; a new link counts toward the repository's usage (`usage`).
 pub fn link(t: &mut WriteTables<'_>, repo: &str, digest: &str) -> Result<()> {
-    let new = t.repo_blobs.insert((repo, digest), now_secs())?.is_none();
-    t.blob_links.insert((digest, repo), ())?;
-    if new {
-        let size = usage::size_of(&t.blobs, digest, 0)?;
+    if t.put_link(repo, digest, now_secs())? {
+        let size = usage::size_of(t, digest, 0)?;
         usage::hold(t, repo, digest, size)?;
     }
     Ok(())
@@ -181,10 +156,9 @@ pub fn link(t: &mut WriteTables<'_>, repo: &str, digest: &str) -> Result<()> {
 
 /// Stops `repo` serving `digest`; returns whether it did.
 pub fn unlink(t: &mut WriteTables<'_>, repo: &str, digest: &str) -> Result<bool> {
-    t.blob_links.remove((digest, repo))?;
     // A cached blob's last pull goes with its link.
-    t.mirror_pulls.remove((repo, digest))?;
-    let found = t.repo_blobs.remove((repo, digest))?.is_some();
+    t.remove_mirror_pull(repo, digest)?;
+    let found = t.remove_link(repo, digest)?;
     if found {
         usage::release(t, repo, digest)?;
     }
@@ -192,15 +166,57 @@ pub fn unlink(t: &mut WriteTables<'_>, repo: &str, digest: &str) -> Result<bool>
 }
 
 /// Every repository linking `digest`.
-pub fn links_of(t: &impl ReadableTable<LinkKey, ()>, digest: &str) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for item in t.range::<(&str, &str)>((digest, "")..)? {
-        let (k, _) = item?;
-        let (d, repo) = k.value();
-        if d != digest {
-            break;
+pub fn links_of(t: &(impl ReadTx + ?Sized), digest: &str) -> Result<Vec<String>> {
+    t.links_of(digest)
+}
+
+/// How many rows `scan` reads at a time.
+const PAGE: usize = 1024;
+
+/// Calls `f` with every blob row in digest order until it returns false.
+pub fn scan(
+    t: &(impl ReadTx + ?Sized),
+    mut f: impl FnMut(&str, BlobRow) -> Result<bool>,
+) -> Result<()> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = t.blobs_page(after.as_deref(), PAGE)?;
+        let full = page.len() == PAGE;
+        for (d, row) in &page {
+            if !f(d, *row)? {
+                return Ok(());
+            }
         }
-        out.push(repo.to_string());
+        match page.into_iter().last() {
+            Some((d, _)) if full => after = Some(d),
+            _ => return Ok(()),
+        }
     }
-    Ok(out)
+}
+
+/// Calls `f` with every link (repository, digest) of repositories starting with `prefix`, in
+/// order, until it returns false.
+pub fn scan_links(
+    t: &(impl ReadTx + ?Sized),
+    prefix: &str,
+    mut f: impl FnMut(&str, &str) -> Result<bool>,
+) -> Result<()> {
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let page = t.links_page(
+            prefix,
+            after.as_ref().map(|(r, d)| (r.as_str(), d.as_str())),
+            PAGE,
+        )?;
+        let full = page.len() == PAGE;
+        for (r, d) in &page {
+            if !f(r, d)? {
+                return Ok(());
+            }
+        }
+        match page.into_iter().last() {
+            Some(last) if full => after = Some(last),
+            _ => return Ok(()),
+        }
+    }
 }

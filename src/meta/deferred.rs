@@ -1,49 +1,51 @@
-//! The `deferred_refs` table: references of cached (mirrored) manifest revisions to blobs and
+//! Deferred references: references of cached (mirrored) manifest revisions to blobs and
 //! child manifests not stored yet. A mirror records an upstream manifest as soon as a client
 //! pulls it, before its layers are fetched; each reference to content without a `blobs` row
 //! waits here and is counted when that row is created (`blobs::touch`), or dropped with the
 //! revision. So the counting rules hold: a stored blob's count is every revision naming it.
 
-use redb::ReadableTable;
-
 use super::WriteTables;
+use super::rows::ReadTx;
 use crate::error::Result;
-
-type Key = (&'static str, &'static str, &'static str);
 
 /// Records that revision `manifest` of `repo` references `digest`, which has no row yet.
 pub fn defer(t: &mut WriteTables<'_>, digest: &str, repo: &str, manifest: &str) -> Result<()> {
-    t.deferred_refs.insert((digest, repo, manifest), ())?;
-    Ok(())
+    t.put_deferred(digest, repo, manifest)
 }
 
 /// Removes the deferred reference of revision `manifest` of `repo` to `digest`; returns
 /// whether there was one (the reference was then never counted).
 pub fn remove(t: &mut WriteTables<'_>, digest: &str, repo: &str, manifest: &str) -> Result<bool> {
-    Ok(t.deferred_refs.remove((digest, repo, manifest))?.is_some())
+    t.remove_deferred(digest, repo, manifest)
 }
 
 /// Removes every deferred reference to `digest` and returns how many there were: the count a
 /// row created for it now starts with.
 pub fn take(t: &mut WriteTables<'_>, digest: &str) -> Result<u64> {
-    let keys = of(&t.deferred_refs, digest)?;
+    let keys = t.deferred_of(digest)?;
     for (repo, manifest) in &keys {
-        t.deferred_refs
-            .remove((digest, repo.as_str(), manifest.as_str()))?;
+        t.remove_deferred(digest, repo, manifest)?;
     }
     Ok(keys.len() as u64)
 }
 
 /// The (repository, manifest) pairs waiting for `digest`.
-pub fn of(t: &impl ReadableTable<Key, ()>, digest: &str) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for item in t.range::<(&str, &str, &str)>((digest, "", "")..)? {
-        let (k, _) = item?;
-        let (d, repo, manifest) = k.value();
-        if d != digest {
-            break;
+pub fn of(t: &(impl ReadTx + ?Sized), digest: &str) -> Result<Vec<(String, String)>> {
+    t.deferred_of(digest)
+}
+
+/// Every deferred reference (digest, repository, manifest) of the store, in order (fsck).
+pub fn everything(t: &(impl ReadTx + ?Sized)) -> Result<Vec<(String, String, String)>> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    loop {
+        let after = out
+            .last()
+            .map(|(d, r, m)| (d.as_str(), r.as_str(), m.as_str()));
+        let page = t.deferred_page(after, 1024)?;
+        let done = page.len() < 1024;
+        out.extend(page);
+        if done {
+            return Ok(out);
         }
-        out.push((repo.to_string(), manifest.to_string()));
     }
-    Ok(out)
 }

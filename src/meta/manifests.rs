@@ -1,22 +1,20 @@
-//! The `manifests` table: (repository, digest) → `ManifestRecord`.
+//! Manifest revisions: (repository, digest) → `ManifestRecord`.
 
-use redb::ReadableTable;
-
+use super::rows::ReadTx;
 use super::{ManifestRecord, WriteTables, usage};
 use crate::error::Result;
 
-type Key = (&'static str, &'static str);
-
 /// The revision `digest` of `repo`.
-pub fn get(
-    t: &impl ReadableTable<Key, &'static [u8]>,
-    repo: &str,
-    digest: &str,
-) -> Result<Option<ManifestRecord>> {
-    match t.get((repo, digest))? {
-        Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+pub fn get(t: &(impl ReadTx + ?Sized), repo: &str, digest: &str) -> Result<Option<ManifestRecord>> {
+    match t.manifest(repo, digest)? {
+        Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
         None => Ok(None),
     }
+}
+
+/// True when `repo` has revision `digest`.
+pub fn exists(t: &(impl ReadTx + ?Sized), repo: &str, digest: &str) -> Result<bool> {
+    Ok(t.manifest(repo, digest)?.is_some())
 }
 
 /// Stores a revision (or updates its record); a new one counts toward the repository's usage.
@@ -27,12 +25,8 @@ pub fn insert(
     rec: &ManifestRecord,
 ) -> Result<()> {
     let bytes = serde_json::to_vec(rec)?;
-    let new = t
-        .manifests
-        .insert((repo, digest), bytes.as_slice())?
-        .is_none();
-    if new {
-        let size = usage::size_of(&t.blobs, digest, rec.size)?;
+    if t.put_manifest(repo, digest, &bytes)? {
+        let size = usage::size_of(t, digest, rec.size)?;
         usage::hold(t, repo, digest, size)?;
     }
     Ok(())
@@ -40,12 +34,56 @@ pub fn insert(
 
 /// Removes a revision, returning it.
 pub fn remove(t: &mut WriteTables<'_>, repo: &str, digest: &str) -> Result<Option<ManifestRecord>> {
-    let rec: Option<ManifestRecord> = match t.manifests.remove((repo, digest))? {
-        Some(v) => Some(serde_json::from_slice(v.value())?),
+    let rec: Option<ManifestRecord> = match t.remove_manifest(repo, digest)? {
+        Some(v) => Some(serde_json::from_slice(&v)?),
         None => None,
     };
     if rec.is_some() {
         usage::release(t, repo, digest)?;
     }
     Ok(rec)
+}
+
+/// How many revisions `manifests_page` reads at a time.
+const PAGE: usize = 256;
+
+/// Calls `f` with every revision (repository, digest, record) of repositories starting with
+/// `prefix`, in order, until `f` returns false.
+pub fn scan(
+    t: &(impl ReadTx + ?Sized),
+    prefix: &str,
+    mut f: impl FnMut(&str, &str, ManifestRecord) -> Result<bool>,
+) -> Result<()> {
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let page = t.manifests_page(
+            prefix,
+            after.as_ref().map(|(r, d)| (r.as_str(), d.as_str())),
+            PAGE,
+        )?;
+        let full = page.len() == PAGE;
+        for (r, d, v) in &page {
+            if !f(r, d, serde_json::from_slice(v)?)? {
+                return Ok(());
+            }
+        }
+        match page.into_iter().last() {
+            Some((r, d, _)) if full => after = Some((r, d)),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Every revision (digest, record) of `repo` itself, in digest order.
+pub fn of_repo(t: &(impl ReadTx + ?Sized), repo: &str) -> Result<Vec<(String, ManifestRecord)>> {
+    let mut out = Vec::new();
+    // The rows of `repo` come first among those of names starting with it.
+    scan(t, repo, |r, d, rec| {
+        if r != repo {
+            return Ok(false);
+        }
+        out.push((d.to_string(), rec));
+        Ok(true)
+    })?;
+    Ok(out)
 }

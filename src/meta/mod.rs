@@ -8,8 +8,10 @@ pub mod manifests;
 pub mod mirror;
 pub mod notifications;
 pub mod records;
+pub mod redb;
 pub mod referrers;
 pub mod repos;
+pub mod rows;
 pub mod settings;
 pub mod stats;
 pub mod tables;
@@ -22,15 +24,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{
-    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction,
-};
+use ::redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 use crate::error::{Error, Result};
 use crate::migrations::{LATEST, MIGRATIONS, Migration};
 use tables::*;
 
 pub use records::{ManifestRecord, UploadRecord};
+pub use rows::{ReadTx, WriteTx};
+
+use self::redb::{RedbRead, RedbWrite};
+
+/// One write transaction over every table, whatever the backend.
+pub type WriteTables<'a> = dyn WriteTx + 'a;
+/// One read snapshot of every table, whatever the backend.
+pub type ReadTables<'a> = dyn ReadTx + 'a;
 
 /// Why the metadata store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +54,7 @@ pub enum OpenError {
     #[error("metadata store {path} is in use by another process (is a kura server running on it?)")]
     InUse { path: String },
     #[error("cannot open metadata store {path}: {source}")]
-    Redb { path: String, source: redb::Error },
+    Redb { path: String, source: ::redb::Error },
 }
 
 /// The open metadata database.
@@ -91,50 +99,6 @@ impl<T> Committed<'_, T> {
     }
 }
 
-/// Every table, opened for writing inside one transaction.
-pub struct WriteTables<'txn> {
-    pub repos: Table<'txn, &'static str, u64>,
-    pub blobs: Table<'txn, &'static str, (u64, u64, u64)>,
-    pub repo_blobs: Table<'txn, (&'static str, &'static str), u64>,
-    pub blob_links: Table<'txn, (&'static str, &'static str), ()>,
-    pub manifests: Table<'txn, (&'static str, &'static str), &'static [u8]>,
-    pub tags: Table<'txn, (&'static str, &'static str), &'static str>,
-    pub referrers: Table<'txn, (&'static str, &'static str, &'static str), ()>,
-    pub uploads: Table<'txn, &'static str, &'static [u8]>,
-    pub notifications: Table<'txn, (&'static str, u64), &'static [u8]>,
-    pub stats: Table<'txn, &'static str, u64>,
-    pub settings: Table<'txn, &'static str, &'static str>,
-    pub deferred_refs: Table<'txn, (&'static str, &'static str, &'static str), ()>,
-    pub mirror_tags: Table<'txn, (&'static str, &'static str), u64>,
-    pub mirror_pulls: Table<'txn, (&'static str, &'static str), u64>,
-    pub usage: Table<'txn, &'static str, u64>,
-    pub scope_blobs: Table<'txn, (&'static str, &'static str), (u64, u64)>,
-    pub tag_pulls: Table<'txn, (&'static str, &'static str), u64>,
-    pub tag_pushes: Table<'txn, (&'static str, &'static str), u64>,
-}
-
-/// Every table, opened in one read snapshot.
-pub struct ReadTables {
-    pub repos: ReadOnlyTable<&'static str, u64>,
-    pub blobs: ReadOnlyTable<&'static str, (u64, u64, u64)>,
-    pub repo_blobs: ReadOnlyTable<(&'static str, &'static str), u64>,
-    pub blob_links: ReadOnlyTable<(&'static str, &'static str), ()>,
-    pub manifests: ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
-    pub tags: ReadOnlyTable<(&'static str, &'static str), &'static str>,
-    pub referrers: ReadOnlyTable<(&'static str, &'static str, &'static str), ()>,
-    pub uploads: ReadOnlyTable<&'static str, &'static [u8]>,
-    pub notifications: ReadOnlyTable<(&'static str, u64), &'static [u8]>,
-    pub stats: ReadOnlyTable<&'static str, u64>,
-    pub settings: ReadOnlyTable<&'static str, &'static str>,
-    pub deferred_refs: ReadOnlyTable<(&'static str, &'static str, &'static str), ()>,
-    pub mirror_tags: ReadOnlyTable<(&'static str, &'static str), u64>,
-    pub mirror_pulls: ReadOnlyTable<(&'static str, &'static str), u64>,
-    pub usage: ReadOnlyTable<&'static str, u64>,
-    pub scope_blobs: ReadOnlyTable<(&'static str, &'static str), (u64, u64)>,
-    pub tag_pulls: ReadOnlyTable<(&'static str, &'static str), u64>,
-    pub tag_pushes: ReadOnlyTable<(&'static str, &'static str), u64>,
-}
-
 impl Meta {
     /// Opens (creating if needed) the store at `path` and runs pending migrations.
     pub fn open(path: &Path) -> Result<Meta, OpenError> {
@@ -150,7 +114,7 @@ impl Meta {
     pub fn open_with(path: &Path, steps: &[Migration]) -> Result<Meta, OpenError> {
         let p = path.display().to_string();
         let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse { path: p.clone() },
+            ::redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse { path: p.clone() },
             e => OpenError::Redb {
                 path: p.clone(),
                 source: e.into(),
@@ -207,7 +171,7 @@ impl Meta {
     /// made after it. One waiting thread makes an empty `Durability::Immediate` commit, which
     /// persists every commit before it, while the others wait for it; so concurrent writers
     /// share one fsync instead of queueing for one each.
-    pub fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<T>) -> Result<T> {
+    pub fn write<T>(&self, f: impl FnMut(&mut WriteTables<'_>) -> Result<T>) -> Result<T> {
         self.commit(f)?.durable()
     }
 
@@ -215,7 +179,14 @@ impl Meta {
     /// caller may release its locks and then wait with `Committed::durable` before replying.
     pub fn commit<T>(
         &self,
-        f: impl FnOnce(&mut WriteTables<'_>) -> Result<T>,
+        mut f: impl FnMut(&mut WriteTables<'_>) -> Result<T>,
+    ) -> Result<Committed<'_, T>> {
+        self.commit_with(|txn| f(&mut RedbWrite::open(txn)?))
+    }
+
+    fn commit_with<T>(
+        &self,
+        f: impl FnOnce(&::redb::WriteTransaction) -> Result<T>,
     ) -> Result<Committed<'_, T>> {
         let mut db = self.db()?;
         let mut txn = match db.begin_write() {
@@ -233,10 +204,7 @@ impl Meta {
             r => r?,
         };
         txn.set_durability(Durability::None)?;
-        let out = {
-            let mut t = WriteTables::open(&txn)?;
-            f(&mut t)
-        };
+        let out = f(&txn);
         match out {
             Ok(value) => {
                 let start = Instant::now();
@@ -361,73 +329,41 @@ impl Meta {
         Ok(())
     }
 
+    /// Runs `f` on the redb tables of one read snapshot (a backup copies them row by row).
+    pub fn read_redb<T>(&self, f: impl FnOnce(&RedbRead) -> Result<T>) -> Result<T> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        f(&RedbRead::open(&txn)?)
+    }
+
+    /// Runs `f` on the redb tables of one write transaction (a backup's copy, a restore).
+    pub fn write_redb<T>(&self, mut f: impl FnMut(&mut RedbWrite<'_>) -> Result<T>) -> Result<T> {
+        self.commit_with(|txn| f(&mut RedbWrite::open(txn)?))?
+            .durable()
+    }
+
     /// Runs `f` on a consistent read snapshot.
-    pub fn read<T>(&self, f: impl FnOnce(&ReadTables) -> Result<T>) -> Result<T> {
+    pub fn read<T>(&self, f: impl FnOnce(&ReadTables<'_>) -> Result<T>) -> Result<T> {
         // The handle is held until the snapshot ends, so a reopen waits for it.
         let db = self.db()?;
         let txn = db.begin_read()?;
-        let t = ReadTables {
-            repos: txn.open_table(REPOSITORIES)?,
-            blobs: txn.open_table(BLOBS)?,
-            repo_blobs: txn.open_table(REPO_BLOBS)?,
-            blob_links: txn.open_table(BLOB_LINKS)?,
-            manifests: txn.open_table(MANIFESTS)?,
-            tags: txn.open_table(TAGS)?,
-            referrers: txn.open_table(REFERRERS)?,
-            uploads: txn.open_table(UPLOADS)?,
-            notifications: txn.open_table(NOTIFICATIONS)?,
-            stats: txn.open_table(STATS)?,
-            settings: txn.open_table(SETTINGS)?,
-            deferred_refs: txn.open_table(DEFERRED_REFS)?,
-            mirror_tags: txn.open_table(MIRROR_TAGS)?,
-            mirror_pulls: txn.open_table(MIRROR_PULLS)?,
-            usage: txn.open_table(USAGE)?,
-            scope_blobs: txn.open_table(SCOPE_BLOBS)?,
-            tag_pulls: txn.open_table(TAG_PULLS)?,
-            tag_pushes: txn.open_table(TAG_PUSHES)?,
-        };
-        f(&t)
+        f(&RedbRead::open(&txn)?)
     }
 }
 
-impl<'txn> WriteTables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Self> {
-        Ok(WriteTables {
-            repos: txn.open_table(REPOSITORIES)?,
-            blobs: txn.open_table(BLOBS)?,
-            repo_blobs: txn.open_table(REPO_BLOBS)?,
-            blob_links: txn.open_table(BLOB_LINKS)?,
-            manifests: txn.open_table(MANIFESTS)?,
-            tags: txn.open_table(TAGS)?,
-            referrers: txn.open_table(REFERRERS)?,
-            uploads: txn.open_table(UPLOADS)?,
-            notifications: txn.open_table(NOTIFICATIONS)?,
-            stats: txn.open_table(STATS)?,
-            settings: txn.open_table(SETTINGS)?,
-            deferred_refs: txn.open_table(DEFERRED_REFS)?,
-            mirror_tags: txn.open_table(MIRROR_TAGS)?,
-            mirror_pulls: txn.open_table(MIRROR_PULLS)?,
-            usage: txn.open_table(USAGE)?,
-            scope_blobs: txn.open_table(SCOPE_BLOBS)?,
-            tag_pulls: txn.open_table(TAG_PULLS)?,
-            tag_pushes: txn.open_table(TAG_PUSHES)?,
-        })
-    }
-}
-
-fn is_previous_io(e: &redb::TransactionError) -> bool {
+fn is_previous_io(e: &::redb::TransactionError) -> bool {
     matches!(
         e,
-        redb::TransactionError::Storage(redb::StorageError::PreviousIo)
+        ::redb::TransactionError::Storage(::redb::StorageError::PreviousIo)
     )
 }
 
 enum MigrateError {
     Newer(u64),
-    Redb(redb::Error),
+    Redb(::redb::Error),
 }
 
-impl<E: Into<redb::Error>> From<E> for MigrateError {
+impl<E: Into<::redb::Error>> From<E> for MigrateError {
     fn from(e: E) -> Self {
         MigrateError::Redb(e.into())
     }

@@ -1,59 +1,63 @@
-//! The `referrers` table: (repository, subject, referrer) → ().
-
-use std::ops::Bound;
-
-use redb::ReadableTable;
+//! The referrers index: (repository, subject, referrer).
 
 use super::WriteTables;
+use super::rows::ReadTx;
 use crate::error::Result;
-
-type Key = (&'static str, &'static str, &'static str);
 
 /// Records that `referrer` in `repo` has `subject`.
 pub fn add(t: &mut WriteTables<'_>, repo: &str, subject: &str, referrer: &str) -> Result<()> {
-    t.referrers.insert((repo, subject, referrer), ())?;
-    Ok(())
+    t.put_referrer(repo, subject, referrer)
 }
 
 /// Forgets that `referrer` has `subject`.
 pub fn remove(t: &mut WriteTables<'_>, repo: &str, subject: &str, referrer: &str) -> Result<()> {
-    t.referrers.remove((repo, subject, referrer))?;
-    Ok(())
+    t.remove_referrer(repo, subject, referrer)
 }
 
 /// The digests of every manifest in `repo` whose subject is `subject`.
-pub fn list(t: &impl ReadableTable<Key, ()>, repo: &str, subject: &str) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for item in t.range::<(&str, &str, &str)>((repo, subject, "")..)? {
-        let (k, _) = item?;
-        let (r, s, referrer) = k.value();
-        if r != repo || s != subject {
-            break;
-        }
-        out.push(referrer.to_string());
-    }
-    Ok(out)
+pub fn list(t: &(impl ReadTx + ?Sized), repo: &str, subject: &str) -> Result<Vec<String>> {
+    t.referrers_page(repo, subject, None, usize::MAX)
 }
+
+/// How many referrers `scan` reads at a time.
+const PAGE: usize = 256;
 
 /// Calls `f` with the digests of the manifests in `repo` whose subject is `subject`, in order,
 /// starting after `last`, until `f` returns false.
 pub fn scan(
-    t: &impl ReadableTable<Key, ()>,
+    t: &(impl ReadTx + ?Sized),
     repo: &str,
     subject: &str,
     last: Option<&str>,
     mut f: impl FnMut(&str) -> Result<bool>,
 ) -> Result<()> {
-    let start = match last {
-        Some(l) => Bound::Excluded((repo, subject, l)),
-        None => Bound::Included((repo, subject, "")),
-    };
-    for item in t.range::<(&str, &str, &str)>((start, Bound::Unbounded))? {
-        let (k, _) = item?;
-        let (r, s, referrer) = k.value();
-        if r != repo || s != subject || !f(referrer)? {
-            break;
+    let mut after = last.map(str::to_string);
+    loop {
+        let page = t.referrers_page(repo, subject, after.as_deref(), PAGE)?;
+        for d in &page {
+            if !f(d)? {
+                return Ok(());
+            }
+        }
+        if page.len() < PAGE {
+            return Ok(());
+        }
+        after = page.last().cloned();
+    }
+}
+
+/// Every (repository, subject, referrer) of the store, in order (fsck).
+pub fn everything(t: &(impl ReadTx + ?Sized)) -> Result<Vec<(String, String, String)>> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    loop {
+        let after = out
+            .last()
+            .map(|(r, s, d)| (r.as_str(), s.as_str(), d.as_str()));
+        let page = t.all_referrers_page(after, PAGE)?;
+        let done = page.len() < PAGE;
+        out.extend(page);
+        if done {
+            return Ok(out);
         }
     }
-    Ok(())
 }

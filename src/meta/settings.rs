@@ -3,7 +3,7 @@
 //! another blob store refuses to start instead of serving "recorded but missing" blobs and
 //! writing new ones elsewhere.
 
-use redb::ReadableTable;
+use super::rows::ReadTx;
 
 use super::WriteTables;
 use crate::config::{StorageConfig, StorageKind};
@@ -81,11 +81,9 @@ impl StoreIdentity {
 }
 
 /// The recorded blob store, if any.
-pub fn blob_store(
-    t: &impl ReadableTable<&'static str, &'static str>,
-) -> Result<Option<StoreIdentity>> {
-    match t.get(BLOB_STORE)? {
-        Some(v) => Ok(Some(serde_json::from_str(v.value())?)),
+pub fn blob_store(t: &(impl ReadTx + ?Sized)) -> Result<Option<StoreIdentity>> {
+    match t.setting(BLOB_STORE)? {
+        Some(v) => Ok(Some(serde_json::from_str(&v)?)),
         None => Ok(None),
     }
 }
@@ -93,6 +91,5 @@ pub fn blob_store(
 /// Records the blob store.
 pub fn set_blob_store(t: &mut WriteTables<'_>, id: &StoreIdentity) -> Result<()> {
     let json = serde_json::to_string(id)?;
-    t.settings.insert(BLOB_STORE, json.as_str())?;
-    Ok(())
+    t.put_setting(BLOB_STORE, &json)
 }

@@ -1,120 +1,89 @@
-//! The `tags` table: (repository, tag) → manifest digest.
-
-use std::ops::Bound;
-
-use redb::ReadableTable;
+//! Tags: (repository, tag) → manifest digest, and the times kept per tag.
 
 use super::WriteTables;
+use super::rows::{ReadTx, TagTime};
 use crate::error::Result;
 
-type Key = (&'static str, &'static str);
-
 /// The digest `tag` points to.
-pub fn get(
-    t: &impl ReadableTable<Key, &'static str>,
-    repo: &str,
-    tag: &str,
-) -> Result<Option<String>> {
-    Ok(t.get((repo, tag))?.map(|v| v.value().to_string()))
+pub fn get(t: &(impl ReadTx + ?Sized), repo: &str, tag: &str) -> Result<Option<String>> {
+    t.tag(repo, tag)
 }
 
 /// Points `tag` at `digest` and records it as pushed now (`tag_pushes`); returns the digest it
 /// pointed to before.
 pub fn set(t: &mut WriteTables<'_>, repo: &str, tag: &str, digest: &str) -> Result<Option<String>> {
-    t.tag_pushes.insert((repo, tag), super::now_secs())?;
-    Ok(t.tags
-        .insert((repo, tag), digest)?
-        .map(|v| v.value().to_string()))
+    t.put_tag_time(TagTime::Pushed, repo, tag, super::now_secs())?;
+    t.put_tag(repo, tag, digest)
 }
 
 /// Removes `tag`; returns the digest it pointed to.
 pub fn remove(t: &mut WriteTables<'_>, repo: &str, tag: &str) -> Result<Option<String>> {
-    // A cached tag's confirmation time goes with it.
-    t.mirror_tags.remove((repo, tag))?;
-    // So do its push and pull times.
-    t.tag_pushes.remove((repo, tag))?;
-    t.tag_pulls.remove((repo, tag))?;
-    Ok(t.tags.remove((repo, tag))?.map(|v| v.value().to_string()))
+    // A cached tag's confirmation time goes with it, and so do its push and pull times.
+    for kind in [TagTime::Checked, TagTime::Pushed, TagTime::Pulled] {
+        t.remove_tag_time(kind, repo, tag)?;
+    }
+    t.remove_tag(repo, tag)
 }
 
 /// Up to `n` tags of `repo` after `last`, in byte order, and whether more follow.
 pub fn list(
-    t: &impl ReadableTable<Key, &'static str>,
+    t: &(impl ReadTx + ?Sized),
     repo: &str,
     last: Option<&str>,
     n: usize,
 ) -> Result<(Vec<String>, bool)> {
-    let start = match last {
-        Some(l) => Bound::Excluded((repo, l)),
-        None => Bound::Included((repo, "")),
-    };
-    let mut out = Vec::new();
-    for item in t.range::<(&str, &str)>((start, Bound::Unbounded))? {
-        let (k, _) = item?;
-        let (r, tag) = k.value();
-        if r != repo {
-            break;
-        }
-        if out.len() == n {
-            return Ok((out, true));
-        }
-        out.push(tag.to_string());
-    }
-    Ok((out, false))
+    let mut page = t.tags_page(repo, last, n.saturating_add(1))?;
+    let more = page.len() > n;
+    page.truncate(n);
+    Ok((page.into_iter().map(|(tag, _)| tag).collect(), more))
 }
 
 /// Every tag of `repo` pointing at `digest`.
-pub fn pointing_at(
-    t: &impl ReadableTable<Key, &'static str>,
-    repo: &str,
-    digest: &str,
-) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for item in t.range::<(&str, &str)>((repo, "")..)? {
-        let (k, v) = item?;
-        let (r, tag) = k.value();
-        if r != repo {
-            break;
-        }
-        if v.value() == digest {
-            out.push(tag.to_string());
-        }
-    }
-    Ok(out)
+pub fn pointing_at(t: &(impl ReadTx + ?Sized), repo: &str, digest: &str) -> Result<Vec<String>> {
+    Ok(all(t, repo)?
+        .into_iter()
+        .filter(|(_, d)| d == digest)
+        .map(|(tag, _)| tag)
+        .collect())
 }
 
 /// When `tag` of `repo` was last pushed (none for a tag pushed before schema version 7).
-pub fn pushed_at(t: &impl ReadableTable<Key, u64>, repo: &str, tag: &str) -> Result<Option<u64>> {
-    Ok(t.get((repo, tag))?.map(|v| v.value()))
+pub fn pushed_at(t: &(impl ReadTx + ?Sized), repo: &str, tag: &str) -> Result<Option<u64>> {
+    t.tag_time(TagTime::Pushed, repo, tag)
 }
 
 /// When `tag` of `repo` was last pulled, as recorded by the last flush of pulls.
-pub fn pulled_at(t: &impl ReadableTable<Key, u64>, repo: &str, tag: &str) -> Result<Option<u64>> {
-    Ok(t.get((repo, tag))?.map(|v| v.value()))
+pub fn pulled_at(t: &(impl ReadTx + ?Sized), repo: &str, tag: &str) -> Result<Option<u64>> {
+    t.tag_time(TagTime::Pulled, repo, tag)
 }
 
 /// Records a pull of `tag` of `repo` at `at` if the tag still exists (never moving it back).
 pub fn set_pulled(t: &mut WriteTables<'_>, repo: &str, tag: &str, at: u64) -> Result<()> {
-    if t.tags.get((repo, tag))?.is_none() {
+    if t.tag(repo, tag)?.is_none() {
         return Ok(());
     }
-    let old = t.tag_pulls.get((repo, tag))?.map_or(0, |v| v.value());
+    let old = t.tag_time(TagTime::Pulled, repo, tag)?.unwrap_or(0);
     if at > old {
-        t.tag_pulls.insert((repo, tag), at)?;
+        t.put_tag_time(TagTime::Pulled, repo, tag, at)?;
     }
     Ok(())
 }
 
 /// Every (tag, digest) of `repo`, in byte order.
-pub fn all(t: &impl ReadableTable<Key, &'static str>, repo: &str) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for item in t.range::<(&str, &str)>((repo, "")..)? {
-        let (k, v) = item?;
-        let (r, tag) = k.value();
-        if r != repo {
-            break;
+pub fn all(t: &(impl ReadTx + ?Sized), repo: &str) -> Result<Vec<(String, String)>> {
+    t.tags_page(repo, None, usize::MAX)
+}
+
+/// Every (repository, tag, digest) of the store, in order (fsck).
+pub fn everything(t: &(impl ReadTx + ?Sized)) -> Result<Vec<(String, String, String)>> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    loop {
+        let after = out.last().map(|(r, t, _)| (r.as_str(), t.as_str()));
+        let page = t.all_tags_page(after, 1024)?;
+        let done = page.len() < 1024;
+        out.extend(page);
+        if done {
+            return Ok(out);
         }
-        out.push((tag.to_string(), v.value().to_string()));
     }
-    Ok(out)
 }

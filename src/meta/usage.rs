@@ -13,15 +13,12 @@
 
 use std::collections::BTreeMap;
 
-use redb::{ReadableTable, Table};
-
+use super::rows::ReadTx;
 use super::{ManifestRecord, WriteTables};
 use crate::error::Result;
 
 /// Settings rows `quota_namespace:<prefix>` → "" name the namespaces whose usage is tracked.
 pub const NAMESPACE_SETTING: &str = "quota_namespace:";
-
-type ScopeKey = (&'static str, &'static str);
 
 /// The scope of repository `repo`.
 pub fn repo_scope(repo: &str) -> String {
@@ -34,18 +31,11 @@ pub fn ns_scope(prefix: &str) -> String {
 }
 
 /// The namespace prefixes whose usage is tracked.
-pub fn tracked_namespaces(
-    settings: &impl ReadableTable<&'static str, &'static str>,
-) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for item in settings.range::<&str>(NAMESPACE_SETTING..)? {
-        let (k, _) = item?;
-        let Some(prefix) = k.value().strip_prefix(NAMESPACE_SETTING) else {
-            break;
-        };
-        out.push(prefix.to_string());
-    }
-    Ok(out)
+pub fn tracked_namespaces(t: &(impl ReadTx + ?Sized)) -> Result<Vec<String>> {
+    Ok(t.settings_with_prefix(NAMESPACE_SETTING)?
+        .into_iter()
+        .filter_map(|(k, _)| k.strip_prefix(NAMESPACE_SETTING).map(str::to_string))
+        .collect())
 }
 
 /// The scopes `repo` belongs to, given the tracked namespace prefixes.
@@ -61,76 +51,52 @@ pub fn scopes_of(repo: &str, namespaces: &[String]) -> Vec<String> {
 }
 
 /// The bytes `scope` holds.
-pub fn get(t: &impl ReadableTable<&'static str, u64>, scope: &str) -> Result<u64> {
-    Ok(t.get(scope)?.map_or(0, |v| v.value()))
+pub fn get(t: &(impl ReadTx + ?Sized), scope: &str) -> Result<u64> {
+    Ok(t.usage(scope)?.unwrap_or(0))
 }
 
-fn add(usage: &mut Table<'_, &'static str, u64>, scope: &str, delta: i64) -> Result<()> {
-    let old = get(usage, scope)?;
-    let new = old.saturating_add_signed(delta);
+fn add(t: &mut WriteTables<'_>, scope: &str, delta: i64) -> Result<()> {
+    let new = get(t, scope)?.saturating_add_signed(delta);
     if new == 0 {
-        usage.remove(scope)?;
+        t.remove_usage(scope)
     } else {
-        usage.insert(scope, new)?;
+        t.put_usage(scope, new)
     }
-    Ok(())
-}
-
-fn hold_in(
-    usage: &mut Table<'_, &'static str, u64>,
-    scope_blobs: &mut Table<'_, ScopeKey, (u64, u64)>,
-    scope: &str,
-    digest: &str,
-    size: u64,
-) -> Result<()> {
-    let (n, size) = scope_blobs
-        .get((scope, digest))?
-        .map_or((0, size), |v| v.value());
-    scope_blobs.insert((scope, digest), (n + 1, size))?;
-    if n == 0 {
-        add(usage, scope, size as i64)?;
-    }
-    Ok(())
 }
 
 /// `repo` now holds `digest` once more (a new link or a new revision of it).
 pub(super) fn hold(t: &mut WriteTables<'_>, repo: &str, digest: &str, size: u64) -> Result<()> {
-    let namespaces = tracked_namespaces(&t.settings)?;
+    let namespaces = tracked_namespaces(t)?;
     for scope in scopes_of(repo, &namespaces) {
-        hold_in(&mut t.usage, &mut t.scope_blobs, &scope, digest, size)?;
+        let (n, size) = t.scope_blob(&scope, digest)?.unwrap_or((0, size));
+        t.put_scope_blob(&scope, digest, (n + 1, size))?;
+        if n == 0 {
+            add(t, &scope, size as i64)?;
+        }
     }
     Ok(())
 }
 
 /// `repo` holds `digest` once less (a link or a revision of it removed).
 pub(super) fn release(t: &mut WriteTables<'_>, repo: &str, digest: &str) -> Result<()> {
-    let namespaces = tracked_namespaces(&t.settings)?;
+    let namespaces = tracked_namespaces(t)?;
     for scope in scopes_of(repo, &namespaces) {
-        let Some((n, size)) = t
-            .scope_blobs
-            .get((scope.as_str(), digest))?
-            .map(|v| v.value())
-        else {
+        let Some((n, size)) = t.scope_blob(&scope, digest)? else {
             continue;
         };
         if n <= 1 {
-            t.scope_blobs.remove((scope.as_str(), digest))?;
-            add(&mut t.usage, &scope, -(size as i64))?;
+            t.remove_scope_blob(&scope, digest)?;
+            add(t, &scope, -(size as i64))?;
         } else {
-            t.scope_blobs
-                .insert((scope.as_str(), digest), (n - 1, size))?;
+            t.put_scope_blob(&scope, digest, (n - 1, size))?;
         }
     }
     Ok(())
 }
 
 /// The size a holding of `digest` counts: its blob row's, else the revision's recorded size.
-pub(super) fn size_of(
-    blobs: &impl ReadableTable<&'static str, (u64, u64, u64)>,
-    digest: &str,
-    fallback: u64,
-) -> Result<u64> {
-    Ok(blobs.get(digest)?.map_or(fallback, |v| v.value().0))
+pub(super) fn size_of(t: &(impl ReadTx + ?Sized), digest: &str, fallback: u64) -> Result<u64> {
+    Ok(t.blob(digest)?.map_or(fallback, |r| r.size))
 }
 
 /// Usage recomputed from the link and revision tables: what `usage` and `scope_blobs` must hold.
@@ -153,56 +119,54 @@ impl Recomputed {
     }
 }
 
+/// How many rows a recomputation reads at a time.
+const PAGE: usize = 1024;
+
 /// Recomputes the usage of every repository and of `namespaces` (all of them, or only the
 /// repositories starting with `only`, when given).
 pub fn recompute(
-    repo_blobs: &impl ReadableTable<ScopeKey, u64>,
-    manifests: &impl ReadableTable<ScopeKey, &'static [u8]>,
-    blobs: &impl ReadableTable<&'static str, (u64, u64, u64)>,
+    t: &(impl ReadTx + ?Sized),
     namespaces: &[String],
     only: Option<&str>,
 ) -> Result<Recomputed> {
     let mut out = Recomputed::default();
-    let start = only.unwrap_or("");
-    for item in repo_blobs.range::<(&str, &str)>((start, "")..)? {
-        let (k, _) = item?;
-        let (repo, d) = k.value();
-        if !repo.starts_with(start) {
+    let prefix = only.unwrap_or("");
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let page = t.links_page(
+            prefix,
+            after.as_ref().map(|(r, d)| (r.as_str(), d.as_str())),
+            PAGE,
+        )?;
+        for (repo, d) in &page {
+            let size = size_of(t, d, 0)?;
+            for scope in scopes_of(repo, namespaces) {
+                out.hold(scope, d, size);
+            }
+        }
+        if page.len() < PAGE {
             break;
         }
-        let size = size_of(blobs, d, 0)?;
+        after = page.into_iter().last();
+    }
+    super::manifests::scan(t, prefix, |repo, d, rec: ManifestRecord| {
+        let size = size_of(t, d, rec.size)?;
         for scope in scopes_of(repo, namespaces) {
             out.hold(scope, d, size);
         }
-    }
-    for item in manifests.range::<(&str, &str)>((start, "")..)? {
-        let (k, v) = item?;
-        let (repo, d) = k.value();
-        if !repo.starts_with(start) {
-            break;
-        }
-        let rec: ManifestRecord = serde_json::from_slice(v.value())?;
-        let size = size_of(blobs, d, rec.size)?;
-        for scope in scopes_of(repo, namespaces) {
-            out.hold(scope, d, size);
-        }
-    }
+        Ok(true)
+    })?;
     Ok(out)
 }
 
 /// Replaces `usage` and `scope_blobs` whole with `r` (migration backfill, fsck repair).
-pub fn replace_all(
-    usage: &mut Table<'_, &'static str, u64>,
-    scope_blobs: &mut Table<'_, ScopeKey, (u64, u64)>,
-    r: &Recomputed,
-) -> Result<()> {
-    usage.retain(|_, _| false)?;
-    scope_blobs.retain(|_, _| false)?;
+pub fn replace_all(t: &mut WriteTables<'_>, r: &Recomputed) -> Result<()> {
+    t.clear_usage()?;
     for (scope, bytes) in &r.usage {
-        usage.insert(scope.as_str(), *bytes)?;
+        t.put_usage(scope, *bytes)?;
     }
     for ((scope, d), v) in &r.scope_blobs {
-        scope_blobs.insert((scope.as_str(), d.as_str()), *v)?;
+        t.put_scope_blob(scope, d, *v)?;
     }
     Ok(())
 }
@@ -211,29 +175,29 @@ pub fn replace_all(
 /// and records it in `settings`. False when it was tracked already.
 pub fn track_namespace(t: &mut WriteTables<'_>, prefix: &str) -> Result<bool> {
     let key = format!("{NAMESPACE_SETTING}{prefix}");
-    if t.settings.get(key.as_str())?.is_some() {
+    if t.setting(&key)?.is_some() {
         return Ok(false);
     }
     let ns = [prefix.to_string()];
-    let r = recompute(&t.repo_blobs, &t.manifests, &t.blobs, &ns, Some(prefix))?;
+    let r = recompute(t, &ns, Some(prefix))?;
     let scope = ns_scope(prefix);
     forget_scope(t, &scope)?;
     for ((s, d), v) in &r.scope_blobs {
         if *s == scope {
-            t.scope_blobs.insert((s.as_str(), d.as_str()), *v)?;
+            t.put_scope_blob(s, d, *v)?;
         }
     }
     if let Some(bytes) = r.usage.get(&scope).filter(|b| **b > 0) {
-        t.usage.insert(scope.as_str(), *bytes)?;
+        t.put_usage(&scope, *bytes)?;
     }
-    t.settings.insert(key.as_str(), "")?;
+    t.put_setting(&key, "")?;
     Ok(true)
 }
 
 /// Stops tracking namespace `prefix` and forgets its usage. False when it was not tracked.
 pub fn untrack_namespace(t: &mut WriteTables<'_>, prefix: &str) -> Result<bool> {
     let key = format!("{NAMESPACE_SETTING}{prefix}");
-    if t.settings.remove(key.as_str())?.is_none() {
+    if !t.remove_setting(&key)? {
         return Ok(false);
     }
     forget_scope(t, &ns_scope(prefix))?;
@@ -241,38 +205,23 @@ pub fn untrack_namespace(t: &mut WriteTables<'_>, prefix: &str) -> Result<bool> 
 }
 
 fn forget_scope(t: &mut WriteTables<'_>, scope: &str) -> Result<()> {
-    let mut digests = Vec::new();
-    for item in t.scope_blobs.range::<(&str, &str)>((scope, "")..)? {
-        let (k, _) = item?;
-        let (s, d) = k.value();
-        if s != scope {
-            break;
-        }
-        digests.push(d.to_string());
+    for (_, d, _, _) in t.scope_blobs(Some(scope))? {
+        t.remove_scope_blob(scope, &d)?;
     }
-    for d in digests {
-        t.scope_blobs.remove((scope, d.as_str()))?;
-    }
-    t.usage.remove(scope)?;
-    Ok(())
+    t.remove_usage(scope)
 }
 
 /// Every scope's usage, in scope order.
-pub fn all(t: &impl ReadableTable<&'static str, u64>) -> Result<Vec<(String, u64)>> {
-    let mut out = Vec::new();
-    for item in t.iter()? {
-        let (k, v) = item?;
-        out.push((k.value().to_string(), v.value()));
-    }
-    Ok(out)
+pub fn all(t: &(impl ReadTx + ?Sized)) -> Result<Vec<(String, u64)>> {
+    t.usages()
 }
 
 /// The differences between the stored usage and a recomputation in the same snapshot (fsck).
-pub fn verify(t: &super::ReadTables) -> Result<Vec<String>> {
-    let namespaces = tracked_namespaces(&t.settings)?;
-    let want = recompute(&t.repo_blobs, &t.manifests, &t.blobs, &namespaces, None)?;
+pub fn verify(t: &(impl ReadTx + ?Sized)) -> Result<Vec<String>> {
+    let namespaces = tracked_namespaces(t)?;
+    let want = recompute(t, &namespaces, None)?;
     let mut problems = Vec::new();
-    let stored: BTreeMap<String, u64> = all(&t.usage)?.into_iter().collect();
+    let stored: BTreeMap<String, u64> = all(t)?.into_iter().collect();
     let scopes: std::collections::BTreeSet<&String> =
         stored.keys().chain(want.usage.keys()).collect();
     for scope in scopes {
@@ -286,12 +235,11 @@ pub fn verify(t: &super::ReadTables) -> Result<Vec<String>> {
             ));
         }
     }
-    let mut rows = BTreeMap::new();
-    for item in t.scope_blobs.iter()? {
-        let (k, v) = item?;
-        let (s, d) = k.value();
-        rows.insert((s.to_string(), d.to_string()), v.value());
-    }
+    let rows: BTreeMap<(String, String), (u64, u64)> = t
+        .scope_blobs(None)?
+        .into_iter()
+        .map(|(s, d, held, size)| ((s, d), (held, size)))
+        .collect();
     let wrong = rows
         .iter()
         .filter(|(k, v)| want.scope_blobs.get(*k) != Some(*v))
@@ -311,7 +259,7 @@ pub fn verify(t: &super::ReadTables) -> Result<Vec<String>> {
 
 /// Rewrites `usage` and `scope_blobs` from the link and revision tables (fsck --repair).
 pub fn rebuild(t: &mut WriteTables<'_>) -> Result<()> {
-    let namespaces = tracked_namespaces(&t.settings)?;
-    let r = recompute(&t.repo_blobs, &t.manifests, &t.blobs, &namespaces, None)?;
-    replace_all(&mut t.usage, &mut t.scope_blobs, &r)
+    let namespaces = tracked_namespaces(t)?;
+    let r = recompute(t, &namespaces, None)?;
+    replace_all(t, &r)
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Mirror, metrics};
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::meta::{blobs, mirror};
+use crate::meta::{blobs, manifests, mirror};
 use crate::registry::Registry;
 
 /// Items evicted per upkeep pass, at most (each is one transaction and one measurement).
@@ -22,27 +22,18 @@ const MAX_PER_PASS: usize = 10_000;
 fn usage(reg: &Registry, prefix: &str) -> Result<u64> {
     reg.meta().read(|t| {
         let mut digests = BTreeSet::new();
-        for item in t.repo_blobs.range::<(&str, &str)>((prefix, "")..)? {
-            let (k, _) = item?;
-            let (repo, d) = k.value();
-            if !repo.starts_with(prefix) {
-                break;
-            }
+        blobs::scan_links(t, prefix, |_, d| {
             digests.insert(d.to_string());
-        }
-        for item in t.manifests.range::<(&str, &str)>((prefix, "")..)? {
-            let (k, v) = item?;
-            let (repo, d) = k.value();
-            if !repo.starts_with(prefix) {
-                break;
-            }
+            Ok(true)
+        })?;
+        manifests::scan(t, prefix, |_, d, rec| {
             digests.insert(d.to_string());
-            let rec: crate::meta::ManifestRecord = serde_json::from_slice(v.value())?;
             digests.extend(rec.blobs.into_iter().chain(rec.manifests));
-        }
+            Ok(true)
+        })?;
         let mut total = 0;
         for d in &digests {
-            total += blobs::get(&t.blobs, d)?.map_or(0, |r| r.size);
+            total += blobs::get(t, d)?.map_or(0, |r| r.size);
         }
         Ok(total)
     })
@@ -64,9 +55,7 @@ pub async fn keep_budget(reg: &Registry, m: &Mirror) -> Result<()> {
 fn evict(reg: &Registry, prefix: &str, max: u64, name: &str) -> Result<()> {
     let mut used = usage(reg, prefix)?;
     if max > 0 && used > max {
-        let mut order = reg
-            .meta()
-            .read(|t| mirror::pulls_under(&t.mirror_pulls, prefix))?;
+        let mut order = reg.meta().read(|t| mirror::pulls_under(t, prefix))?;
         order.sort_by_key(|(_, _, at)| *at);
         // One item at a time, measured after each: what an item frees depends on the rest
         // (a blob link frees nothing while a cached manifest names the blob; a manifest frees
@@ -95,7 +84,7 @@ fn evict_batch(reg: &Registry, batch: &[(String, String, u64)]) -> Result<(u64, 
         // Blobs that may have lost their last reference or link.
         let mut touched: BTreeMap<String, ()> = BTreeMap::new();
         for (repo, d, _) in batch {
-            if let Some(rec) = crate::meta::manifests::get(&t.manifests, repo, d)? {
+            if let Some(rec) = crate::meta::manifests::get(t, repo, d)? {
                 crate::registry::remove_revision(t, &ImmutableTags::NONE, repo, d)?;
                 touched.insert(d.clone(), ());
                 for r in rec.blobs.iter().chain(&rec.manifests) {
@@ -110,10 +99,10 @@ fn evict_batch(reg: &Registry, batch: &[(String, String, u64)]) -> Result<(u64, 
         }
         let mut freed = Vec::new();
         for d in touched.keys() {
-            let Some(row) = blobs::get(&t.blobs, d)? else {
+            let Some(row) = blobs::get(t, d)? else {
                 continue;
             };
-            if row.refs == 0 && blobs::links_of(&t.blob_links, d)?.is_empty() {
+            if row.refs == 0 && blobs::links_of(t, d)?.is_empty() {
                 blobs::remove(t, d)?;
                 freed.push(d.parse::<Digest>()?);
             }

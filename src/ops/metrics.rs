@@ -9,7 +9,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use redb::ReadableTableMetadata;
 
 use crate::gc::GcReport;
 use crate::registry::Registry;
@@ -288,20 +287,22 @@ fn refresh_store_gauges(reg: &Registry) -> crate::error::Result<()> {
     let m = global();
     m.uploads_in_progress.set(reg.session_count() as i64);
     reg.meta().read(|t| {
-        m.repositories.set(t.repos.len()? as i64);
-        m.manifests.set(t.manifests.len()? as i64);
-        m.blobs.set(t.blobs.len()? as i64);
-        // Row counts come from redb's table headers and bytes from a counter kept in the
-        // transactions that change `blobs`: a scrape reads no table.
+        let counts = t.counts()?;
+        m.repositories.set(counts.repositories as i64);
+        m.manifests.set(counts.manifests as i64);
+        m.blobs.set(counts.blobs as i64);
+        // Row counts come from the backend's own counts (redb's table headers) and bytes
+        // from a counter kept in the transactions that change `blobs`: a scrape reads no
+        // table.
         m.blob_bytes
-            .set(crate::meta::stats::get(&t.stats, crate::meta::stats::BLOB_BYTES)? as i64);
+            .set(crate::meta::stats::get(t, crate::meta::stats::BLOB_BYTES)? as i64);
         // Only the scopes a quota names (one row read each), so series go with their quota.
         m.quota_used.clear();
         m.quota_limit.clear();
         for q in reg.policies().quota.all() {
             let key = q.scope.key();
             let labels = ScopeLabels { scope: key };
-            let used = crate::meta::usage::get(&t.usage, &labels.scope)?;
+            let used = crate::meta::usage::get(t, &labels.scope)?;
             m.quota_used.get_or_create(&labels).set(used as i64);
             m.quota_limit.get_or_create(&labels).set(q.max_bytes as i64);
         }

@@ -233,7 +233,7 @@ impl QuotaCheck {
             if let Scope::Namespace(p) = &q.scope {
                 usage::track_namespace(t, p)?;
             }
-            let used = usage::get(&t.usage, &q.scope.key())?;
+            let used = usage::get(t, &q.scope.key())?;
             before.push((q, used));
         }
         Ok(QuotaCheck { before })
@@ -242,7 +242,7 @@ impl QuotaCheck {
     /// Refuses the change (its transaction then rolls back) if it took any quota over its limit.
     pub fn finish(self, t: &WriteTables<'_>) -> Result<()> {
         for (q, before) in self.before {
-            q.decide(before, usage::get(&t.usage, &q.scope.key())?)?;
+            q.decide(before, usage::get(t, &q.scope.key())?)?;
         }
         Ok(())
     }

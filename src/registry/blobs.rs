@@ -25,10 +25,10 @@ impl Registry {
         let d = digest.to_string();
         self.meta()
             .read(|t| {
-                if !blobs::is_linked(&t.repo_blobs, repo.as_str(), &d)? {
+                if !blobs::is_linked(t, repo.as_str(), &d)? {
                     return Ok(None);
                 }
-                blobs::get(&t.blobs, &d)
+                blobs::get(t, &d)
             })?
             .ok_or_else(|| blob_unknown(digest))
     }
@@ -49,7 +49,7 @@ impl Registry {
         let seen = self
             .blocking(move |reg| {
                 reg.meta().write(|t| {
-                    if !blobs::is_linked(&t.repo_blobs, &r, &d)? {
+                    if !blobs::is_linked(t, &r, &d)? {
                         return Ok(None);
                     }
                     blobs::sight(t, &d)
@@ -90,7 +90,7 @@ impl Registry {
             // the file's unlink, so a row seen here has its file.
             let lock = r.digest_locks().lock(&d);
             let committed = r.meta().commit(|t| {
-                if blobs::get(&t.blobs, &d)?.is_none() {
+                if blobs::get(t, &d)?.is_none() {
                     return Ok(false);
                 }
                 blobs::touch_existing(t, &d)?;

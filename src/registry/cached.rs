@@ -5,7 +5,6 @@
 //! only records it.
 
 use bytes::Bytes;
-use redb::ReadableTable;
 
 use super::Registry;
 use super::manifests::{Origin, record_manifest};
@@ -59,7 +58,7 @@ impl Registry {
     /// When cached tag `tag` of `repo` was last confirmed upstream (unix seconds).
     pub fn cached_tag_checked(&self, repo: &RepoName, tag: &str) -> Result<Option<u64>> {
         self.meta()
-            .read(|t| mirror::tag_checked(&t.mirror_tags, repo.as_str(), tag))
+            .read(|t| mirror::tag_checked(t, repo.as_str(), tag))
     }
 
     /// Records pulls of cached items, `(repository, digest, when)` each, in one transaction
@@ -72,8 +71,8 @@ impl Registry {
             r.meta().write(|t| {
                 for (repo, digest, at) in &pulls {
                     // Only items still cached: a pull racing an eviction must not leave a row.
-                    let cached = t.manifests.get((repo.as_str(), digest.as_str()))?.is_some()
-                        || blobs::is_linked(&t.repo_blobs, repo, digest)?;
+                    let cached = crate::meta::manifests::exists(t, repo, digest)?
+                        || blobs::is_linked(t, repo, digest)?;
                     if cached {
                         mirror::set_pulled(t, repo, digest, *at)?;
                     }
@@ -87,9 +86,6 @@ impl Registry {
     /// The size of blob `digest` when the store holds it (whatever repository links it).
     pub fn stored_blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
         let d = digest.to_string();
-        Ok(self
-            .meta()
-            .read(|t| blobs::get(&t.blobs, &d))?
-            .map(|r| r.size))
+        Ok(self.meta().read(|t| blobs::get(t, &d))?.map(|r| r.size))
     }
 }

@@ -35,13 +35,13 @@ impl Registry {
     /// Up to `n` tags of `repo` after `last`, in lexical order.
     pub fn list_tags(&self, repo: &RepoName, last: Option<&str>, n: usize) -> Result<Page> {
         self.meta().read(|t| {
-            if !repos::exists(&t.repos, repo.as_str())? {
+            if !repos::exists(t, repo.as_str())? {
                 return Err(Error::new(
                     Code::NameUnknown,
                     format!("repository {repo} is unknown"),
                 ));
             }
-            let (items, more) = tags::list(&t.tags, repo.as_str(), last, n)?;
+            let (items, more) = tags::list(t, repo.as_str(), last, n)?;
             Ok(Page { items, more })
         })
     }
@@ -49,7 +49,7 @@ impl Registry {
     /// Up to `n` repository names after `last`, in lexical order.
     pub fn catalog(&self, last: Option<&str>, n: usize) -> Result<Page> {
         self.meta().read(|t| {
-            let (items, more) = repos::list(&t.repos, last, n)?;
+            let (items, more) = repos::list(t, last, n)?;
             Ok(Page { items, more })
         })
     }
@@ -70,7 +70,7 @@ impl Registry {
                 if last.is_some_and(|l| l > p.as_str() && !l.starts_with(p.as_str())) {
                     continue; // wholly before `last`
                 }
-                repos::scan_prefix(&t.repos, p, last, |name| {
+                repos::scan_prefix(t, p, last, |name| {
                     if !allows(name) {
                         return true;
                     }
@@ -103,8 +103,8 @@ impl Registry {
             let mut out = Vec::new();
             let mut more = false;
             let subject = subject.to_string();
-            referrers::scan(&t.referrers, repo.as_str(), &subject, last, |d| {
-                let Some(rec) = manifests::get(&t.manifests, repo.as_str(), d)? else {
+            referrers::scan(t, repo.as_str(), &subject, last, |d| {
+                let Some(rec) = manifests::get(t, repo.as_str(), d)? else {
                     return Ok(true);
                 };
                 if artifact_type.is_some_and(|a| rec.artifact_type.as_deref() != Some(a)) {

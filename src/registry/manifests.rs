@@ -9,8 +9,8 @@ use crate::error::{Code, Error, Result};
 use crate::events::Target;
 use crate::manifest::{self, Parsed};
 use crate::meta::{
-    ManifestRecord, WriteTables, blobs, deferred, manifests, mirror, now_secs, referrers, repos,
-    tags,
+    ManifestRecord, ReadTx, WriteTables, blobs, deferred, manifests, mirror, now_secs, referrers,
+    repos, tags,
 };
 use crate::names::{Reference, RepoName};
 use crate::policy::immutable::ImmutableTags;
@@ -67,16 +67,11 @@ fn missing_references(
 
 /// `MANIFEST_BLOB_UNKNOWN` unless every blob and child manifest `p` names is in `repo`; works
 /// on a read snapshot (the early check) and inside the write transaction (the decisive one).
-fn check_references(
-    repo_blobs: &impl redb::ReadableTable<(&'static str, &'static str), u64>,
-    manifest_rows: &impl redb::ReadableTable<(&'static str, &'static str), &'static [u8]>,
-    repo: &str,
-    p: &Parsed,
-) -> Result<()> {
+fn check_references(t: &(impl ReadTx + ?Sized), repo: &str, p: &Parsed) -> Result<()> {
     let missing = missing_references(
         p,
-        |d| blobs::is_linked(repo_blobs, repo, d),
-        |d| Ok(manifests::get(manifest_rows, repo, d)?.is_some()),
+        |d| blobs::is_linked(t, repo, d),
+        |d| manifests::exists(t, repo, d),
     )?;
     blob_unknown_error(missing)
 }
@@ -119,7 +114,7 @@ impl Registry {
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
         };
         self.meta()
-            .read(|t| check_references(&t.repo_blobs, &t.manifests, repo.as_str(), &parsed))?;
+            .read(|t| check_references(t, repo.as_str(), &parsed))?;
         let (repo, reference, out_digest) = (repo.to_string(), reference.clone(), digest.clone());
         let subject = parsed.subject.clone();
         let (media_type, size) = (parsed.media_type.clone(), body.len() as u64);
@@ -156,7 +151,7 @@ impl Registry {
         &self,
         digest: &Digest,
         body: Bytes,
-        record: impl FnOnce(&mut WriteTables<'_>) -> Result<()>,
+        record: impl FnMut(&mut WriteTables<'_>) -> Result<()>,
     ) -> Result<()> {
         let staged = self.store().stage_verified(digest, &body)?;
         let lock = self.digest_locks().lock(&digest.to_string());
@@ -179,16 +174,16 @@ impl Registry {
         with_body: bool,
     ) -> Result<ManifestContent> {
         let (digest, rec) = self.meta().read(|t| {
-            if !repos::exists(&t.repos, repo.as_str())? {
+            if !repos::exists(t, repo.as_str())? {
                 return Err(name_unknown(repo.as_str()));
             }
             let digest = match reference {
-                Reference::Tag(tag) => tags::get(&t.tags, repo.as_str(), tag)?
+                Reference::Tag(tag) => tags::get(t, repo.as_str(), tag)?
                     .ok_or_else(|| manifest_unknown(reference))?
                     .parse::<Digest>()?,
                 Reference::Digest(d) => d.clone(),
             };
-            let rec = manifests::get(&t.manifests, repo.as_str(), &digest.to_string())?
+            let rec = manifests::get(t, repo.as_str(), &digest.to_string())?
                 .ok_or_else(|| manifest_unknown(reference))?;
             Ok((digest, rec))
         })?;
@@ -230,7 +225,7 @@ impl Registry {
         let found = self
             .blocking(move |reg| {
                 reg.meta().write(|t| {
-                    let Some(mut rec) = manifests::get(&t.manifests, &r, &d)? else {
+                    let Some(mut rec) = manifests::get(t, &r, &d)? else {
                         return Ok(false);
                     };
                     let now = now_secs();
@@ -274,7 +269,7 @@ impl Registry {
     fn has_revision(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let d = digest.to_string();
         self.meta()
-            .read(|t| Ok(manifests::get(&t.manifests, repo.as_str(), &d)?.is_some()))
+            .read(|t| Ok(manifests::get(t, repo.as_str(), &d)?.is_some()))
     }
 }
 
@@ -325,7 +320,7 @@ pub(crate) fn record_manifest(
 ) -> Result<()> {
     let immutable = match origin {
         Origin::Pushed(immutable) => {
-            check_references(&t.repo_blobs, &t.manifests, repo, parsed)?;
+            check_references(t, repo, parsed)?;
             immutable
         }
         Origin::Cached => &ImmutableTags::NONE,
@@ -333,7 +328,7 @@ pub(crate) fn record_manifest(
     let cached = matches!(origin, Origin::Cached);
     let d = digest.to_string();
     repos::ensure(t, repo)?;
-    if manifests::get(&t.manifests, repo, &d)?.is_none() {
+    if manifests::get(t, repo, &d)?.is_none() {
         let rec = ManifestRecord {
             media_type: parsed.media_type.clone(),
             size,
@@ -348,7 +343,7 @@ pub(crate) fn record_manifest(
         blobs::touch(t, &d, size)?;
         blobs::add_ref(t, &d, 1)?;
         for r in rec.blobs.iter().chain(&rec.manifests) {
-            if cached && blobs::get(&t.blobs, r)?.is_none() {
+            if cached && blobs::get(t, r)?.is_none() {
                 deferred::defer(t, r, repo, &d)?;
             } else {
                 blobs::add_ref(t, r, 1)?;
@@ -358,7 +353,7 @@ pub(crate) fn record_manifest(
             referrers::add(t, repo, s, &d)?;
         }
         manifests::insert(t, repo, &d, &rec)?;
-    } else if let Some(mut rec) = manifests::get(&t.manifests, repo, &d)? {
+    } else if let Some(mut rec) = manifests::get(t, repo, &d)? {
         // A re-push restarts the revision's grace period, as a first push starts it.
         let now = now_secs();
         if rec.grace_start() < now {
@@ -380,7 +375,7 @@ pub(crate) fn remove_revision(
     repo: &str,
     digest: &str,
 ) -> Result<Option<()>> {
-    let tagged = tags::pointing_at(&t.tags, repo, digest)?;
+    let tagged = tags::pointing_at(t, repo, digest)?;
     for tag in &tagged {
         immutable.check_remove(repo, tag)?;
     }

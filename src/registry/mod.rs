@@ -168,7 +168,7 @@ impl Registry {
         // redb syncs the file, not the directory entry that names it.
         crate::store::sync_dir(root).map_err(io_err)?;
         let recorded = meta
-            .read(|t| settings::blob_store(&t.settings))
+            .read(|t| settings::blob_store(t))
             .map_err(RegistryOpenError::Metadata)?;
         let storage = match (choice, &recorded) {
             (Choice::Recorded, Some(r)) => r.to_config(),
@@ -193,7 +193,7 @@ impl Registry {
         // Sessions that survived a restart keep their slots.
         let quota = quota::SessionQuota::default();
         let open = meta
-            .read(|t| crate::meta::uploads::all(&t.uploads))
+            .read(|t| crate::meta::uploads::all(t))
             .map_err(RegistryOpenError::Metadata)?;
         for (id, rec) in open {
             quota.restore(&id, &rec.client);
@@ -314,7 +314,7 @@ impl Registry {
     fn settle_session(&self, id: &str) {
         let gone = self
             .meta()
-            .read(|t| crate::meta::uploads::get(&t.uploads, id))
+            .read(|t| crate::meta::uploads::get(t, id))
             .is_ok_and(|r| r.is_none());
         if gone {
             self.drop_session(id);

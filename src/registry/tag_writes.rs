@@ -42,7 +42,7 @@ impl Registry {
                 &ImmutableTags::NONE
             };
             r.meta().write(|t| {
-                if !repos::exists(&t.repos, &repo)? {
+                if !repos::exists(t, &repo)? {
                     return Err(name_unknown(&repo));
                 }
                 match &reference {
@@ -78,7 +78,7 @@ pub(crate) fn set_tag(
     tag: &str,
     digest: &str,
 ) -> Result<()> {
-    let current = tags::get(&t.tags, repo, tag)?;
+    let current = tags::get(t, repo, tag)?;
     immutable.check_set(repo, tag, current.as_deref(), digest)?;
     tags::set(t, repo, tag, digest)?;
     Ok(())
@@ -91,7 +91,7 @@ pub(crate) fn remove_tag(
     repo: &str,
     tag: &str,
 ) -> Result<Option<()>> {
-    if tags::get(&t.tags, repo, tag)?.is_none() {
+    if tags::get(t, repo, tag)?.is_none() {
         return Ok(None);
     }
     immutable.check_remove(repo, tag)?;

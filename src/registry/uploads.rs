@@ -84,7 +84,7 @@ impl Registry {
         if uuid::Uuid::parse_str(id).is_err() {
             return Err(upload_unknown(id));
         }
-        let rec = self.meta().read(|t| uploads::get(&t.uploads, id))?;
+        let rec = self.meta().read(|t| uploads::get(t, id))?;
         let Some(rec) = rec.filter(|r| r.repo == repo.as_str()) else {
             return Err(upload_unknown(id));
         };
@@ -141,11 +141,10 @@ impl Registry {
         let id2 = id.to_string();
         self.blocking(move |r| {
             r.meta().write(|t| {
-                let mut rec =
-                    uploads::get(&t.uploads, &id2)?.ok_or_else(|| upload_unknown(&id2))?;
+                let mut rec = uploads::get(t, &id2)?.ok_or_else(|| upload_unknown(&id2))?;
                 rec.offset = len;
                 rec.updated = now_secs();
-                rec.state = state;
+                rec.state = state.clone();
                 uploads::put(t, &id2, &rec)
             })
         })
@@ -282,7 +281,7 @@ impl Registry {
     pub(super) fn is_recorded(&self, digest: &Digest) -> Result<bool> {
         Ok(self
             .meta()
-            .read(|t| blobs::get(&t.blobs, &digest.to_string()))?
+            .read(|t| blobs::get(t, &digest.to_string()))?
             .is_some())
     }
 
@@ -351,10 +350,10 @@ impl Registry {
         let (repo, from, digest) = (repo.to_string(), from.to_string(), digest.to_string());
         self.blocking(move |r| {
             let mounted = r.meta().write(|t| {
-                if !blobs::is_linked(&t.repo_blobs, &from, &digest)? {
+                if !blobs::is_linked(t, &from, &digest)? {
                     return Ok(false);
                 }
-                let Some(row) = blobs::get(&t.blobs, &digest)? else {
+                let Some(row) = blobs::get(t, &digest)? else {
                     return Ok(false);
                 };
                 // The client will push a manifest naming the blob next: its grace period

@@ -56,16 +56,14 @@ impl Registry {
     /// forgets the namespaces no quota names any more.
     pub fn sync_quota_namespaces(&self) -> Result<()> {
         let wanted = self.policies().quota.namespaces();
-        let tracked = self
-            .meta()
-            .read(|t| usage::tracked_namespaces(&t.settings))?;
+        let tracked = self.meta().read(|t| usage::tracked_namespaces(t))?;
         if tracked == wanted
             || (tracked.len() == wanted.len() && wanted.iter().all(|w| tracked.contains(w)))
         {
             return Ok(());
         }
         self.meta().write(|t| {
-            for p in usage::tracked_namespaces(&t.settings)? {
+            for p in usage::tracked_namespaces(t)? {
                 if !wanted.contains(&p) {
                     usage::untrack_namespace(t, &p)?;
                 }
@@ -87,7 +85,7 @@ impl Registry {
                 .find(|q| &q.scope == scope)
                 .map(|q| q.max_bytes)
         };
-        let rows = self.meta().read(|t| usage::all(&t.usage))?;
+        let rows = self.meta().read(|t| usage::all(t))?;
         let mut report = UsageReport::default();
         for (key, used) in rows {
             let (list, scope) = if let Some(name) = key.strip_prefix("repo:") {

@@ -73,7 +73,7 @@ async fn sync_tag(
     let (repo, t) = (local.to_string(), tag.to_string());
     let current = registry
         .meta()
-        .read(|tx| tags::get(&tx.tags, &repo, &t))
+        .read(|tx| tags::get(tx, &repo, &t))
         .map_err(|e| local_error(format!("reading {local}:{tag}"), e))?;
     let up_to_date = |d: &Digest| current.as_deref() == Some(d.to_string().as_str());
     // A HEAD first: Docker Hub does not count it against the pull rate limit.
@@ -174,7 +174,7 @@ fn has_revision(registry: &Registry, repo: &RepoName, digest: &Digest) -> Result
     let (r, d) = (repo.to_string(), digest.to_string());
     registry
         .meta()
-        .read(|t| Ok(manifests::get(&t.manifests, &r, &d)?.is_some()))
+        .read(|t| Ok(manifests::get(t, &r, &d)?.is_some()))
         .map_err(|e| local_error(format!("reading {repo}@{digest}"), e))
 }
 
@@ -217,7 +217,7 @@ async fn copy_blob(
     let d = digest.to_string();
     let linked: HashSet<String> = registry
         .meta()
-        .read(|t| blobs::links_of(&t.blob_links, &d))
+        .read(|t| blobs::links_of(t, &d))
         .map_err(|e| local_error(format!("reading links of {digest}"), e))?
         .into_iter()
         .collect();

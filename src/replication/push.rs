@@ -52,8 +52,7 @@ pub async fn run(
             if let Ok(n) = pending(&r, &name) {
                 crate::ops::metrics::set_replication_pending(&name, n);
             }
-            r.meta()
-                .read(|tx| notifications::pending(&tx.notifications, &q, BATCH))
+            r.meta().read(|tx| notifications::pending(tx, &q, BATCH))
         })
         .await
         .ok()
@@ -199,7 +198,7 @@ async fn has_revision(registry: &Registry, repo: &RepoName, digest: &Digest) -> 
     let (r, repo, d) = (registry.clone(), repo.to_string(), digest.to_string());
     tokio::task::spawn_blocking(move || {
         r.meta()
-            .read(|t| Ok(manifests::get(&t.manifests, &repo, &d)?.is_some()))
+            .read(|t| Ok(manifests::get(t, &repo, &d)?.is_some()))
     })
     .await
     .ok()

@@ -86,17 +86,9 @@ pub fn endpoint(name: &str) -> String {
 /// Events queued for push target `name`.
 pub fn pending(registry: &Registry, name: &str) -> Result<u64> {
     let e = endpoint(name);
-    registry.meta().read(|t| {
-        let mut n = 0;
-        for item in t
-            .notifications
-            .range::<(&str, u64)>((e.as_str(), 0)..=(e.as_str(), u64::MAX))?
-        {
-            item?;
-            n += 1;
-        }
-        Ok(n)
-    })
+    registry
+        .meta()
+        .read(|t| crate::meta::notifications::queued(t, &e))
 }
 
 impl Board {

@@ -43,10 +43,10 @@ pub async fn copy_blobs(
 ) -> Result<MigrateReport> {
     let rows: Vec<(String, u64)> = registry.meta().read(|t| {
         let mut out = Vec::new();
-        for e in redb::ReadableTable::iter(&t.blobs)? {
-            let (k, v) = e?;
-            out.push((k.value().to_string(), v.value().0));
-        }
+        crate::meta::blobs::scan(t, |d, row| {
+            out.push((d.to_string(), row.size));
+            Ok(true)
+        })?;
         Ok(out)
     })?;
     let mut report = MigrateReport {
@@ -148,7 +148,7 @@ async fn blocking<T: Send + 'static>(
 /// Returns how many were ended. Blocking.
 pub fn end_upload_sessions(registry: &Registry) -> Result<u64> {
     let ended = registry.meta().write(|t| {
-        let all = uploads::all(&t.uploads)?;
+        let all = uploads::all(t)?;
         for (id, _) in &all {
             uploads::remove(t, id)?;
         }

@@ -5,7 +5,6 @@
 //! of rows each (`AGG_TAGS`, `AGG_MANIFESTS`), shown as `N+` when the bound was reached.
 
 use std::collections::BTreeSet;
-use std::ops::Bound;
 
 use crate::error::Result;
 use crate::meta::records::ManifestRecord;
@@ -99,7 +98,7 @@ pub fn repositories(
             {
                 continue;
             }
-            repos::scan_prefix(&t.repos, &root, q.last, |name| {
+            repos::scan_prefix(t, &root, q.last, |name| {
                 if !name.contains(q.contains) || !allows(name) {
                     scanned += 1;
                     if scanned >= SCAN_BUDGET {
@@ -137,43 +136,33 @@ pub fn repositories(
 }
 
 /// The bounded figures of repository `name`.
-fn repo_row(t: &ReadTables, name: String) -> Result<RepoRow> {
-    let mut tags = Bounded::default();
-    for item in t.tags.range::<(&str, &str)>((name.as_str(), "")..)? {
-        let (k, _) = item?;
-        if k.value().0 != name {
-            break;
-        }
-        if tags.value as usize == AGG_TAGS {
-            tags.more = true;
-            break;
-        }
-        tags.value += 1;
-    }
+fn repo_row(t: &ReadTables<'_>, name: String) -> Result<RepoRow> {
+    let counted = t.tags_page(&name, None, AGG_TAGS + 1)?.len();
+    let tags = Bounded {
+        value: counted.min(AGG_TAGS) as u64,
+        more: counted > AGG_TAGS,
+    };
     let mut size = Bounded::default();
     let mut last_push = 0;
     let mut seen = BTreeSet::new();
-    for (read, item) in t
-        .manifests
-        .range::<(&str, &str)>((name.as_str(), "")..)?
-        .enumerate()
-    {
-        let (k, v) = item?;
-        if k.value().0 != name {
+    // The rows of `name` come first among those of names starting with it.
+    let revisions = t.manifests_page(&name, None, AGG_MANIFESTS + 1)?;
+    for (read, (r, _, v)) in revisions.iter().enumerate() {
+        if *r != name {
             break;
         }
         if read == AGG_MANIFESTS {
             size.more = true;
             break;
         }
-        let Ok(rec) = serde_json::from_slice::<ManifestRecord>(v.value()) else {
+        let Ok(rec) = serde_json::from_slice::<ManifestRecord>(v) else {
             continue;
         };
         last_push = last_push.max(rec.created);
         size.value += rec.size;
         for b in &rec.blobs {
             if seen.insert(b.clone())
-                && let Some(row) = blobs::get(&t.blobs, b)?
+                && let Some(row) = blobs::get(t, b)?
             {
                 size.value += row.size;
             }
@@ -207,62 +196,65 @@ pub fn tags(
     n: usize,
 ) -> Result<Option<Page<TagRow>>> {
     reg.meta().read(|t| {
-        if !repos::exists(&t.repos, repo)? {
+        if !repos::exists(t, repo)? {
             return Ok(None);
         }
-        let start = match last {
-            Some(l) => Bound::Excluded((repo, l)),
-            None => Bound::Included((repo, "")),
-        };
         let mut rows = Vec::new();
         let mut next = None;
         let mut scanned = 0usize;
-        for item in t.tags.range::<(&str, &str)>((start, Bound::Unbounded))? {
-            let (k, v) = item?;
-            let (r, tag) = k.value();
-            if r != repo {
-                break;
-            }
-            scanned += 1;
-            if !tag.contains(contains) {
-                if scanned >= SCAN_BUDGET {
-                    next = Some(tag.to_string());
-                    break;
+        let mut after = last.map(str::to_string);
+        'pages: loop {
+            let page = t.tags_page(repo, after.as_deref(), TAG_PAGE)?;
+            let full = page.len() == TAG_PAGE;
+            for (tag, digest) in page {
+                scanned += 1;
+                if !tag.contains(contains) {
+                    if scanned >= SCAN_BUDGET {
+                        next = Some(tag);
+                        break 'pages;
+                    }
+                    after = Some(tag);
+                    continue;
                 }
-                continue;
+                if rows.len() == n {
+                    next = rows.last().map(|r: &TagRow| r.tag.clone());
+                    break 'pages;
+                }
+                let record = manifests::get(t, repo, &digest)?;
+                let size = match &record {
+                    Some(rec) => revision_size(t, repo, rec)?,
+                    None => 0,
+                };
+                after = Some(tag.clone());
+                rows.push(TagRow {
+                    tag,
+                    digest,
+                    record,
+                    size,
+                });
             }
-            if rows.len() == n {
-                next = rows.last().map(|r: &TagRow| r.tag.clone());
+            if !full {
                 break;
             }
-            let digest = v.value().to_string();
-            let record = manifests::get(&t.manifests, repo, &digest)?;
-            let size = match &record {
-                Some(rec) => revision_size(t, repo, rec)?,
-                None => 0,
-            };
-            rows.push(TagRow {
-                tag: tag.to_string(),
-                digest,
-                record,
-                size,
-            });
         }
         Ok(Some(Page { rows, next }))
     })
 }
 
+/// Tags read from the store at a time.
+const TAG_PAGE: usize = 256;
+
 /// Children of an index read at most for its size.
 const INDEX_CHILDREN: usize = 64;
 
 /// The bytes of revision `rec`: itself and its distinct blobs; for an index, its children too.
-fn revision_size(t: &ReadTables, repo: &str, rec: &ManifestRecord) -> Result<u64> {
+fn revision_size(t: &ReadTables<'_>, repo: &str, rec: &ManifestRecord) -> Result<u64> {
     let mut seen = BTreeSet::new();
     let mut total = rec.size;
     let mut add_blobs = |r: &ManifestRecord, total: &mut u64| -> Result<()> {
         for b in &r.blobs {
             if seen.insert(b.clone())
-                && let Some(row) = blobs::get(&t.blobs, b)?
+                && let Some(row) = blobs::get(t, b)?
             {
                 *total += row.size;
             }
@@ -271,7 +263,7 @@ fn revision_size(t: &ReadTables, repo: &str, rec: &ManifestRecord) -> Result<u64
     };
     add_blobs(rec, &mut total)?;
     for child in rec.manifests.iter().take(INDEX_CHILDREN) {
-        if let Some(c) = manifests::get(&t.manifests, repo, child)? {
+        if let Some(c) = manifests::get(t, repo, child)? {
             total += c.size;
             add_blobs(&c, &mut total)?;
         }

@@ -146,13 +146,13 @@ pub fn platforms(reg: &Registry, digest: &str, rec: &ManifestRecord) -> Vec<Stri
 /// Resolves `reference` (a tag or a digest) of `repo` to a digest; `None` when unknown.
 pub fn resolve(reg: &Registry, repo: &str, reference: &str) -> Result<Option<String>> {
     reg.meta().read(|t| {
-        if !repos::exists(&t.repos, repo)? {
+        if !repos::exists(t, repo)? {
             return Ok(None);
         }
         if reference.contains(':') {
             return Ok(Some(reference.to_string()));
         }
-        tags::get(&t.tags, repo, reference)
+        tags::get(t, repo, reference)
     })
 }
 
@@ -160,7 +160,7 @@ pub fn resolve(reg: &Registry, repo: &str, reference: &str) -> Result<Option<Str
 pub fn manifest(reg: &Registry, repo: &RepoName, digest: &str) -> Result<Option<Detail>> {
     let Some(rec) = reg
         .meta()
-        .read(|t| manifests::get(&t.manifests, repo.as_str(), digest))?
+        .read(|t| manifests::get(t, repo.as_str(), digest))?
     else {
         return Ok(None);
     };

@@ -3,7 +3,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use redb::ReadableTableMetadata;
 
 use super::access::Viewer;
 use super::format::{size, time};
@@ -25,12 +24,13 @@ pub struct StoreFigures {
 /// Reads the figures from one snapshot, reading no table's rows.
 pub fn figures(reg: &Registry) -> crate::error::Result<StoreFigures> {
     reg.meta().read(|t| {
+        let counts = t.counts()?;
         Ok(StoreFigures {
-            blob_bytes: crate::meta::stats::get(&t.stats, crate::meta::stats::BLOB_BYTES)?,
-            blobs: t.blobs.len()?,
-            manifests: t.manifests.len()?,
-            repositories: t.repos.len()?,
-            pending_events: t.notifications.len()?,
+            blob_bytes: crate::meta::stats::get(t, crate::meta::stats::BLOB_BYTES)?,
+            blobs: counts.blobs,
+            manifests: counts.manifests,
+            repositories: counts.repositories,
+            pending_events: counts.notifications,
         })
     })
 }

@@ -37,7 +37,7 @@ pub fn set_quotas(reg: &Registry, rules: Vec<QuotaRule>) {
 }
 
 pub fn used(reg: &Registry, scope: &str) -> u64 {
-    reg.meta().read(|t| usage::get(&t.usage, scope)).unwrap()
+    reg.meta().read(|t| usage::get(t, scope)).unwrap()
 }
 
 pub fn fsck_clean(reg: &Registry) {

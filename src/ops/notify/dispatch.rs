@@ -37,8 +37,8 @@ pub(super) async fn persist_pulls(
         let (r, o) = (registry.clone(), outbox.clone());
         let written = tokio::task::spawn_blocking(move || {
             r.meta().write(|t| {
-                for ev in batch {
-                    o.queue(t, ev)?;
+                for ev in &batch {
+                    o.queue(t, ev.clone())?;
                 }
                 Ok(())
             })
@@ -63,8 +63,7 @@ pub(super) async fn deliver(registry: Registry, http: reqwest::Client, webhook: 
     while !webhook.is_retired() {
         let (r, name, n) = (registry.clone(), endpoint.name.clone(), endpoint.batch_size);
         let pending = tokio::task::spawn_blocking(move || {
-            r.meta()
-                .read(|t| notifications::pending(&t.notifications, &name, n))
+            r.meta().read(|t| notifications::pending(t, &name, n))
         })
         .await
         .ok()

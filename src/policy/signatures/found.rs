@@ -39,8 +39,8 @@ pub fn signatures_of(reg: &Registry, repo: &str, digest: &Digest) -> Result<Vec<
     let tag = cosign::signature_tag(digest);
     reg.meta().read(|t| {
         let mut out = Vec::new();
-        referrers::scan(&t.referrers, repo, &subject, None, |d| {
-            let Some(rec) = manifests::get(&t.manifests, repo, d)? else {
+        referrers::scan(t, repo, &subject, None, |d| {
+            let Some(rec) = manifests::get(t, repo, d)? else {
                 return Ok(true);
             };
             let format = match rec.artifact_type.as_deref() {
@@ -54,7 +54,7 @@ pub fn signatures_of(reg: &Registry, repo: &str, digest: &Digest) -> Result<Vec<
             });
             Ok(out.len() < MAX_SIGNATURES)
         })?;
-        if let Some(d) = tags::get(&t.tags, repo, &tag)? {
+        if let Some(d) = tags::get(t, repo, &tag)? {
             out.push(Found {
                 digest: d.to_string(),
                 format: Format::Cosign,

@@ -1,0 +1,48 @@
+//! redb: the `manifests` table.
+
+use std::ops::Bound;
+
+use redb::ReadableTable;
+
+use super::{RedbWrite, collect, for_both};
+use crate::error::Result;
+use crate::meta::rows::{ManifestsRead, ManifestsWrite};
+
+for_both!(ManifestsRead {
+    fn manifest(&self, repo: &str, digest: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.manifests.get((repo, digest))?.map(|v| v.value().to_vec()))
+    }
+
+    fn manifests_page(
+        &self,
+        prefix: &str,
+        after: Option<(&str, &str)>,
+        n: usize,
+    ) -> Result<Vec<(String, String, Vec<u8>)>> {
+        let start = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Included((prefix, "")),
+        };
+        collect(
+            self.manifests.range::<(&str, &str)>((start, Bound::Unbounded))?,
+            n,
+            |(r, d), v| {
+                r.starts_with(prefix)
+                    .then(|| (r.to_string(), d.to_string(), v.to_vec()))
+            },
+        )
+    }
+});
+
+impl ManifestsWrite for RedbWrite<'_> {
+    fn put_manifest(&mut self, repo: &str, digest: &str, record: &[u8]) -> Result<bool> {
+        Ok(self.manifests.insert((repo, digest), record)?.is_none())
+    }
+
+    fn remove_manifest(&mut self, repo: &str, digest: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .manifests
+            .remove((repo, digest))?
+            .map(|v| v.value().to_vec()))
+    }
+}
