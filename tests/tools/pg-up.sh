@@ -33,7 +33,7 @@ set_dir() {
 # Runs a command as the cluster's owner: `postgres` when we are root, else ourselves.
 as_owner() {
     if [[ $(id -u) == 0 ]]; then
-        su postgres -s /bin/sh -c "$(printf '%q ' "$@")"
+        su postgres -s /bin/bash -c "$(printf '%q ' "$@")"
     else
         "$@"
     fi
@@ -65,7 +65,7 @@ cmd_start() {
     fi
     if [[ $(id -u) == 0 ]]; then
         install -d -o postgres -g postgres -m 700 "$DIR"
-        su postgres -s /bin/sh -c "test -w $(printf '%q' "$DIR")" \
+        su postgres -s /bin/bash -c "test -w $(printf '%q' "$DIR")" \
             || die "user postgres cannot reach $DIR (a parent directory is not searchable); pick another DIR"
     else
         install -d -m 700 "$DIR"
