@@ -265,6 +265,37 @@ fn concurrent_read_modify_write_transactions_are_retried_and_lose_no_update() {
 }
 
 #[test]
+fn the_pool_holds_at_most_pool_size_connections() {
+    let db = TestDb::new();
+    const POOL: u32 = 2;
+    let meta = Arc::new(PgMeta::open(&db.url, POOL).unwrap());
+    let barrier = Arc::new(Barrier::new(6));
+    let workers: Vec<_> = (0..6)
+        .map(|_| {
+            let (meta, barrier) = (meta.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                meta.write(|tx| {
+                    // Held a while, so the other workers wait for a connection.
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    let n: i64 = tx
+                        .query_one(
+                            "SELECT count(*) FROM pg_stat_activity
+                             WHERE datname = current_database() AND application_name = 'kura'",
+                            &[],
+                        )?
+                        .get(0);
+                    Ok(n)
+                })
+                .unwrap()
+            })
+        })
+        .collect();
+    let seen: Vec<i64> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert_eq!(seen.iter().max(), Some(&(POOL as i64)), "{seen:?}");
+}
+
+#[test]
 fn an_error_of_the_transaction_rolls_it_back_without_a_retry() {
     let db = TestDb::new();
     let meta = PgMeta::open(&db.url, 1).unwrap();

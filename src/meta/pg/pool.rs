@@ -36,15 +36,23 @@ impl Target {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        // How kura's connections show in pg_stat_activity, unless the URL names them.
+        if config.get_application_name().is_none() {
+            config.application_name("kura");
+        }
         let name = display_name(&config);
         Ok(Target { config, name })
     }
 
-    /// One connection, outside the pool (migrations run on it).
+    /// One connection, outside the pool, for the migrations (named `<application> migrations`).
     pub fn connect(&self) -> std::result::Result<Client, PgOpenError> {
-        self.config
-            .connect(NoTls)
-            .map_err(|e| self.connect_error(&e))
+        let mut config = self.config.clone();
+        let name = format!(
+            "{} migrations",
+            config.get_application_name().unwrap_or("kura")
+        );
+        config.application_name(&name);
+        config.connect(NoTls).map_err(|e| self.connect_error(&e))
     }
 
     /// The pool of at most `size` connections, opened as transactions need them.
