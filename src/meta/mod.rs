@@ -7,6 +7,7 @@ pub mod deferred;
 pub mod manifests;
 pub mod mirror;
 pub mod notifications;
+pub mod pg;
 pub mod records;
 pub mod redb;
 pub mod referrers;

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod layout;
 pub mod mirror;
+pub mod pg;
 pub mod s3;
 pub mod s3_ops;
 

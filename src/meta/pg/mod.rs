@@ -1,0 +1,166 @@
+//! PostgreSQL as the metadata store of a cluster of kura nodes (`[metadata] kind =
+//! "postgres"`, issue 13): the same tables as redb (`migrations/pg/`), reached through a pool
+//! of synchronous connections. Like the redb store, its API is synchronous: call it from
+//! blocking threads (each `postgres::Client` drives its connection on a runtime of its own).
+//!
+//! Every write is one SERIALIZABLE transaction, run again from the start when PostgreSQL
+//! reports a serialization failure or deadlock, so concurrent writers on any number of nodes
+//! behave as if run one at a time, as redb's single writer does. A read is one REPEATABLE
+//! READ snapshot.
+
+mod migrate;
+mod pool;
+mod tx;
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use postgres::IsolationLevel;
+
+use crate::error::{Error, Result};
+pub use migrate::{MIGRATIONS, Migration};
+pub use pool::describe;
+use tx::Failure;
+pub use tx::{Params, Tx};
+
+/// Attempts a write transaction gets before its conflicts are reported as an error.
+pub const WRITE_ATTEMPTS: u32 = 20;
+/// The longest pause between two attempts (the pause grows from 2 ms, randomised).
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Why the metadata database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PgOpenError {
+    #[error("invalid metadata database URL: {reason}")]
+    Url { reason: String },
+    #[error("cannot connect to metadata database {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error(
+        "metadata store {target} was written by a newer kura (schema version {found}; this kura supports up to {supported}); upgrade kura to open it"
+    )]
+    NewerSchema {
+        target: String,
+        found: u64,
+        supported: u64,
+    },
+    #[error(
+        "cannot migrate metadata database {target} to schema version {version} ({name}): {reason}"
+    )]
+    Migrate {
+        target: String,
+        version: i64,
+        name: String,
+        reason: String,
+    },
+}
+
+/// The open metadata database: a pool of connections to a migrated schema.
+pub struct PgMeta {
+    pool: pool::Pool,
+    /// `postgres://user@host:port/db`, for messages (no password).
+    target: String,
+}
+
+impl PgMeta {
+    /// Connects to `url`, applies pending migrations and keeps a pool of up to `pool_size`
+    /// connections.
+    pub fn open(url: &str, pool_size: u32) -> Result<PgMeta, PgOpenError> {
+        Self::open_with(url, pool_size, MIGRATIONS)
+    }
+
+    /// Opens with an explicit migration list (tests use synthetic lists).
+    pub fn open_with(
+        url: &str,
+        pool_size: u32,
+        steps: &[Migration],
+    ) -> Result<PgMeta, PgOpenError> {
+        let target = pool::Target::parse(url)?;
+        let mut client = target.connect()?;
+        migrate::run(&mut client, &target, steps)?;
+        drop(client);
+        Ok(PgMeta {
+            pool: target.pool(pool_size)?,
+            target: target.name,
+        })
+    }
+
+    /// The database, as `postgres://user@host:port/db` (no password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Runs `f` in one SERIALIZABLE transaction and commits. On a serialization failure or
+    /// deadlock (of a statement or of the commit) the transaction is rolled back and `f` run
+    /// again, up to `WRITE_ATTEMPTS` times, after a short random pause; an error `f` returns
+    /// otherwise rolls back and is returned.
+    pub fn write<T>(&self, mut f: impl FnMut(&Tx) -> Result<T>) -> Result<T> {
+        let mut conn = pool::checkout(&self.pool)?;
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let txn = conn
+                .build_transaction()
+                .isolation_level(IsolationLevel::Serializable)
+                .start()?;
+            let tx = Tx::new(txn);
+            let out = f(&tx);
+            match (out, tx.failure()) {
+                // Whatever `f` made of it, a conflict means running it again.
+                (_, Failure::Conflict) => {}
+                (Err(e), _) => return Err(e),
+                (Ok(_), Failure::Other) => {
+                    return Err(Error::internal(
+                        "metadata database",
+                        "a statement failed and the transaction went on as if it had not; rolled back",
+                    ));
+                }
+                (Ok(v), Failure::None) => match tx.commit() {
+                    Ok(()) => return Ok(v),
+                    Err(e) if tx::is_conflict(&e) => {}
+                    Err(e) => return Err(e.into()),
+                },
+            }
+            if attempt < WRITE_ATTEMPTS {
+                std::thread::sleep(backoff(attempt));
+            }
+        }
+        Err(Error::internal(
+            "metadata database",
+            format!(
+                "a write transaction on {} still conflicted with concurrent ones after {WRITE_ATTEMPTS} attempts",
+                self.target
+            ),
+        ))
+    }
+
+    /// Runs `f` in one REPEATABLE READ, READ ONLY transaction: every statement sees the same
+    /// snapshot, taken at its first statement.
+    pub fn read<T>(&self, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+        let mut conn = pool::checkout(&self.pool)?;
+        let txn = conn
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let tx = Tx::new(txn);
+        let v = f(&tx)?;
+        if tx.failure() != Failure::None {
+            return Err(Error::internal(
+                "metadata database",
+                "a statement of a read failed and the read went on as if it had not",
+            ));
+        }
+        tx.commit()?;
+        Ok(v)
+    }
+}
+
+/// The pause before attempt `attempt + 1`: random, up to 2 ms doubled per attempt made, at
+/// most `MAX_BACKOFF` (full jitter: conflicting writers spread out instead of colliding again).
+fn backoff(attempt: u32) -> Duration {
+    let cap = Duration::from_millis(2)
+        .saturating_mul(1 << attempt.min(16))
+        .min(MAX_BACKOFF);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    cap.mul_f64((random % 1024) as f64 / 1024.0)
+}

@@ -1,0 +1,130 @@
+//! A real PostgreSQL server for the metadata tests.
+//!
+//! `TestDb::new` creates a fresh database `kura_<uuid>` on the server named by
+//! `KURA_TEST_PG_URL` (a superuser URL, `postgres://user@host:port/db`; `.ci/run` exports
+//! it), or else on a private cluster this starts itself with `tests/tools/pg-up.sh` under
+//! `target/pg-test` (reused while it runs; test processes serialise on a file lock). The
+//! database is dropped, with any connection still open to it, when the `TestDb` is.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The superuser URL of the test server (started on first use in this process if the
+/// environment names none).
+pub fn server_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        std::env::var("KURA_TEST_PG_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(start_own)
+    })
+}
+
+fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Starts (or finds running) the cluster under `target/pg-test`, holding a lock so that
+/// concurrent test processes start one cluster between them.
+fn start_own() -> String {
+    let dir = repo_path("target/pg-test");
+    std::fs::create_dir_all(repo_path("target")).expect("create target/");
+    // Rust opens files close-on-exec: the server the script starts does not inherit the lock.
+    let lock = std::fs::File::create(repo_path("target/pg-test.lock")).expect("lock file");
+    // SAFETY: flock on a descriptor this function owns; released when `lock` is dropped.
+    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock target/pg-test.lock");
+    let script = repo_path("tests/tools/pg-up.sh");
+    let running = Command::new(&script)
+        .arg("status")
+        .arg(&dir)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let out = if running {
+        Command::new(&script).arg("env").arg(&dir).output()
+    } else {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        Command::new(&script)
+            .arg("start")
+            .arg(&dir)
+            .arg(port.to_string())
+            .output()
+    }
+    .expect("run tests/tools/pg-up.sh");
+    if !out.status.success() {
+        let _ = std::io::stderr().write_all(&out.stderr);
+        panic!(
+            "tests/tools/pg-up.sh failed ({}); install PostgreSQL with `apt-get install postgresql` or set KURA_TEST_PG_URL",
+            out.status
+        );
+    }
+    drop(lock);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("export KURA_TEST_PG_URL="))
+        .expect("pg-up.sh printed no KURA_TEST_PG_URL")
+        .to_string()
+}
+
+/// `url` (`postgres://...[/db][?options]`) naming database `db` instead.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (scheme, rest) = url
+        .split_once("://")
+        .expect("KURA_TEST_PG_URL must be a postgres:// URL");
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, format!("?{q}")),
+        None => (rest, String::new()),
+    };
+    // The authority ends at the first '/' after any userinfo (a password may hold a '/').
+    let at = rest.rfind('@').map_or(0, |i| i + 1);
+    let authority_end = rest[at..].find('/').map_or(rest.len(), |i| at + i);
+    format!("{scheme}://{}/{db}{query}", &rest[..authority_end])
+}
+
+/// A superuser connection to the server's maintenance database.
+pub fn admin() -> postgres::Client {
+    postgres::Client::connect(server_url(), postgres::NoTls).expect("connect to the test server")
+}
+
+/// A fresh, empty database for one test; dropped with the guard.
+pub struct TestDb {
+    /// Its name, `kura_<uuid>`.
+    pub name: String,
+    /// A superuser URL of it.
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        let name = format!("kura_{}", uuid::Uuid::new_v4().simple());
+        admin()
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create the test database");
+        let url = with_database(server_url(), &name);
+        TestDb { name, url }
+    }
+
+    /// A connection of its own to the database (to look behind kura's back).
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // FORCE: connections a failed test left open (its pool) go too. Best effort.
+        if let Ok(mut c) = postgres::Client::connect(server_url(), postgres::NoTls) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
