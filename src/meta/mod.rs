@@ -20,21 +20,19 @@ pub mod tags;
 pub mod uploads;
 pub mod usage;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ::redb::{Database, Durability, ReadableDatabase, ReadableTable};
-
 use crate::error::{Error, Result};
-use crate::migrations::{LATEST, MIGRATIONS, Migration};
-use tables::*;
+use crate::migrations::{LATEST, Migration};
 
 pub use records::{ManifestRecord, UploadRecord};
 pub use rows::{ReadTx, WriteTx};
 
-use self::redb::{RedbRead, RedbWrite};
+use self::pg::PgMeta;
+use self::redb::{RedbCommitted, RedbMeta, RedbRead, RedbWrite};
 
 /// One write transaction over every table, whatever the backend.
 pub type WriteTables<'a> = dyn WriteTx + 'a;
@@ -58,120 +56,126 @@ pub enum OpenError {
     Redb { path: String, source: ::redb::Error },
 }
 
-/// The open metadata database.
+/// The open metadata store: redb (one node; the default) or PostgreSQL (a cluster).
 pub struct Meta {
-    path: PathBuf,
-    /// The database; `None` only between closing it after an I/O error and reopening it.
-    db: RwLock<Option<Arc<Database>>>,
-    /// Commit numbers lost when the database was reopened after an I/O error (committed
-    /// without an fsync, never made durable), as inclusive ranges; `any_lost` once there is one.
-    lost: Mutex<Vec<(u64, u64)>>,
-    any_lost: AtomicBool,
-    /// Write transactions committed (non-durably) so far.
-    committed: AtomicU64,
-    /// Times the database was reopened after an I/O error (which may lose commits).
-    reopens: AtomicU64,
-    /// Of those, how many a durable commit has covered.
-    durable: AtomicU64,
-    /// Held by the one thread making commits durable.
-    flush: Mutex<()>,
-    /// Told the latency of every durable write (set by whoever observes the store, e.g. the
-    /// metrics of `ops`); the store itself knows nothing about metrics.
-    on_commit: std::sync::OnceLock<fn(Duration)>,
+    backend: Backend,
+    /// PostgreSQL: write transactions committed through this handle (redb counts its own).
+    pg_commits: AtomicU64,
+    /// PostgreSQL: told the latency of every commit (redb keeps its own observer).
+    pg_observer: OnceLock<fn(Duration)>,
+}
+
+enum Backend {
+    Redb(RedbMeta),
+    Pg(PgMeta),
 }
 
 /// A write transaction that is committed and visible, but maybe not yet durable.
 #[must_use = "a write is acknowledged only once `durable` returns"]
-pub struct Committed<'a, T> {
-    meta: &'a Meta,
-    seq: u64,
-    start: Instant,
-    value: T,
+pub enum Committed<'a, T> {
+    /// redb commits without an fsync, then waits for a group commit (`RedbMeta::write`).
+    Redb(RedbCommitted<'a, T>),
+    /// PostgreSQL returns from COMMIT once the commit is durable.
+    Durable(T),
 }
 
 impl<T> Committed<'_, T> {
     /// Returns the transaction's result once it is durable (see `Meta::write`).
     pub fn durable(self) -> Result<T> {
-        self.meta.make_durable(self.seq)?;
-        if let Some(observe) = self.meta.on_commit.get() {
-            observe(self.start.elapsed());
+        match self {
+            Committed::Redb(c) => c.durable(),
+            Committed::Durable(v) => Ok(v),
         }
-        Ok(self.value)
     }
 }
 
+/// Generations handed out on PostgreSQL, where other nodes commit too (`Meta::generation`).
+static PG_GENERATION: AtomicU64 = AtomicU64::new(0);
+
 impl Meta {
-    /// Opens (creating if needed) the store at `path` and runs pending migrations.
+    fn with(backend: Backend) -> Meta {
+        Meta {
+            backend,
+            pg_commits: AtomicU64::new(0),
+            pg_observer: OnceLock::new(),
+        }
+    }
+
+    /// Opens (creating if needed) the redb store at `path` and runs pending migrations.
     pub fn open(path: &Path) -> Result<Meta, OpenError> {
-        Self::open_with(path, MIGRATIONS)
+        RedbMeta::open(path).map(|m| Meta::with(Backend::Redb(m)))
+    }
+
+    /// Opens the redb store with an explicit migration list (tests use synthetic lists).
+    pub fn open_with(path: &Path, steps: &[Migration]) -> Result<Meta, OpenError> {
+        RedbMeta::open_with(path, steps).map(|m| Meta::with(Backend::Redb(m)))
+    }
+
+    /// Connects to the PostgreSQL database at `url` (migrating it) with a pool of up to
+    /// `pool_size` connections.
+    pub fn open_postgres(url: &str, pool_size: u32) -> Result<Meta, pg::PgOpenError> {
+        PgMeta::open(url, pool_size).map(|m| Meta::with(Backend::Pg(m)))
+    }
+
+    /// Where the metadata lives, for messages (no password).
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Redb(m) => m.path().display().to_string(),
+            Backend::Pg(m) => m.target().to_string(),
+        }
+    }
+
+    /// True when the metadata is in PostgreSQL (shared by the nodes of a cluster).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Pg(_))
     }
 
     /// Reports the latency of every durable write to `observe` (the first observer set stays).
     pub fn observe_commits(&self, observe: fn(Duration)) {
-        let _ = self.on_commit.set(observe);
-    }
-
-    /// Opens the store with an explicit migration list (tests use synthetic lists).
-    pub fn open_with(path: &Path, steps: &[Migration]) -> Result<Meta, OpenError> {
-        let p = path.display().to_string();
-        let db = Database::create(path).map_err(|e| match e {
-            ::redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse { path: p.clone() },
-            e => OpenError::Redb {
-                path: p.clone(),
-                source: e.into(),
-            },
-        })?;
-        migrate(&db, steps).map_err(|e| match e {
-            MigrateError::Newer(found) => OpenError::NewerSchema {
-                path: p.clone(),
-                found,
-                supported: steps.last().map_or(0, |s| s.version),
-            },
-            MigrateError::Redb(source) => OpenError::Redb { path: p, source },
-        })?;
-        Ok(Meta {
-            path: path.to_path_buf(),
-            db: RwLock::new(Some(Arc::new(db))),
-            lost: Mutex::new(Vec::new()),
-            any_lost: AtomicBool::new(false),
-            committed: AtomicU64::new(0),
-            reopens: AtomicU64::new(0),
-            durable: AtomicU64::new(0),
-            flush: Mutex::new(()),
-            on_commit: std::sync::OnceLock::new(),
-        })
+        match &self.backend {
+            Backend::Redb(m) => m.observe_commits(observe),
+            Backend::Pg(_) => {
+                let _ = self.pg_observer.set(observe);
+            }
+        }
     }
 
     /// Write transactions committed since the store was opened (tests count durable writes).
     pub fn commit_count(&self) -> u64 {
-        self.committed.load(Ordering::Acquire)
+        match &self.backend {
+            Backend::Redb(m) => m.commit_count(),
+            Backend::Pg(_) => self.pg_commits.load(Ordering::Acquire),
+        }
     }
 
-    /// Changes whenever what a read may see changes: a commit, or a reopen after an I/O error
-    /// (which can lose commits). Read it *before* a snapshot: while it is unchanged, whatever
-    /// was derived from that snapshot is still current (caches of derived facts key on it).
+    /// Changes whenever what a read may see changes. Read it *before* a snapshot: while it is
+    /// unchanged, whatever was derived from that snapshot is still current (caches of derived
+    /// facts key on it). On PostgreSQL other nodes commit too, so every call returns a new
+    /// value: such caches are bypassed.
     pub fn generation(&self) -> (u64, u64) {
-        (
-            self.reopens.load(Ordering::Acquire),
-            self.committed.load(Ordering::Acquire),
-        )
+        match &self.backend {
+            Backend::Redb(m) => m.generation(),
+            Backend::Pg(_) => (u64::MAX, PG_GENERATION.fetch_add(1, Ordering::AcqRel)),
+        }
     }
 
     /// The schema version recorded in the store.
     pub fn schema_version(&self) -> Result<u64> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let t = txn.open_table(META)?;
-        Ok(t.get("schema_version")?.map_or(0, |v| v.value()))
+        match &self.backend {
+            Backend::Redb(m) => m.schema_version(),
+            Backend::Pg(m) => m.read(|tx| {
+                let r = tx.query_one(
+                    "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                    &[],
+                )?;
+                Ok(r.get::<_, i64>(0) as u64)
+            }),
+        }
     }
 
     /// Runs `f` in one write transaction; commits on `Ok`, rolls back on `Err`. Returns only
-    /// once the commit is durable.
-    ///
-    /// Group commit: the transaction commits without an fsync, then waits for a durable commit
-    /// made after it. One waiting thread makes an empty `Durability::Immediate` commit, which
-    /// persists every commit before it, while the others wait for it; so concurrent writers
-    /// share one fsync instead of queueing for one each.
+    /// once the commit is durable. `f` may run more than once (PostgreSQL re-runs a
+    /// transaction that conflicted with another), so it must only act through `t`.
     pub fn write<T>(&self, f: impl FnMut(&mut WriteTables<'_>) -> Result<T>) -> Result<T> {
         self.commit(f)?.durable()
     }
@@ -182,221 +186,53 @@ impl Meta {
         &self,
         mut f: impl FnMut(&mut WriteTables<'_>) -> Result<T>,
     ) -> Result<Committed<'_, T>> {
-        self.commit_with(|txn| f(&mut RedbWrite::open(txn)?))
-    }
-
-    fn commit_with<T>(
-        &self,
-        f: impl FnOnce(&::redb::WriteTransaction) -> Result<T>,
-    ) -> Result<Committed<'_, T>> {
-        let mut db = self.db()?;
-        let mut txn = match db.begin_write() {
-            Err(e) if is_previous_io(&e) => {
-                // Let go of the handle before waiting for the flush lock: the reopen waits
-                // for every handle.
-                let failed = Arc::downgrade(&db);
-                drop(db);
-                let flush = self.flush.lock().unwrap_or_else(|e| e.into_inner());
-                self.reopen(&failed, &flush)?;
-                drop(flush);
-                db = self.db()?;
-                db.begin_write()?
-            }
-            r => r?,
-        };
-        txn.set_durability(Durability::None)?;
-        let out = f(&txn);
-        match out {
-            Ok(value) => {
+        match &self.backend {
+            Backend::Redb(m) => m.commit(f).map(Committed::Redb),
+            Backend::Pg(m) => {
                 let start = Instant::now();
-                txn.commit()?;
-                let seq = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
-                // A reopen waits for every handle on the old database before it counts what
-                // was lost, so the commit above is counted by then.
-                drop(db);
-                Ok(Committed {
-                    meta: self,
-                    seq,
-                    start,
-                    value,
-                })
-            }
-            Err(e) => {
-                txn.abort()?;
-                Err(e)
+                let v = m.write(|tx| {
+                    let mut tx = tx;
+                    f(&mut tx)
+                })?;
+                self.pg_commits.fetch_add(1, Ordering::AcqRel);
+                if let Some(observe) = self.pg_observer.get() {
+                    observe(start.elapsed());
+                }
+                Ok(Committed::Durable(v))
             }
         }
-    }
-
-    /// Returns once commit number `seq` is durable, making it so if nobody else is.
-    fn make_durable(&self, seq: u64) -> Result<()> {
-        if self.is_durable(seq)? {
-            return Ok(());
-        }
-        let flusher = self.flush.lock().unwrap_or_else(|e| e.into_inner());
-        if self.is_durable(seq)? {
-            return Ok(());
-        }
-        // Every commit counted here finished before this transaction can begin.
-        let target = self.committed.load(Ordering::Acquire);
-        let db = self.db()?;
-        let txn = match db.begin_write() {
-            Err(e) if is_previous_io(&e) => {
-                let failed = Arc::downgrade(&db);
-                drop(db);
-                self.reopen(&failed, &flusher)?;
-                return self.is_durable(seq).map(|_| ());
-            }
-            r => r?,
-        };
-        txn.commit()?;
-        self.durable.store(target, Ordering::Release);
-        Ok(())
-    }
-
-    /// Whether commit `seq` is durable; an error if it was lost in a reopen.
-    fn is_durable(&self, seq: u64) -> Result<bool> {
-        let durable = self.durable.load(Ordering::Acquire);
-        if self.any_lost.load(Ordering::Acquire)
-            && self
-                .lost
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .any(|&(from, to)| (from..=to).contains(&seq))
-        {
-            return Err(Error::internal(
-                "metadata store",
-                "an I/O error (disk full?) undid this change before it was durable",
-            ));
-        }
-        Ok(durable >= seq)
-    }
-
-    /// The open database, reopened first if a failed reopen left none.
-    fn db(&self) -> Result<Arc<Database>> {
-        if let Some(db) = &*self.db.read().unwrap_or_else(|e| e.into_inner()) {
-            return Ok(db.clone());
-        }
-        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(Arc::new(self.create()?));
-        }
-        Ok(slot.as_ref().expect("just set").clone())
-    }
-
-    fn create(&self) -> Result<Database> {
-        Database::create(&self.path).map_err(|e| Error::internal("reopening metadata store", e))
-    }
-
-    /// Closes and reopens the database after `failed` reported an earlier I/O error: redb then
-    /// refuses every write until it is reopened (a full disk would otherwise stop all writes
-    /// until a restart). Commits that were not yet durable are lost and their writers get an
-    /// error. Called with the flush lock held.
-    fn reopen(&self, failed: &Weak<Database>, _flush: &MutexGuard<'_, ()>) -> Result<()> {
-        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
-        // (`failed` keeps its allocation, so a new database cannot share its address.)
-        if slot
-            .as_ref()
-            .is_some_and(|db| !std::ptr::eq(Arc::as_ptr(db), failed.as_ptr()))
-        {
-            return Ok(()); // someone else already reopened it
-        }
-        tracing::warn!("metadata store had an I/O error (disk full?); reopening it");
-        if let Some(old) = slot.take() {
-            // Wait (bounded) for every other handle: writers hold theirs until their commit is
-            // counted, readers until their snapshot ends.
-            let weak = Arc::downgrade(&old);
-            drop(old);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while weak.strong_count() > 0 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        let (durable, committed) = (
-            self.durable.load(Ordering::Acquire),
-            self.committed.load(Ordering::Acquire),
-        );
-        if committed > durable {
-            self.lost
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((durable + 1, committed));
-            self.any_lost.store(true, Ordering::Release);
-            self.durable.store(committed, Ordering::Release);
-        }
-        *slot = Some(Arc::new(self.create()?));
-        self.reopens.fetch_add(1, Ordering::AcqRel);
-        Ok(())
-    }
-
-    /// Runs `f` on the redb tables of one read snapshot (a backup copies them row by row).
-    pub fn read_redb<T>(&self, f: impl FnOnce(&RedbRead) -> Result<T>) -> Result<T> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        f(&RedbRead::open(&txn)?)
-    }
-
-    /// Runs `f` on the redb tables of one write transaction (a backup's copy, a restore).
-    pub fn write_redb<T>(&self, mut f: impl FnMut(&mut RedbWrite<'_>) -> Result<T>) -> Result<T> {
-        self.commit_with(|txn| f(&mut RedbWrite::open(txn)?))?
-            .durable()
     }
 
     /// Runs `f` on a consistent read snapshot.
     pub fn read<T>(&self, f: impl FnOnce(&ReadTables<'_>) -> Result<T>) -> Result<T> {
-        // The handle is held until the snapshot ends, so a reopen waits for it.
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        f(&RedbRead::open(&txn)?)
+        match &self.backend {
+            Backend::Redb(m) => m.read(f),
+            Backend::Pg(m) => m.read(|tx| f(&tx)),
+        }
+    }
+
+    /// Runs `f` on the redb tables of one read snapshot (a backup copies them row by row).
+    pub fn read_redb<T>(&self, f: impl FnOnce(&RedbRead) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Redb(m) => m.read_redb(f),
+            Backend::Pg(_) => Err(redb_only()),
+        }
+    }
+
+    /// Runs `f` on the redb tables of one write transaction (a backup's copy).
+    pub fn write_redb<T>(&self, f: impl FnMut(&mut RedbWrite<'_>) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Redb(m) => m.write_redb(f),
+            Backend::Pg(_) => Err(redb_only()),
+        }
     }
 }
 
-fn is_previous_io(e: &::redb::TransactionError) -> bool {
-    matches!(
-        e,
-        ::redb::TransactionError::Storage(::redb::StorageError::PreviousIo)
+fn redb_only() -> Error {
+    Error::internal(
+        "metadata store",
+        "this operation copies redb files; a PostgreSQL-backed cluster is backed up with pg_dump and the bucket's own versioning",
     )
-}
-
-enum MigrateError {
-    Newer(u64),
-    Redb(::redb::Error),
-}
-
-impl<E: Into<::redb::Error>> From<E> for MigrateError {
-    fn from(e: E) -> Self {
-        MigrateError::Redb(e.into())
-    }
-}
-
-/// Applies every step newer than the store's version in one transaction.
-fn migrate(db: &Database, steps: &[Migration]) -> Result<(), MigrateError> {
-    let latest = steps.last().map_or(0, |s| s.version);
-    let txn = db.begin_write()?;
-    let current = {
-        let meta = txn.open_table(META)?;
-        meta.get("schema_version")?.map_or(0, |v| v.value())
-    };
-    if current > latest {
-        txn.abort()?;
-        return Err(MigrateError::Newer(current));
-    }
-    if current == latest {
-        txn.abort()?;
-        return Ok(());
-    }
-    for step in steps.iter().filter(|s| s.version > current) {
-        tracing::info!(
-            version = step.version,
-            step = step.name,
-            "migrating metadata store"
-        );
-        (step.apply)(&txn)?;
-    }
-    txn.open_table(META)?.insert("schema_version", latest)?;
-    txn.commit()?;
-    Ok(())
 }
 
 /// The schema version this kura writes.

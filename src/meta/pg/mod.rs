@@ -8,9 +8,21 @@
 //! behave as if run one at a time, as redb's single writer does. A read is one REPEATABLE
 //! READ snapshot.
 
+mod blobs;
+mod deferred;
+mod manifests;
 mod migrate;
+mod mirror;
+mod notifications;
 mod pool;
+mod referrers;
+mod repos;
+mod rows_util;
+mod settings;
+mod tags;
 mod tx;
+mod uploads;
+mod usage;
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;

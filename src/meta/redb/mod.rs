@@ -10,11 +10,14 @@ mod notifications;
 mod referrers;
 mod repos;
 mod settings;
+mod store;
 mod tags;
 mod uploads;
 mod usage;
 
 use redb::{ReadOnlyTable, ReadTransaction, Table, WriteTransaction};
+
+pub use store::{RedbCommitted, RedbMeta};
 
 use super::tables::*;
 use crate::error::Result;

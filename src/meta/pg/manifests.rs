@@ -1,0 +1,52 @@
+//! PostgreSQL: the `manifests` table.
+
+use super::Tx;
+use super::rows_util::{limit, upper};
+use crate::error::Result;
+use crate::meta::rows::{ManifestsRead, ManifestsWrite};
+
+impl ManifestsRead for &Tx<'_> {
+    fn manifest(&self, repo: &str, digest: &str) -> Result<Option<Vec<u8>>> {
+        let r = self.query_opt(
+            "SELECT record FROM manifests WHERE repo = $1 AND digest = $2",
+            &[&repo, &digest],
+        )?;
+        Ok(r.map(|r| r.get(0)))
+    }
+
+    fn manifests_page(
+        &self,
+        prefix: &str,
+        after: Option<(&str, &str)>,
+        n: usize,
+    ) -> Result<Vec<(String, String, Vec<u8>)>> {
+        let (ar, ad) = after.unwrap_or(("", ""));
+        let rows = self.query(
+            "SELECT repo, digest, record FROM manifests WHERE repo >= $1 AND repo < $2 \
+             AND (repo, digest) > ($3, $4) ORDER BY repo, digest LIMIT $5",
+            &[&prefix, &upper(prefix), &ar, &ad, &limit(n)],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+}
+
+impl ManifestsWrite for &Tx<'_> {
+    fn put_manifest(&mut self, repo: &str, digest: &str, record: &[u8]) -> Result<bool> {
+        // xmax = 0 only on a row this statement inserted (not one it updated).
+        let r = self.query_one(
+            "INSERT INTO manifests (repo, digest, record) VALUES ($1, $2, $3) \
+             ON CONFLICT (repo, digest) DO UPDATE SET record = EXCLUDED.record \
+             RETURNING (xmax = 0)",
+            &[&repo, &digest, &record],
+        )?;
+        Ok(r.get(0))
+    }
+
+    fn remove_manifest(&mut self, repo: &str, digest: &str) -> Result<Option<Vec<u8>>> {
+        let r = self.query_opt(
+            "DELETE FROM manifests WHERE repo = $1 AND digest = $2 RETURNING record",
+            &[&repo, &digest],
+        )?;
+        Ok(r.map(|r| r.get(0)))
+    }
+}
