@@ -7,43 +7,10 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 
-use common::pg::{TestDb, with_database};
+use common::pg::{TestDb, ledger, stat, steps_with_counter, with_database};
 use kura::error::Result;
-use kura::meta::pg::{MIGRATIONS, Migration, PgMeta, PgOpenError, Tx};
+use kura::meta::pg::{MIGRATIONS, PgMeta, PgOpenError, Tx};
 use redb::TableHandle;
-
-/// The real steps plus one that counts its own runs in `stats` (a second run would add 1).
-fn steps_with_counter() -> Vec<Migration> {
-    let mut steps = MIGRATIONS.to_vec();
-    steps.push(Migration {
-        version: MIGRATIONS.last().unwrap().version + 1,
-        name: "count_runs",
-        sql: "INSERT INTO stats (name, value) VALUES ('migration_runs', 1)
-              ON CONFLICT (name) DO UPDATE SET value = stats.value + 1",
-    });
-    steps
-}
-
-fn ledger(db: &TestDb) -> Vec<(i64, String, std::time::SystemTime)> {
-    db.client()
-        .query(
-            "SELECT version, name, applied_at FROM schema_migrations ORDER BY version",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect()
-}
-
-fn stat(meta: &PgMeta, name: &str) -> Option<i64> {
-    meta.read(|tx| {
-        Ok(tx
-            .query_opt("SELECT value FROM stats WHERE name = $1", &[&name])?
-            .map(|r| r.get(0)))
-    })
-    .unwrap()
-}
 
 #[test]
 fn migrations_apply_once_and_record_their_versions() {
