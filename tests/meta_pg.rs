@@ -387,3 +387,18 @@ fn a_missing_database_is_a_clear_error_without_the_password() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_malformed_url_is_refused_without_the_password() {
+    let url = format!("postgres://kura:{PASSWORD}@127.0.0.1:not-a-port/kuradb");
+    let err = PgMeta::open(&url, 1)
+        .err()
+        .expect("the port is not a number");
+    assert!(matches!(err, PgOpenError::Url { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("port"), "{msg}");
+    assert!(
+        !msg.contains(PASSWORD) && !format!("{err:?}").contains(PASSWORD),
+        "{msg}"
+    );
+}

@@ -3,8 +3,9 @@
 //! `TestDb::new` creates a fresh database `kura_<uuid>` on the server named by
 //! `KURA_TEST_PG_URL` (a superuser URL, `postgres://user@host:port/db`; `.ci/run` exports
 //! it), or else on a private cluster this starts itself with `tests/tools/pg-up.sh` under
-//! `target/pg-test` (reused while it runs; test processes serialise on a file lock). The
-//! database is dropped, with any connection still open to it, when the `TestDb` is.
+//! `target/pg-test` (reused while it runs; test processes serialise on a file lock; it runs
+//! until `tests/tools/pg-up.sh stop target/pg-test`). The database is dropped, with any
+//! connection still open to it, when the `TestDb` is.
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
