@@ -7,43 +7,10 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 
-use common::pg::{TestDb, with_database};
+use common::pg::{TestDb, ledger, stat, steps_with_counter, with_database};
 use kura::error::Result;
-use kura::meta::pg::{MIGRATIONS, Migration, PgMeta, PgOpenError, Tx};
+use kura::meta::pg::{MIGRATIONS, PgMeta, PgOpenError, Tx};
 use redb::TableHandle;
-
-/// The real steps plus one that counts its own runs in `stats` (a second run would add 1).
-fn steps_with_counter() -> Vec<Migration> {
-    let mut steps = MIGRATIONS.to_vec();
-    steps.push(Migration {
-        version: MIGRATIONS.last().unwrap().version + 1,
-        name: "count_runs",
-        sql: "INSERT INTO stats (name, value) VALUES ('migration_runs', 1)
-              ON CONFLICT (name) DO UPDATE SET value = stats.value + 1",
-    });
-    steps
-}
-
-fn ledger(db: &TestDb) -> Vec<(i64, String, std::time::SystemTime)> {
-    db.client()
-        .query(
-            "SELECT version, name, applied_at FROM schema_migrations ORDER BY version",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect()
-}
-
-fn stat(meta: &PgMeta, name: &str) -> Option<i64> {
-    meta.read(|tx| {
-        Ok(tx
-            .query_opt("SELECT value FROM stats WHERE name = $1", &[&name])?
-            .map(|r| r.get(0)))
-    })
-    .unwrap()
-}
 
 #[test]
 fn migrations_apply_once_and_record_their_versions() {
@@ -239,18 +206,27 @@ fn concurrent_read_modify_write_transactions_are_retried_and_lose_no_update() {
     const EACH: usize = 25;
     let meta = Arc::new(PgMeta::open(&db.url, THREADS as u32).unwrap());
     let runs = Arc::new(AtomicU64::new(0));
+    let most_runs_of_one = Arc::new(AtomicU64::new(0));
     let barrier = Arc::new(Barrier::new(THREADS));
     let workers: Vec<_> = (0..THREADS)
         .map(|_| {
-            let (meta, runs, barrier) = (meta.clone(), runs.clone(), barrier.clone());
+            let (meta, runs, most, barrier) = (
+                meta.clone(),
+                runs.clone(),
+                most_runs_of_one.clone(),
+                barrier.clone(),
+            );
             std::thread::spawn(move || {
                 barrier.wait();
                 for _ in 0..EACH {
+                    let mut mine = 0;
                     meta.write(|tx| {
+                        mine += 1;
                         runs.fetch_add(1, Ordering::Relaxed);
                         increment(tx)
                     })
                     .expect("every increment commits");
+                    most.fetch_max(mine, Ordering::Relaxed);
                 }
             })
         })
@@ -262,6 +238,8 @@ fn concurrent_read_modify_write_transactions_are_retried_and_lose_no_update() {
     assert_eq!(stat(&meta, "n"), Some(total as i64), "an update was lost");
     let runs = runs.load(Ordering::Relaxed);
     assert!(runs > total, "no transaction was retried ({runs} runs)");
+    // A retry runs while no other write does, so it commits: no writer starves.
+    assert_eq!(most_runs_of_one.load(Ordering::Relaxed), 2);
 }
 
 #[test]
@@ -404,6 +382,21 @@ fn a_missing_database_is_a_clear_error_without_the_password() {
         msg.contains("FATAL"),
         "the server's own message is kept: {msg}"
     );
+    assert!(
+        !msg.contains(PASSWORD) && !format!("{err:?}").contains(PASSWORD),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_malformed_url_is_refused_without_the_password() {
+    let url = format!("postgres://kura:{PASSWORD}@127.0.0.1:not-a-port/kuradb");
+    let err = PgMeta::open(&url, 1)
+        .err()
+        .expect("the port is not a number");
+    assert!(matches!(err, PgOpenError::Url { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("port"), "{msg}");
     assert!(
         !msg.contains(PASSWORD) && !format!("{err:?}").contains(PASSWORD),
         "{msg}"

@@ -3,14 +3,17 @@
 //! `TestDb::new` creates a fresh database `kura_<uuid>` on the server named by
 //! `KURA_TEST_PG_URL` (a superuser URL, `postgres://user@host:port/db`; `.ci/run` exports
 //! it), or else on a private cluster this starts itself with `tests/tools/pg-up.sh` under
-//! `target/pg-test` (reused while it runs; test processes serialise on a file lock). The
-//! database is dropped, with any connection still open to it, when the `TestDb` is.
+//! `target/pg-test` (reused while it runs; test processes serialise on a file lock; it runs
+//! until `tests/tools/pg-up.sh stop target/pg-test`). The database is dropped, with any
+//! connection still open to it, when the `TestDb` is.
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
+
+use kura::meta::pg::{MIGRATIONS, Migration, PgMeta};
 
 /// The superuser URL of the test server (started on first use in this process if the
 /// environment names none).
@@ -127,4 +130,39 @@ impl Drop for TestDb {
             ));
         }
     }
+}
+
+/// The real steps plus one that counts its own runs in `stats` (a second run would add 1).
+pub fn steps_with_counter() -> Vec<Migration> {
+    let mut steps = MIGRATIONS.to_vec();
+    steps.push(Migration {
+        version: MIGRATIONS.last().unwrap().version + 1,
+        name: "count_runs",
+        sql: "INSERT INTO stats (name, value) VALUES ('migration_runs', 1)
+              ON CONFLICT (name) DO UPDATE SET value = stats.value + 1",
+    });
+    steps
+}
+
+/// `schema_migrations` of `db`: (version, name, applied at), oldest first.
+pub fn ledger(db: &TestDb) -> Vec<(i64, String, std::time::SystemTime)> {
+    db.client()
+        .query(
+            "SELECT version, name, applied_at FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+/// Counter `name` of the `stats` table, read through `meta`.
+pub fn stat(meta: &PgMeta, name: &str) -> Option<i64> {
+    meta.read(|tx| {
+        Ok(tx
+            .query_opt("SELECT value FROM stats WHERE name = $1", &[&name])?
+            .map(|r| r.get(0)))
+    })
+    .unwrap()
 }

@@ -26,7 +26,10 @@ impl ManifestsRead for &Tx<'_> {
              AND (repo, digest) > ($3, $4) ORDER BY repo, digest LIMIT $5",
             &[&prefix, &upper(prefix), &ar, &ad, &limit(n)],
         )?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 }
 

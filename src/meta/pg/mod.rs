@@ -17,6 +17,7 @@ mod notifications;
 mod pool;
 mod referrers;
 mod repos;
+mod retry;
 mod rows_util;
 mod settings;
 mod tags;
@@ -24,21 +25,14 @@ mod tx;
 mod uploads;
 mod usage;
 
-use std::hash::{BuildHasher, Hasher};
-use std::time::Duration;
-
 use postgres::IsolationLevel;
 
 use crate::error::{Error, Result};
 pub use migrate::{MIGRATIONS, Migration};
 pub use pool::describe;
+pub use retry::WRITE_ATTEMPTS;
 use tx::Failure;
 pub use tx::{Params, Tx};
-
-/// Attempts a write transaction gets before its conflicts are reported as an error.
-pub const WRITE_ATTEMPTS: u32 = 20;
-/// The longest pause between two attempts (the pause grows from 2 ms, randomised).
-const MAX_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Why the metadata database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -103,44 +97,12 @@ impl PgMeta {
 
     /// Runs `f` in one SERIALIZABLE transaction and commits. On a serialization failure or
     /// deadlock (of a statement or of the commit) the transaction is rolled back and `f` run
-    /// again, up to `WRITE_ATTEMPTS` times, after a short random pause; an error `f` returns
-    /// otherwise rolls back and is returned.
-    pub fn write<T>(&self, mut f: impl FnMut(&Tx) -> Result<T>) -> Result<T> {
+    /// again, up to `WRITE_ATTEMPTS` times (see `retry.rs`); an error `f` returns otherwise
+    /// rolls back and is returned. `f` must not start another write (nor wait for a thread
+    /// that does): a retry holds the writers' lock, as redb's write transaction is held.
+    pub fn write<T>(&self, f: impl FnMut(&Tx) -> Result<T>) -> Result<T> {
         let mut conn = pool::checkout(&self.pool)?;
-        for attempt in 1..=WRITE_ATTEMPTS {
-            let txn = conn
-                .build_transaction()
-                .isolation_level(IsolationLevel::Serializable)
-                .start()?;
-            let tx = Tx::new(txn);
-            let out = f(&tx);
-            match (out, tx.failure()) {
-                // Whatever `f` made of it, a conflict means running it again.
-                (_, Failure::Conflict) => {}
-                (Err(e), _) => return Err(e),
-                (Ok(_), Failure::Other) => {
-                    return Err(Error::internal(
-                        "metadata database",
-                        "a statement failed and the transaction went on as if it had not; rolled back",
-                    ));
-                }
-                (Ok(v), Failure::None) => match tx.commit() {
-                    Ok(()) => return Ok(v),
-                    Err(e) if tx::is_conflict(&e) => {}
-                    Err(e) => return Err(e.into()),
-                },
-            }
-            if attempt < WRITE_ATTEMPTS {
-                std::thread::sleep(backoff(attempt));
-            }
-        }
-        Err(Error::internal(
-            "metadata database",
-            format!(
-                "a write transaction on {} still conflicted with concurrent ones after {WRITE_ATTEMPTS} attempts",
-                self.target
-            ),
-        ))
+        retry::write(&mut conn, &self.target, f)
     }
 
     /// Runs `f` in one REPEATABLE READ, READ ONLY transaction: every statement sees the same
@@ -163,16 +125,4 @@ impl PgMeta {
         tx.commit()?;
         Ok(v)
     }
-}
-
-/// The pause before attempt `attempt + 1`: random, up to 2 ms doubled per attempt made, at
-/// most `MAX_BACKOFF` (full jitter: conflicting writers spread out instead of colliding again).
-fn backoff(attempt: u32) -> Duration {
-    let cap = Duration::from_millis(2)
-        .saturating_mul(1 << attempt.min(16))
-        .min(MAX_BACKOFF);
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    cap.mul_f64((random % 1024) as f64 / 1024.0)
 }

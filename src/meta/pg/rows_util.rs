@@ -12,7 +12,8 @@ pub(super) fn u(row: &Row, i: usize) -> u64 {
 
 /// A u64 as the bigint stored for it; values above i64::MAX cannot be stored.
 pub(super) fn i(v: u64) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::internal("metadata database", format!("{v} exceeds a bigint")))
+    i64::try_from(v)
+        .map_err(|_| Error::internal("metadata database", format!("{v} exceeds a bigint")))
 }
 
 /// A page size as a LIMIT.

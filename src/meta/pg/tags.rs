@@ -66,7 +66,10 @@ impl TagsRead for &Tx<'_> {
     }
 
     fn tag_time(&self, kind: TagTime, repo: &str, tag: &str) -> Result<Option<u64>> {
-        let sql = format!("SELECT at FROM {} WHERE repo = $1 AND tag = $2", times(kind));
+        let sql = format!(
+            "SELECT at FROM {} WHERE repo = $1 AND tag = $2",
+            times(kind)
+        );
         Ok(self.query_opt(&sql, &[&repo, &tag])?.map(|r| u(&r, 0)))
     }
 }

@@ -359,4 +359,3 @@ fn migrate(db: &Database, steps: &[Migration]) -> Result<(), MigrateError> {
     txn.commit()?;
     Ok(())
 }
-
