@@ -31,7 +31,7 @@ pub fn run(args: ServeArgs) -> Result<(), super::CliError> {
             "ignoring KURA_* environment variables that are no configuration key"
         );
     }
-    let registry = Registry::open_with(&cfg.root, &cfg.storage)?;
+    let registry = Registry::open_configured(&cfg.root, &cfg.storage, &cfg.metadata)?;
     tracing::info!(blobs = %registry.store().describe(), "blob store opened");
     registry.set_policies(
         crate::policy::Policies::compile(&cfg.policies).map_err(std::io::Error::other)?,

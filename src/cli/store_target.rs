@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::Config;
+use crate::config::{Config, MetadataKind};
 use crate::meta::OpenError;
 use crate::registry::{Registry, RegistryOpenError};
 
@@ -60,13 +60,18 @@ impl StoreTarget {
             (None, Some(c)) => c.root.clone(),
             (None, None) => PathBuf::from("./kura-data"),
         };
-        if !create && !root.join("meta.redb").exists() {
+        let shared = cfg
+            .as_ref()
+            .is_some_and(|c| c.metadata.kind == MetadataKind::Postgres);
+        if !create && !shared && !root.join("meta.redb").exists() {
             return Err(format!("{} holds no kura store (no meta.redb)", root.display()).into());
         }
         // Without a config file, the blob store the metadata records (credentials for a
         // bucket from the AWS_* variables).
         let opened = match &cfg {
-            Some(c) => Registry::open_with(&root, &c.storage),
+            // A cluster's metadata is in PostgreSQL: every node, and this command, act on it
+            // at once (the rules hold across nodes, see ARCHITECTURE.md "Cluster").
+            Some(c) => Registry::open_configured(&root, &c.storage, &c.metadata),
             None => Registry::open_recorded(&root),
         };
         match opened {

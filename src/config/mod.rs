@@ -4,6 +4,7 @@
 //! values are errors at start. `README.md` shows a complete file.
 
 mod flags;
+mod metadata;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use crate::auth::{AuthConfig, TlsConfig};
 use crate::gc::GcOptions;
 
 pub use flags::ServeFlags;
+pub use metadata::{MetadataConfig, MetadataKind};
 
 /// Parses durations such as `0s`, `90s`, `30m`, `24h`, `7d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -37,6 +39,8 @@ pub struct Config {
     /// Refuse every write (reads go on); can be changed at run time via `/admin/read-only`.
     pub read_only: bool,
     pub storage: StorageConfig,
+    /// Where the metadata lives (`[metadata]`): redb under `root`, or PostgreSQL.
+    pub metadata: MetadataConfig,
     pub gc: GcConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
@@ -65,6 +69,7 @@ impl Default for Config {
             workers: None,
             read_only: false,
             storage: StorageConfig::default(),
+            metadata: MetadataConfig::default(),
             gc: GcConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
@@ -474,6 +479,9 @@ impl Config {
         if self.workers == Some(0) {
             return bad("workers must be at least 1".into());
         }
+        if let Err(m) = self.metadata.validate() {
+            return bad(m);
+        }
         if self.limits.max_concurrent_uploads == 0
             || self.limits.max_manifest_size == 0
             || self.limits.max_upload_sessions == 0
@@ -533,6 +541,7 @@ impl Config {
     /// The configuration as TOML with secrets (header values, credentials) masked.
     pub fn to_masked_toml(&self) -> String {
         let mut c = self.clone();
+        c.metadata.url = c.metadata.masked_url();
         if !c.storage.secret_access_key.is_empty() {
             c.storage.secret_access_key = "********".into();
         }

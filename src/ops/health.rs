@@ -105,7 +105,7 @@ fn probe(r: &Registry, min_free: u64) -> Result<(), String> {
         .map_err(|e| format!("blob store not writable: {e}"))?;
     r.meta()
         .schema_version()
-        .map_err(|e| format!("metadata store: {e}"))?;
+        .map_err(|e| format!("metadata store {}: {e}", r.meta().describe()))?;
     Ok(())
 }
 

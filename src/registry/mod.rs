@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use crate::config::{StorageConfig, StorageKind};
+use crate::config::{MetadataConfig, MetadataKind, StorageConfig, StorageKind};
 use crate::error::{Error, Result};
 use crate::events::EventContext;
 use crate::meta::settings::{self, StoreIdentity};
@@ -72,6 +72,8 @@ pub enum RegistryOpenError {
     },
     #[error(transparent)]
     Meta(#[from] OpenError),
+    #[error(transparent)]
+    Postgres(#[from] crate::meta::pg::PgOpenError),
     #[error("cannot read the metadata store: {0}")]
     Metadata(Error),
 }
@@ -140,13 +142,24 @@ impl Registry {
     /// blobs are where `storage` says. The metadata records its blob store when it is created
     /// (`settings.blob_store`); a configuration naming another store is refused.
     pub fn open_with(root: &Path, storage: &StorageConfig) -> Result<Registry, RegistryOpenError> {
-        Self::open_inner(root, Choice::Configured(storage))
+        Self::open_inner(root, Choice::Configured(storage), &MetadataConfig::default())
+    }
+
+    /// Opens the registry as configured: blobs where `storage` says, metadata where
+    /// `metadata` says (redb under `root`, or a PostgreSQL database shared by a cluster's
+    /// nodes; `root` then holds only this node's local files).
+    pub fn open_configured(
+        root: &Path,
+        storage: &StorageConfig,
+        metadata: &MetadataConfig,
+    ) -> Result<Registry, RegistryOpenError> {
+        Self::open_inner(root, Choice::Configured(storage), metadata)
     }
 
     /// Opens the registry under `root` on the blob store its metadata records (credentials
     /// from the `AWS_*` variables): what `kura gc`/`fsck --root` use without a config file.
     pub fn open_recorded(root: &Path) -> Result<Registry, RegistryOpenError> {
-        Self::open_inner(root, Choice::Recorded)
+        Self::open_inner(root, Choice::Recorded, &MetadataConfig::default())
     }
 
     /// Opens the registry under `root` on `storage` whatever blob store its metadata records:
@@ -155,16 +168,23 @@ impl Registry {
         root: &Path,
         storage: &StorageConfig,
     ) -> Result<Registry, RegistryOpenError> {
-        Self::open_inner(root, Choice::Migrating(storage))
+        Self::open_inner(root, Choice::Migrating(storage), &MetadataConfig::default())
     }
 
-    fn open_inner(root: &Path, choice: Choice<'_>) -> Result<Registry, RegistryOpenError> {
+    fn open_inner(
+        root: &Path,
+        choice: Choice<'_>,
+        metadata: &MetadataConfig,
+    ) -> Result<Registry, RegistryOpenError> {
         let io_err = |source| RegistryOpenError::Io {
             path: root.display().to_string(),
             source,
         };
         crate::store::create_dir_durable(root).map_err(io_err)?;
-        let meta = Meta::open(&root.join("meta.redb"))?;
+        let meta = match metadata.kind {
+            MetadataKind::Redb => Meta::open(&root.join("meta.redb"))?,
+            MetadataKind::Postgres => Meta::open_postgres(&metadata.url, metadata.pool_size)?,
+        };
         // redb syncs the file, not the directory entry that names it.
         crate::store::sync_dir(root).map_err(io_err)?;
         let recorded = meta
