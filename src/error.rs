@@ -177,11 +177,11 @@ internal_from!(
     redb::SetDurabilityError
 );
 
-impl From<postgres::Error> for Error {
-    fn from(e: postgres::Error) -> Self {
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
         let text = crate::meta::pg::describe(&e);
         // The PostgreSQL server's disk is full (SQLSTATE 53100): 507, as for redb's.
-        if e.code() == Some(&postgres::error::SqlState::DISK_FULL) {
+        if e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL) {
             let io = std::io::Error::new(std::io::ErrorKind::StorageFull, text);
             return Error::storage_full("metadata commit", &io);
         }

@@ -142,7 +142,11 @@ impl Registry {
     /// blobs are where `storage` says. The metadata records its blob store when it is created
     /// (`settings.blob_store`); a configuration naming another store is refused.
     pub fn open_with(root: &Path, storage: &StorageConfig) -> Result<Registry, RegistryOpenError> {
-        Self::open_inner(root, Choice::Configured(storage), &MetadataConfig::default())
+        Self::open_inner(
+            root,
+            Choice::Configured(storage),
+            &MetadataConfig::default(),
+        )
     }
 
     /// Opens the registry as configured: blobs where `storage` says, metadata where

@@ -1,6 +1,6 @@
 //! PostgreSQL: the `blobs` table and the link pair `repo_blobs` / `blob_links`.
 
-use postgres::Row;
+use tokio_postgres::Row;
 
 use super::Tx;
 use super::rows_util::{i, limit, u, upper};

@@ -3,7 +3,9 @@
 //! first takes a transaction-level advisory lock, so nodes starting together apply each step
 //! exactly once: the others wait for the lock, then find the step recorded.
 
-use postgres::{Client, IsolationLevel};
+use tokio_postgres::IsolationLevel;
+
+use super::client::Client;
 
 use super::PgOpenError;
 use super::pool::{Target, describe};
@@ -43,7 +45,7 @@ pub(super) fn run(
 ) -> Result<(), PgOpenError> {
     debug_assert!(steps.windows(2).all(|w| w[0].version < w[1].version));
     let supported = steps.last().map_or(0, |s| s.version);
-    let fail = |version: i64, name: &str, e: postgres::Error| PgOpenError::Migrate {
+    let fail = |version: i64, name: &str, e: tokio_postgres::Error| PgOpenError::Migrate {
         target: target.name.clone(),
         version,
         name: name.to_string(),
@@ -97,8 +99,8 @@ pub(super) fn run(
 /// COMMITTED: each statement after the lock sees what the previous holder committed.
 fn locked<T>(
     client: &mut Client,
-    f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
-) -> Result<T, postgres::Error> {
+    f: impl FnOnce(&mut super::client::Transaction<'_>) -> Result<T, tokio_postgres::Error>,
+) -> Result<T, tokio_postgres::Error> {
     let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::ReadCommitted)

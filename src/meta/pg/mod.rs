@@ -1,7 +1,7 @@
 //! PostgreSQL as the metadata store of a cluster of kura nodes (`[metadata] kind =
 //! "postgres"`, issue 13): the same tables as redb (`migrations/pg/`), reached through a pool
 //! of synchronous connections. Like the redb store, its API is synchronous: call it from
-//! blocking threads (each `postgres::Client` drives its connection on a runtime of its own).
+//! any thread (`client.rs`: the connections run on a runtime of their own).
 //!
 //! Every write is one SERIALIZABLE transaction, run again from the start when PostgreSQL
 //! reports a serialization failure or deadlock, so concurrent writers on any number of nodes
@@ -9,6 +9,7 @@
 //! READ snapshot.
 
 mod blobs;
+mod client;
 mod deferred;
 mod manifests;
 mod migrate;
@@ -25,7 +26,7 @@ mod tx;
 mod uploads;
 mod usage;
 
-use postgres::IsolationLevel;
+use tokio_postgres::IsolationLevel;
 
 use crate::error::{Error, Result};
 pub use migrate::{MIGRATIONS, Migration};

@@ -4,16 +4,16 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use postgres::config::Host;
-use postgres::{Client, Config, NoTls};
-use r2d2_postgres::PostgresConnectionManager;
-use r2d2_postgres::r2d2;
+use tokio_postgres::Config;
+use tokio_postgres::config::Host;
+
+use super::client::{Client, Manager};
 
 use super::PgOpenError;
 use crate::error::{Error, Result};
 
-pub(super) type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-pub(super) type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+pub(super) type Pool = r2d2::Pool<Manager>;
+pub(super) type Conn = r2d2::PooledConnection<Manager>;
 
 /// How long a connection attempt may take when the URL sets no `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,12 +52,14 @@ impl Target {
             config.get_application_name().unwrap_or("kura")
         );
         config.application_name(&name);
-        config.connect(NoTls).map_err(|e| self.connect_error(&e))
+        Client::connect(&config).map_err(|e| self.connect_error(&e))
     }
 
     /// The pool of at most `size` connections, opened as transactions need them.
     pub fn pool(&self, size: u32) -> std::result::Result<Pool, PgOpenError> {
-        let manager = PostgresConnectionManager::new(self.config.clone(), NoTls);
+        let manager = Manager {
+            config: self.config.clone(),
+        };
         r2d2::Pool::builder()
             .max_size(size.max(1))
             .min_idle(Some(0))
@@ -69,7 +71,7 @@ impl Target {
             })
     }
 
-    fn connect_error(&self, e: &postgres::Error) -> PgOpenError {
+    fn connect_error(&self, e: &tokio_postgres::Error) -> PgOpenError {
         PgOpenError::Connect {
             target: self.name.clone(),
             reason: self.redact(describe(e)),
@@ -121,7 +123,7 @@ fn display_name(config: &Config) -> String {
 
 /// `e` with its causes: the crate's own text is only the kind ("db error", "error
 /// connecting to server"); the server's message or the I/O error is the cause.
-pub fn describe(e: &postgres::Error) -> String {
+pub fn describe(e: &tokio_postgres::Error) -> String {
     let mut out = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

@@ -11,7 +11,9 @@
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-use postgres::{Client, IsolationLevel};
+use tokio_postgres::IsolationLevel;
+
+use super::client::Client;
 
 use super::tx::{self, Failure, Tx};
 use crate::error::{Error, Result};

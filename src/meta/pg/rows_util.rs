@@ -1,7 +1,7 @@
 //! Conversions shared by the row files: kura's u64 counts and times are stored as bigint (never
 //! negative, see the schema's CHECKs), and a key prefix is a range of the byte-ordered keys.
 
-use postgres::Row;
+use tokio_postgres::Row;
 
 use crate::error::{Error, Result};
 

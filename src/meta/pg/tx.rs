@@ -3,9 +3,11 @@
 
 use std::cell::{Cell, RefCell};
 
-use postgres::error::SqlState;
-use postgres::types::ToSql;
-use postgres::{Row, Transaction};
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use super::client::Transaction;
 
 use crate::error::{Code, Error, Result};
 
@@ -68,12 +70,12 @@ impl<'a> Tx<'a> {
 
     /// Commits. The caller checks `failure` first: PostgreSQL answers COMMIT to a
     /// transaction a statement of which failed by rolling it back, without an error.
-    pub(super) fn commit(self) -> std::result::Result<(), postgres::Error> {
+    pub(super) fn commit(self) -> std::result::Result<(), tokio_postgres::Error> {
         self.txn.into_inner().commit()
     }
 
     /// Records what `e` means for the transaction and converts it.
-    fn failed(&self, e: postgres::Error) -> Error {
+    fn failed(&self, e: tokio_postgres::Error) -> Error {
         if is_conflict(&e) {
             self.failure.set(Failure::Conflict);
             // Expected under contention and retried: not logged as an internal error.
@@ -91,7 +93,7 @@ impl<'a> Tx<'a> {
 
 /// Whether `e` is a serialization failure or a deadlock, after which running the whole
 /// transaction again may succeed.
-pub(super) fn is_conflict(e: &postgres::Error) -> bool {
+pub(super) fn is_conflict(e: &tokio_postgres::Error) -> bool {
     matches!(
         e.code(),
         Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
