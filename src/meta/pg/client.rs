@@ -5,11 +5,12 @@
 //! which panics on a thread already running one: kura's handlers read metadata inline, as they
 //! do from redb.)
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use futures_executor::block_on;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Config, Error, IsolationLevel, NoTls, Row};
+use tokio_postgres::{Config, Error, IsolationLevel, NoTls, Row, Statement};
 
 /// The runtime driving every connection's socket (two threads: they only move bytes).
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -27,6 +28,22 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 /// One connection.
 pub struct Client {
     inner: tokio_postgres::Client,
+    /// Statements prepared on this connection, by their text: kura runs a few dozen distinct
+    /// statements, so each is parsed once per connection and later runs save a round trip.
+    prepared: HashMap<String, Statement>,
+}
+
+/// The statement `sql`, prepared once per connection.
+fn prepared<'c>(
+    cache: &'c mut HashMap<String, Statement>,
+    prepare: impl std::future::Future<Output = Result<Statement, Error>>,
+    sql: &str,
+) -> Result<&'c Statement, Error> {
+    if !cache.contains_key(sql) {
+        let st = block_on(prepare)?;
+        cache.insert(sql.to_string(), st);
+    }
+    Ok(cache.get(sql).expect("just inserted"))
 }
 
 impl Client {
@@ -43,7 +60,10 @@ impl Client {
             Ok::<_, Error>(client)
         });
         match block_on(connecting) {
-            Ok(client) => Ok(Client { inner: client? }),
+            Ok(client) => Ok(Client {
+                inner: client?,
+                prepared: HashMap::new(),
+            }),
             // The task panicked or the runtime is shutting down (process exit).
             Err(e) => panic!("PostgreSQL connection runtime: {e}"),
         }
@@ -55,7 +75,8 @@ impl Client {
     }
 
     pub fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error> {
-        block_on(self.inner.execute(sql, params))
+        let st = prepared(&mut self.prepared, self.inner.prepare(sql), sql)?;
+        block_on(self.inner.execute(st, params))
     }
 
     pub fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {
@@ -66,30 +87,35 @@ impl Client {
     pub fn build_transaction(&mut self) -> TransactionBuilder<'_> {
         TransactionBuilder {
             inner: self.inner.build_transaction(),
+            prepared: &mut self.prepared,
         }
     }
 }
 
 pub struct TransactionBuilder<'a> {
     inner: tokio_postgres::TransactionBuilder<'a>,
+    prepared: &'a mut HashMap<String, Statement>,
 }
 
 impl<'a> TransactionBuilder<'a> {
     pub fn isolation_level(self, level: IsolationLevel) -> Self {
         TransactionBuilder {
             inner: self.inner.isolation_level(level),
+            prepared: self.prepared,
         }
     }
 
     pub fn read_only(self, on: bool) -> Self {
         TransactionBuilder {
             inner: self.inner.read_only(on),
+            prepared: self.prepared,
         }
     }
 
     pub fn start(self) -> Result<Transaction<'a>, Error> {
         Ok(Transaction {
             inner: block_on(self.inner.start())?,
+            prepared: self.prepared,
         })
     }
 }
@@ -97,19 +123,27 @@ impl<'a> TransactionBuilder<'a> {
 /// An open transaction; rolled back when dropped without `commit`.
 pub struct Transaction<'a> {
     inner: tokio_postgres::Transaction<'a>,
+    prepared: &'a mut HashMap<String, Statement>,
 }
 
 impl Transaction<'_> {
+    fn statement(&mut self, sql: &str) -> Result<Statement, Error> {
+        prepared(self.prepared, self.inner.prepare(sql), sql).cloned()
+    }
+
     pub fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error> {
-        block_on(self.inner.execute(sql, params))
+        let st = self.statement(sql)?;
+        block_on(self.inner.execute(&st, params))
     }
 
     pub fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
-        block_on(self.inner.query(sql, params))
+        let st = self.statement(sql)?;
+        block_on(self.inner.query(&st, params))
     }
 
     pub fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error> {
-        block_on(self.inner.query_one(sql, params))
+        let st = self.statement(sql)?;
+        block_on(self.inner.query_one(&st, params))
     }
 
     pub fn query_opt(
@@ -117,7 +151,8 @@ impl Transaction<'_> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, Error> {
-        block_on(self.inner.query_opt(sql, params))
+        let st = self.statement(sql)?;
+        block_on(self.inner.query_opt(&st, params))
     }
 
     pub fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {

@@ -64,6 +64,10 @@ impl Target {
             .max_size(size.max(1))
             .min_idle(Some(0))
             .connection_timeout(CHECKOUT_TIMEOUT)
+            // No `SELECT` before each use (a round trip per transaction): a connection found
+            // closed (`has_broken`) is dropped instead, and a statement on a dead one fails
+            // its transaction, which the caller sees as an error.
+            .test_on_check_out(false)
             .build(manager)
             .map_err(|e| PgOpenError::Connect {
                 target: self.name.clone(),

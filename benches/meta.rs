@@ -1,0 +1,204 @@
+//! Metadata latency at scale on both backends: a 100-repository catalog page of 100k
+//! repositories, a 100-tag page of 10k tags, a tag resolution and a manifest push, on redb and
+//! on PostgreSQL (cluster mode), next to PostgreSQL's own round trip (`SELECT 1` and a
+//! primary-key lookup through the pool), so the figures read as multiples of the engine's.
+//!
+//! PostgreSQL: the server named by `KURA_TEST_PG_URL`, else a private one started here with
+//! `tests/tools/pg-up.sh` (stopped at the end). Each run uses a fresh database.
+
+use std::process::Command;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use kura::config::{MetadataConfig, MetadataKind, StorageConfig};
+use kura::digest::Digest;
+use kura::meta::{blobs, repos, tags};
+use kura::names::{Reference, RepoName};
+use kura::registry::Registry;
+use serde_json::json;
+
+const REPOS: usize = 100_000;
+const TAGS: usize = 10_000;
+
+/// A PostgreSQL server for the run: its superuser URL, and the directory of one started here.
+struct Server {
+    url: String,
+    own: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    fn start() -> Server {
+        if let Ok(url) = std::env::var("KURA_TEST_PG_URL")
+            && !url.is_empty()
+        {
+            return Server { url, own: None };
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = Command::new("tests/tools/pg-up.sh")
+            .arg("start")
+            .arg(dir.path().join("pg"))
+            .arg(port.to_string())
+            .output()
+            .expect("run tests/tools/pg-up.sh");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = String::from_utf8_lossy(&out.stdout);
+        let url = env
+            .lines()
+            .find_map(|l| l.strip_prefix("export KURA_TEST_PG_URL="))
+            .expect("pg-up.sh prints the URL")
+            .trim_matches(|c| c == '"' || c == '\'')
+            .to_string();
+        Server {
+            url,
+            own: Some(dir),
+        }
+    }
+
+    /// A fresh database's URL.
+    fn database(&self) -> String {
+        let name = format!("kura_bench_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let (base, _) = self.url.rsplit_once('/').unwrap();
+        format!("{base}/{name}")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.own {
+            let _ = Command::new("tests/tools/pg-up.sh")
+                .arg("stop")
+                .arg(dir.path().join("pg"))
+                .status();
+        }
+    }
+}
+
+fn manifest(config: &Digest) -> Bytes {
+    Bytes::from(
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config.to_string(), "size": 2},
+            "layers": []
+        }))
+        .unwrap(),
+    )
+}
+
+/// A registry with REPOS repositories and one repository of TAGS tags.
+fn fill(rt: &tokio::runtime::Runtime, reg: &Registry) -> Bytes {
+    let repo = RepoName::parse("bench/scale").unwrap();
+    let cfg = Bytes::from_static(b"{}");
+    let cd = Digest::sha256_of(&cfg);
+    let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(cfg.clone())]);
+    rt.block_on(reg.put_blob(&repo, &cd, stream)).unwrap();
+    let body = manifest(&cd);
+    rt.block_on(reg.put_manifest(
+        &repo,
+        &Reference::parse("seed").unwrap(),
+        None,
+        body.clone(),
+    ))
+    .unwrap();
+    let md = Digest::sha256_of(&body).to_string();
+    for chunk in (0..TAGS).collect::<Vec<_>>().chunks(2_000) {
+        reg.meta()
+            .write(|t| {
+                for i in chunk {
+                    tags::set(t, "bench/scale", &format!("t{i:05}"), &md)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    for chunk in (0..REPOS).collect::<Vec<_>>().chunks(5_000) {
+        reg.meta()
+            .write(|t| {
+                for i in chunk {
+                    repos::ensure(t, &format!("bench/r{i:06}"))?;
+                }
+                blobs::touch_existing(t, &md)
+            })
+            .unwrap();
+    }
+    body
+}
+
+fn at_scale(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = Server::start();
+    let pg_url = server.database();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let backends = [
+        ("redb", MetadataConfig::default()),
+        (
+            "postgres",
+            MetadataConfig {
+                kind: MetadataKind::Postgres,
+                url: pg_url.clone(),
+                ..MetadataConfig::default()
+            },
+        ),
+    ];
+    let mut g = c.benchmark_group("metadata_at_scale");
+    g.sample_size(30);
+    // PostgreSQL's own floor: one round trip, and one primary-key lookup.
+    let mut raw = postgres::Client::connect(&pg_url, postgres::NoTls).unwrap();
+    g.bench_function("postgres_select_1_round_trip", |b| {
+        b.iter(|| raw.query_one("SELECT 1", &[]).unwrap())
+    });
+    for ((name, metadata), dir) in backends.iter().zip(&dirs) {
+        let reg =
+            Registry::open_configured(dir.path(), &StorageConfig::default(), metadata).unwrap();
+        let body = fill(&rt, &reg);
+        let repo = RepoName::parse("bench/scale").unwrap();
+        g.bench_function(BenchmarkId::new("repository_lookup", name), |b| {
+            b.iter(|| {
+                reg.meta()
+                    .read(|t| repos::exists(t, "bench/r050000"))
+                    .unwrap()
+            })
+        });
+        g.bench_function(BenchmarkId::new("catalog_page_100_of_100k", name), |b| {
+            b.iter(|| reg.catalog(Some("bench/r050000"), 100).unwrap())
+        });
+        g.bench_function(BenchmarkId::new("list_100_of_10k_tags", name), |b| {
+            b.iter(|| reg.list_tags(&repo, Some("t05000"), 100).unwrap())
+        });
+        let tag = Reference::parse("t05000").unwrap();
+        g.bench_function(BenchmarkId::new("resolve_tag", name), |b| {
+            b.iter(|| rt.block_on(reg.get_manifest(&repo, &tag, false)).unwrap())
+        });
+        let mut n = 0u64;
+        g.bench_function(BenchmarkId::new("push_manifest_new_tag", name), |b| {
+            b.iter(|| {
+                n += 1;
+                let tag = Reference::parse(&format!("n{n}")).unwrap();
+                rt.block_on(reg.put_manifest(&repo, &tag, None, body.clone()))
+                    .unwrap();
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, at_scale);
+criterion_main!(benches);
