@@ -6,7 +6,8 @@
 //! PostgreSQL: the server named by `KURA_TEST_PG_URL`, else a private one started here with
 //! `tests/tools/pg-up.sh` (stopped at the end). Each run uses a fresh database.
 
-use std::process::Command;
+#[path = "load_support/pg.rs"]
+mod pg;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -19,72 +20,6 @@ use serde_json::json;
 
 const REPOS: usize = 100_000;
 const TAGS: usize = 10_000;
-
-/// A PostgreSQL server for the run: its superuser URL, and the directory of one started here.
-struct Server {
-    url: String,
-    own: Option<tempfile::TempDir>,
-}
-
-impl Server {
-    fn start() -> Server {
-        if let Ok(url) = std::env::var("KURA_TEST_PG_URL")
-            && !url.is_empty()
-        {
-            return Server { url, own: None };
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let out = Command::new("tests/tools/pg-up.sh")
-            .arg("start")
-            .arg(dir.path().join("pg"))
-            .arg(port.to_string())
-            .output()
-            .expect("run tests/tools/pg-up.sh");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = String::from_utf8_lossy(&out.stdout);
-        let url = env
-            .lines()
-            .find_map(|l| l.strip_prefix("export KURA_TEST_PG_URL="))
-            .expect("pg-up.sh prints the URL")
-            .trim_matches(|c| c == '"' || c == '\'')
-            .to_string();
-        Server {
-            url,
-            own: Some(dir),
-        }
-    }
-
-    /// A fresh database's URL.
-    fn database(&self) -> String {
-        let name = format!("kura_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let (base, _) = self.url.rsplit_once('/').unwrap();
-        format!("{base}/{name}")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.own {
-            let _ = Command::new("tests/tools/pg-up.sh")
-                .arg("stop")
-                .arg(dir.path().join("pg"))
-                .status();
-        }
-    }
-}
 
 fn manifest(config: &Digest) -> Bytes {
     Bytes::from(
@@ -144,7 +79,7 @@ fn at_scale(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let server = Server::start();
+    let server = pg::Server::start();
     let pg_url = server.database();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let backends = [
