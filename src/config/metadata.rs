@@ -44,8 +44,7 @@ impl MetadataConfig {
             }
             MetadataKind::Redb => Ok(()),
             MetadataKind::Postgres => {
-                if !(self.url.starts_with("postgres://") || self.url.starts_with("postgresql://"))
-                {
+                if !(self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")) {
                     return Err(
                         "metadata.url must be a postgres:// URL for kind = \"postgres\"".into(),
                     );

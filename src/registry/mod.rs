@@ -29,7 +29,7 @@ use crate::meta::{Meta, OpenError};
 use crate::store::{BlobStore, Upload};
 
 pub use listing::{Page, Referrer};
-pub use locks::DigestLocks;
+pub use locks::{DigestGuard, DigestLocks};
 pub(crate) use manifests::remove_revision;
 pub use manifests::{ManifestContent, PutManifest};
 pub use outbox::{Outbox, Webhook};
@@ -100,6 +100,8 @@ struct Inner {
     sessions: Mutex<HashMap<String, Session>>,
     quota: quota::SessionQuota,
     locks: locks::DigestLocks,
+    /// The cluster's database, for coordination (PostgreSQL metadata only).
+    cluster: Option<crate::cluster::Target>,
     /// Backups running: the collector unlinks no blob meanwhile (`backup/pins.rs`).
     backups: crate::backup::BackupPins,
     gc: Mutex<()>,
@@ -142,7 +144,11 @@ impl Registry {
     /// blobs are where `storage` says. The metadata records its blob store when it is created
     /// (`settings.blob_store`); a configuration naming another store is refused.
     pub fn open_with(root: &Path, storage: &StorageConfig) -> Result<Registry, RegistryOpenError> {
-        Self::open_inner(root, Choice::Configured(storage), &MetadataConfig::default())
+        Self::open_inner(
+            root,
+            Choice::Configured(storage),
+            &MetadataConfig::default(),
+        )
     }
 
     /// Opens the registry as configured: blobs where `storage` says, metadata where
@@ -185,6 +191,22 @@ impl Registry {
             MetadataKind::Redb => Meta::open(&root.join("meta.redb"))?,
             MetadataKind::Postgres => Meta::open_postgres(&metadata.url, metadata.pool_size)?,
         };
+        // On a cluster the digest locks and leaderships are the database's (`crate::cluster`),
+        // on connections of their own: as many for locks as the metadata pool has.
+        let cluster = match meta.is_shared() {
+            true => Some(crate::cluster::Target::parse(
+                &metadata.url,
+                &meta.describe(),
+            )?),
+            false => None,
+        };
+        let locks = match &cluster {
+            Some(t) => locks::DigestLocks::cluster(crate::cluster::LockPool::new(
+                t.clone(),
+                metadata.pool_size,
+            )),
+            None => locks::DigestLocks::default(),
+        };
         // redb syncs the file, not the directory entry that names it.
         crate::store::sync_dir(root).map_err(io_err)?;
         let recorded = meta
@@ -225,7 +247,8 @@ impl Registry {
                 meta,
                 sessions: Mutex::new(HashMap::new()),
                 quota,
-                locks: locks::DigestLocks::default(),
+                locks,
+                cluster,
                 backups: crate::backup::BackupPins::default(),
                 gc: Mutex::new(()),
                 manifests: cache::ManifestCache::default(),
@@ -257,6 +280,24 @@ impl Registry {
     /// The per-digest locks ordering file publication against garbage collection.
     pub fn digest_locks(&self) -> &locks::DigestLocks {
         &self.inner.locks
+    }
+
+    /// This node's claim to `role` (`gc`, `webhook:<name>`, `replication:<name>`): on a
+    /// cluster, one node at a time leads each role; alone (redb), this node always does.
+    pub fn leader(&self, role: &str) -> crate::cluster::Leader {
+        self.leader_retrying_every(role, crate::cluster::LEADER_RETRY)
+    }
+
+    /// `leader`, with a follower trying to take the role every `retry`.
+    pub fn leader_retrying_every(
+        &self,
+        role: &str,
+        retry: std::time::Duration,
+    ) -> crate::cluster::Leader {
+        match &self.inner.cluster {
+            Some(t) => crate::cluster::Leader::elect(t, role, retry),
+            None => crate::cluster::Leader::always(role),
+        }
     }
 
     /// The backups running, which the collector's unlinks wait out (`backup/pins.rs`).
