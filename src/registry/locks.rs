@@ -15,7 +15,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::cluster::{ClusterGuard, LockPool, digest_key};
+use crate::cluster::{ClusterGuard, LockPool, Target, digest_key};
 use crate::error::Result;
 
 const STRIPES: usize = 256;
@@ -55,6 +55,15 @@ impl DigestLocks {
     /// Locks shared by every node on the cluster's database, through `pool`.
     pub fn cluster(pool: LockPool) -> DigestLocks {
         DigestLocks::Cluster(Box::new(pool))
+    }
+
+    /// The cluster's locks (on up to `pool_size` lock connections) when there is a cluster,
+    /// else this process's stripes.
+    pub fn for_cluster(cluster: Option<&Target>, pool_size: u32) -> DigestLocks {
+        match cluster {
+            Some(t) => DigestLocks::cluster(LockPool::new(t.clone(), pool_size)),
+            None => DigestLocks::default(),
+        }
     }
 
     /// True when the locks are the cluster's.

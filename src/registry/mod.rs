@@ -200,13 +200,7 @@ impl Registry {
             )?),
             false => None,
         };
-        let locks = match &cluster {
-            Some(t) => locks::DigestLocks::cluster(crate::cluster::LockPool::new(
-                t.clone(),
-                metadata.pool_size,
-            )),
-            None => locks::DigestLocks::default(),
-        };
+        let locks = locks::DigestLocks::for_cluster(cluster.as_ref(), metadata.pool_size);
         // redb syncs the file, not the directory entry that names it.
         crate::store::sync_dir(root).map_err(io_err)?;
         let recorded = meta
