@@ -137,7 +137,7 @@ const MISSING: &str = "file is missing";
 /// unlinks only after removing the row). `None` when the blob is simply gone.
 fn recheck_missing(registry: &Registry, d: &str, bar: &ProgressBar) -> Result<Option<String>> {
     let (recorded, present) = {
-        let _lock = registry.digest_locks().lock(d);
+        let _lock = registry.digest_locks().lock(d)?;
         let row = registry.meta().read(|t| blobs::get(t, d))?;
         let present = match (&row, d.parse::<Digest>()) {
             (Some(_), Ok(digest)) => registry.store().stat(&digest)?.is_some(),

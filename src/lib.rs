@@ -7,6 +7,7 @@ pub mod auth;
 pub mod backup;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod digest;
 pub mod error;

@@ -161,7 +161,7 @@ async fn gc_batches_hold_no_digest_lock_between_commit_and_unlink() {
             let (tx, rx) = mpsc::channel();
             let (reg, d) = (reg.clone(), d.to_string());
             std::thread::spawn(move || {
-                let _g = reg.digest_locks().lock(&d);
+                let _g = reg.digest_locks().lock(&d).expect("digest lock");
                 let _ = tx.send(());
             });
             // A bound, not a measure: a held stripe would keep the thread waiting until the

@@ -394,7 +394,7 @@ async fn race_collector<F>(
     let (reg, digest) = (s.registry.clone(), d.clone());
     let collector = std::thread::spawn(move || {
         let name = digest.to_string();
-        let _guard = reg.digest_locks().lock(&name);
+        let _guard = reg.digest_locks().lock(&name).expect("digest lock");
         locked_tx.send(()).unwrap();
         go_rx.recv().unwrap();
         let row = reg

@@ -85,7 +85,7 @@ pub(crate) fn remove_unless_recorded(
     let names: Vec<String> = digests.iter().map(Digest::to_string).collect();
     let _locks = registry
         .digest_locks()
-        .lock_many(names.iter().map(String::as_str));
+        .lock_many(names.iter().map(String::as_str))?;
     let gone: Vec<Digest> = registry.meta().read(|t| {
         let mut gone = Vec::new();
         for (digest, d) in digests.iter().zip(&names) {

@@ -242,7 +242,7 @@ fn verify_and_publish(
     }
     std::fs::File::open(tmp)?.sync_all()?;
     let ds = d.to_string();
-    let lock = r.digest_locks().lock(&ds);
+    let lock = r.digest_locks().lock(&ds)?;
     let recorded = r.meta().read(|t| blobs::get(t, &ds))?.is_some();
     if recorded && fs.stat(d)?.is_some() {
         std::fs::remove_file(tmp)?;

@@ -130,10 +130,15 @@ impl Mirrors {
 const UPKEEP_EVERY: Duration = Duration::from_secs(10);
 
 async fn upkeep(registry: Registry, mirror: Arc<Mirror>) {
+    // Every node records its own pulls; on a cluster one node at a time evicts.
+    let leader = registry.leader(&format!("mirror-evict:{}", mirror.cfg.name));
     loop {
         let _ = tokio::time::timeout(UPKEEP_EVERY, mirror.grew.notified()).await;
         if let Err(e) = registry.record_cached_pulls(mirror.pulls.take()).await {
             tracing::warn!(target: "kura::mirror", mirror = %mirror.cfg.name, error = %e, "recording pulls failed");
+        }
+        if !leader.is_leader() {
+            continue;
         }
         if let Err(e) = evict::keep_budget(&registry, &mirror).await {
             tracing::warn!(target: "kura::mirror", mirror = %mirror.cfg.name, error = %e, "eviction failed");

@@ -47,6 +47,12 @@ pub struct ScopeLabels {
     pub scope: String,
 }
 
+/// Labels of the leadership gauge: the role (`gc`, `webhook:<name>`, `replication:<name>`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    pub role: String,
+}
+
 /// Every metric kura exports.
 pub struct Metrics {
     registry: prometheus_client::registry::Registry,
@@ -75,6 +81,8 @@ pub struct Metrics {
     pub quota_used: Family<ScopeLabels, Gauge>,
     pub quota_limit: Family<ScopeLabels, Gauge>,
     pub signatures: crate::policy::signatures::metrics::SignatureMetrics,
+    /// 1 for each role this node leads (`cluster::Leader`), 0 for those it follows.
+    pub cluster_leader: Family<RoleLabels, Gauge>,
 }
 
 fn build() -> Metrics {
@@ -106,6 +114,7 @@ fn build() -> Metrics {
         mirror: Default::default(),
         rate_limit: Default::default(),
         signatures: Default::default(),
+        cluster_leader: Family::default(),
         registry: prometheus_client::registry::Registry::default(),
     };
     m.mirror.register(&mut r);
@@ -212,6 +221,11 @@ fn build() -> Metrics {
         "The limit of each configured quota",
         m.quota_limit.clone(),
     );
+    r.register(
+        "cluster_leader",
+        "1 for each role this node leads (gc, webhook:<name>, replication:<name>), else 0",
+        m.cluster_leader.clone(),
+    );
     Metrics { registry: r, ..m }
 }
 
@@ -275,6 +289,14 @@ pub fn set_replication_pending(target: &str, n: u64) {
             target: target.into(),
         })
         .set(n as i64);
+}
+
+/// Adds `delta` to the leadership gauge of `role` (+1 on taking it, -1 on losing it).
+pub fn add_cluster_leader(role: &str, delta: i64) {
+    global()
+        .cluster_leader
+        .get_or_create(&RoleLabels { role: role.into() })
+        .inc_by(delta);
 }
 
 /// Records one metadata commit's latency.

@@ -88,7 +88,7 @@ impl Registry {
         self.blocking(move |r| {
             // Under the digest's lock the collector is never between its removal commit and
             // the file's unlink, so a row seen here has its file.
-            let lock = r.digest_locks().lock(&d);
+            let lock = r.digest_locks().lock(&d)?;
             let committed = r.meta().commit(|t| {
                 if blobs::get(t, &d)?.is_none() {
                     return Ok(false);

@@ -154,7 +154,7 @@ impl Registry {
         record: impl FnMut(&mut WriteTables<'_>) -> Result<()>,
     ) -> Result<()> {
         let staged = self.store().stage_verified(digest, &body)?;
-        let lock = self.digest_locks().lock(&digest.to_string());
+        let lock = self.digest_locks().lock(&digest.to_string())?;
         let recorded = self.is_recorded(digest)?;
         self.store()
             .publish_staged(digest, staged, &body, recorded)?;

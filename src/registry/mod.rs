@@ -29,7 +29,7 @@ use crate::meta::{Meta, OpenError};
 use crate::store::{BlobStore, Upload};
 
 pub use listing::{Page, Referrer};
-pub use locks::DigestLocks;
+pub use locks::{DigestGuard, DigestLocks};
 pub(crate) use manifests::remove_revision;
 pub use manifests::{ManifestContent, PutManifest};
 pub use outbox::{Outbox, Webhook};
@@ -100,6 +100,8 @@ struct Inner {
     sessions: Mutex<HashMap<String, Session>>,
     quota: quota::SessionQuota,
     locks: locks::DigestLocks,
+    /// The cluster's database, for coordination (PostgreSQL metadata only).
+    cluster: Option<crate::cluster::Target>,
     /// Backups running: the collector unlinks no blob meanwhile (`backup/pins.rs`).
     backups: crate::backup::BackupPins,
     gc: Mutex<()>,
@@ -189,6 +191,16 @@ impl Registry {
             MetadataKind::Redb => Meta::open(&root.join("meta.redb"))?,
             MetadataKind::Postgres => Meta::open_postgres(&metadata.url, metadata.pool_size)?,
         };
+        // On a cluster the digest locks and leaderships are the database's (`crate::cluster`),
+        // on connections of their own: as many for locks as the metadata pool has.
+        let cluster = match meta.is_shared() {
+            true => Some(crate::cluster::Target::parse(
+                &metadata.url,
+                &meta.describe(),
+            )?),
+            false => None,
+        };
+        let locks = locks::DigestLocks::for_cluster(cluster.as_ref(), metadata.pool_size);
         // redb syncs the file, not the directory entry that names it.
         crate::store::sync_dir(root).map_err(io_err)?;
         let recorded = meta
@@ -229,7 +241,8 @@ impl Registry {
                 meta,
                 sessions: Mutex::new(HashMap::new()),
                 quota,
-                locks: locks::DigestLocks::default(),
+                locks,
+                cluster,
                 backups: crate::backup::BackupPins::default(),
                 gc: Mutex::new(()),
                 manifests: cache::ManifestCache::default(),
@@ -261,6 +274,24 @@ impl Registry {
     /// The per-digest locks ordering file publication against garbage collection.
     pub fn digest_locks(&self) -> &locks::DigestLocks {
         &self.inner.locks
+    }
+
+    /// This node's claim to `role` (`gc`, `webhook:<name>`, `replication:<name>`): on a
+    /// cluster, one node at a time leads each role; alone (redb), this node always does.
+    pub fn leader(&self, role: &str) -> crate::cluster::Leader {
+        self.leader_retrying_every(role, crate::cluster::LEADER_RETRY)
+    }
+
+    /// `leader`, with a follower trying to take the role every `retry`.
+    pub fn leader_retrying_every(
+        &self,
+        role: &str,
+        retry: std::time::Duration,
+    ) -> crate::cluster::Leader {
+        match &self.inner.cluster {
+            Some(t) => crate::cluster::Leader::elect(t, role, retry),
+            None => crate::cluster::Leader::always(role),
+        }
     }
 
     /// The backups running, which the collector's unlinks wait out (`backup/pins.rs`).

@@ -226,7 +226,7 @@ impl Registry {
         } else {
             self.store().stage_verified(digest, data)?
         };
-        let lock = self.digest_locks().lock(&digest.to_string());
+        let lock = self.digest_locks().lock(&digest.to_string())?;
         let recorded = self.is_recorded(digest)?;
         if staged.is_some() || !recorded {
             self.store()
@@ -270,7 +270,7 @@ impl Registry {
             }
             Err(CommitError::Io(e)) => return Err(e.into()),
         };
-        let lock = self.digest_locks().lock(&digest.to_string());
+        let lock = self.digest_locks().lock(&digest.to_string())?;
         // A recorded blob's file was made durable before its row was committed.
         let recorded = self.is_recorded(digest)?;
         let size = verified.publish(self.store(), recorded)?;
@@ -294,7 +294,7 @@ impl Registry {
         id: Option<&str>,
         digest: &Digest,
         size: u64,
-        lock: std::sync::MutexGuard<'_, ()>,
+        lock: super::DigestGuard<'_>,
     ) -> Result<()> {
         let digest = digest.to_string();
         let committed = self.meta().commit(|t| {

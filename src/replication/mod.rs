@@ -127,7 +127,15 @@ impl Replication {
         for s in rep.sources.iter().filter(|s| !s.cfg.interval.is_zero()) {
             let (rep, s) = (rep.clone(), s.clone());
             tokio::spawn(async move {
+                // On a cluster one node at a time syncs each source.
+                let leader = rep
+                    .registry
+                    .leader(&format!("replication-pull:{}", s.cfg.name));
                 loop {
+                    if !leader.is_leader() {
+                        tokio::time::sleep(crate::cluster::LEADER_POLL).await;
+                        continue;
+                    }
                     rep.sync_one(&s).await;
                     tokio::time::sleep(s.cfg.interval).await;
                 }

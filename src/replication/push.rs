@@ -36,7 +36,8 @@ enum Outcome {
     Refused(String),
 }
 
-/// Runs target `t`'s dispatcher forever.
+/// Runs target `t`'s dispatcher forever; on a cluster, it applies events only while this node
+/// leads role `replication:<name>`.
 pub async fn run(
     registry: Registry,
     t: PushTarget,
@@ -46,7 +47,12 @@ pub async fn run(
 ) {
     let queue = endpoint(&t.name);
     let mut backoff = t.backoff;
+    let leader = registry.leader(&format!("replication:{}", t.name));
     loop {
+        if !leader.is_leader() {
+            tokio::time::sleep(crate::cluster::LEADER_POLL).await;
+            continue;
+        }
         let (r, q, name) = (registry.clone(), queue.clone(), t.name.clone());
         let rows = tokio::task::spawn_blocking(move || {
             if let Ok(n) = pending(&r, &name) {

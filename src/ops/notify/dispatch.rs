@@ -55,12 +55,18 @@ pub(super) async fn persist_pulls(
 }
 
 /// Delivers `webhook`'s queue, oldest first, with exponential backoff on failure, until a
-/// reload retires it.
+/// reload retires it; on a cluster, only while this node leads role `webhook:<name>`.
 pub(super) async fn deliver(registry: Registry, http: reqwest::Client, webhook: Arc<Webhook>) {
     let endpoint: &EndpointConfig = &webhook.config;
     let wake = &webhook.wake;
     let mut backoff = endpoint.backoff;
+    let leader = registry.leader(&format!("webhook:{}", endpoint.name));
     while !webhook.is_retired() {
+        if !leader.is_leader() {
+            let _ =
+                tokio::time::timeout(crate::cluster::LEADER_POLL, webhook.retire.notified()).await;
+            continue;
+        }
         let (r, name, n) = (registry.clone(), endpoint.name.clone(), endpoint.batch_size);
         let pending = tokio::task::spawn_blocking(move || {
             r.meta().read(|t| notifications::pending(t, &name, n))
