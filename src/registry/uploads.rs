@@ -75,7 +75,10 @@ impl Registry {
     }
 
     /// Locks the session `id` of `repo`. A session this process has not seen (after a restart)
-    /// is rehashed from its file on the blocking pool, holding only its own lock.
+    /// is rehashed from its file on the blocking pool, holding only its own lock. On shared
+    /// metadata (a cluster) another node may have appended since this one loaded the session:
+    /// under the lock the record is read again, and a loaded session whose length or
+    /// object-store state differs from it is reloaded from it the same way.
     async fn lock_session(
         &self,
         repo: &RepoName,
@@ -97,6 +100,21 @@ impl Registry {
             .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Slot::Unloaded)))
             .clone();
         let mut guard = session.lock_owned().await;
+        let rec = if self.meta().is_shared() {
+            // Read under the lock: a request of this node that held it has updated the record.
+            let rec = self.meta().read(|t| uploads::get(t, id))?;
+            let Some(rec) = rec.filter(|r| r.repo == repo.as_str()) else {
+                return Err(upload_unknown(id));
+            };
+            if let Slot::Ready(f) = &*guard
+                && (f.len() != rec.offset || f.state() != rec.state)
+            {
+                *guard = Slot::Unloaded;
+            }
+            rec
+        } else {
+            rec
+        };
         if matches!(*guard, Slot::Unloaded) {
             let id2 = id.to_string();
             let file = self
