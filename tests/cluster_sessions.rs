@@ -147,3 +147,53 @@ async fn cancel_on_other_node(url: String) {
     assert!(keys.is_empty(), "the cancelled session left {keys:?}");
     delete_prefix(&storage.prefix);
 }
+
+#[test]
+fn a_session_finished_on_another_node_frees_its_slot_on_the_node_that_opened_it() {
+    with_db(slot_freed_elsewhere);
+}
+
+async fn slot_freed_elsewhere(db: String) {
+    let storage = s3_config("cluster-session-cap");
+    let a = TestServer::start_node(&storage, &db).await;
+    let b = TestServer::start_node(&storage, &db).await;
+    // One open session per client on A.
+    a.registry
+        .set_session_limits(kura::registry::SessionLimits {
+            total: 100,
+            per_client: 1,
+        });
+    let post = || async {
+        client()
+            .post(a.url("/v2/c/app/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap()
+    };
+    let r = post().await;
+    assert_eq!(r.status(), 202);
+    let loc = path_of(r.headers()["Location"].to_str().unwrap());
+    assert_eq!(
+        post().await.status(),
+        429,
+        "the cap holds while the session is open"
+    );
+    // The client finishes that session on B.
+    let blob = b"finished on B".to_vec();
+    let d = Digest::sha256_of(&blob);
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = client()
+        .put(format!("{}{loc}{sep}digest={d}", b.base))
+        .body(blob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // A learns the session is over when it next needs the slot.
+    assert_eq!(
+        post().await.status(),
+        202,
+        "A still counts the session B finished"
+    );
+    delete_prefix(&storage.prefix);
+}
