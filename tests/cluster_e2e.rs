@@ -76,7 +76,7 @@ fn a_three_node_cluster_serves_every_write_from_every_node() {
     let storage = s3_config("cluster-e2e");
     let nodes = cluster::start(3, &storage, &db.url);
     let work = tempfile::tempdir().unwrap();
-    rt().block_on(async {
+    let other = rt().block_on(async {
         // One upload's chunks on all three nodes, across the 5 MiB part size.
         let layer = data(11 * MIB + 5, 3);
         let ld = chunked_across(&nodes, "team/app", &layer, 2 * MIB + 17).await;
@@ -184,8 +184,37 @@ fn a_three_node_cluster_serves_every_write_from_every_node() {
             }
             assert_serves(&n.base, &other).await;
         }
+        other
     });
+    // The other image: deleted on node 0, collected by `kura gc --config` (the cluster's
+    // configuration, not a node), gone on every node.
     let cfg = cluster::config_file(work.path(), &storage, &db.url);
+    let rt = rt();
+    let web = rt.block_on(async {
+        let wd = Digest::sha256_of(&other.manifest);
+        let r = client()
+            .delete(nodes[0].url(&format!("/v2/team/web/manifests/{wd}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        other
+    });
+    let cfg_s = cfg.display().to_string();
+    let (ok, out, err) = common::kura_cmd(&["gc", "--config", &cfg_s, "--grace", "0s"]);
+    assert!(ok, "kura gc --config: {out}\n{err}");
+    rt.block_on(async {
+        for n in &nodes {
+            for d in web.blobs.keys() {
+                let r = client()
+                    .get(n.url(&format!("/v2/team/web/blobs/{d}")))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 404, "blob {d} on {} after kura gc", n.base);
+            }
+        }
+    });
     cluster::fsck_clean(&cfg);
     drop(nodes);
     delete_prefix(&storage.prefix);
