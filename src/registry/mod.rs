@@ -11,6 +11,7 @@ mod manifests;
 mod outbox;
 mod pull_log;
 mod quota;
+mod sessions;
 mod tag_pulls;
 mod tag_writes;
 mod uploads;

@@ -103,6 +103,12 @@ impl SessionQuota {
         }
     }
 
+    /// The sessions holding a slot.
+    pub fn ids(&self) -> Vec<String> {
+        let open = self.open.lock().expect("quota lock");
+        open.sessions.keys().cloned().collect()
+    }
+
     /// Open sessions in total.
     pub fn open_sessions(&self) -> usize {
         self.open.lock().expect("quota lock").sessions.len()

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use super::outbox::blob_target;
+use super::sessions::{ready, ready_mut, upload_unknown};
 use super::{Registry, Session, Slot};
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
@@ -24,10 +25,6 @@ fn digest_mismatch(digest: &Digest) -> Error {
     )
 }
 
-fn upload_unknown(id: &str) -> Error {
-    Error::new(Code::BlobUploadUnknown, format!("upload {id} is unknown"))
-}
-
 /// The `Range` header value for an upload holding `len` bytes.
 pub fn range_header(len: u64) -> String {
     format!("0-{}", len.saturating_sub(1))
@@ -38,7 +35,14 @@ impl Registry {
     /// `ip:<address>`); returns its id. Beyond the session caps: 429 `TOOMANYREQUESTS`.
     pub async fn start_upload(&self, repo: &RepoName, client: &str) -> Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
-        self.inner.quota.admit(&id, client)?;
+        if let Err(e) = self.inner.quota.admit(&id, client) {
+            // On a cluster another node may have finished sessions this one admitted.
+            if !self.meta().is_shared() {
+                return Err(e);
+            }
+            self.blocking(|r| r.forget_closed_sessions()).await?;
+            self.inner.quota.admit(&id, client)?;
+        }
         let rec = UploadRecord {
             repo: repo.to_string(),
             offset: 0,
@@ -72,47 +76,6 @@ impl Registry {
             .entry(id.clone())
             .or_insert(session);
         Ok(id)
-    }
-
-    /// Locks the session `id` of `repo`. A session this process has not seen (after a restart)
-    /// is rehashed from its file on the blocking pool, holding only its own lock.
-    async fn lock_session(
-        &self,
-        repo: &RepoName,
-        id: &str,
-    ) -> Result<tokio::sync::OwnedMutexGuard<Slot>> {
-        if uuid::Uuid::parse_str(id).is_err() {
-            return Err(upload_unknown(id));
-        }
-        let rec = self.meta().read(|t| uploads::get(t, id))?;
-        let Some(rec) = rec.filter(|r| r.repo == repo.as_str()) else {
-            return Err(upload_unknown(id));
-        };
-        let session = self
-            .inner
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .entry(id.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Slot::Unloaded)))
-            .clone();
-        let mut guard = session.lock_owned().await;
-        if matches!(*guard, Slot::Unloaded) {
-            let id2 = id.to_string();
-            let file = self
-                .blocking(move |r| Ok(r.store().resume_upload(&id2, &rec.state, rec.offset)?))
-                .await;
-            *guard = match file {
-                Ok(Some(f)) => Slot::Ready(f),
-                Ok(None) => Slot::Closed,
-                // Left unloaded: the next request tries again.
-                Err(e) => return Err(e),
-            };
-        }
-        match *guard {
-            Slot::Ready(_) => Ok(guard),
-            _ => Err(upload_unknown(id)),
-        }
     }
 
     /// Bytes received so far by session `id`.
@@ -374,20 +337,6 @@ impl Registry {
             Ok(mounted)
         })
         .await
-    }
-}
-
-fn ready(slot: &Slot) -> &Upload {
-    match slot {
-        Slot::Ready(f) => f,
-        _ => unreachable!("lock_session returns ready sessions"),
-    }
-}
-
-fn ready_mut(slot: &mut Slot) -> &mut Upload {
-    match slot {
-        Slot::Ready(f) => f,
-        _ => unreachable!("lock_session returns ready sessions"),
     }
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod backup;
+pub mod cluster;
 pub mod layout;
 pub mod mirror;
 pub mod pg;
@@ -68,6 +69,21 @@ impl TestServer {
     pub async fn start_on(storage: &kura::config::StorageConfig) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let registry = Registry::open_with(dir.path(), storage).expect("open registry");
+        Self::serve(dir, registry)
+    }
+
+    /// Starts an in-process cluster node: blobs where `storage` says, metadata in the
+    /// PostgreSQL database `pg_url` (shared with the other nodes), local files in a temporary
+    /// directory of its own.
+    pub async fn start_node(storage: &kura::config::StorageConfig, pg_url: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let metadata = kura::config::MetadataConfig {
+            kind: kura::config::MetadataKind::Postgres,
+            url: pg_url.to_string(),
+            pool_size: 4,
+        };
+        let registry =
+            Registry::open_configured(dir.path(), storage, &metadata).expect("open cluster node");
         Self::serve(dir, registry)
     }
 

@@ -1,0 +1,199 @@
+//! Upload sessions on a cluster: two in-process nodes over one PostgreSQL database and one
+//! bucket; a client may send each request of one upload to either node.
+
+mod common;
+
+use common::pg::TestDb;
+use common::s3::{data, delete_prefix, s3_config};
+use common::s3_ops::{MIB, get_ok, path_of};
+use common::{TestServer, client};
+use kura::digest::Digest;
+
+/// `PATCH`es `chunk` at `start` of the upload at `loc` on node `base`; returns the next
+/// location, asserting the `202` and the range it acknowledges.
+async fn patch(base: &str, loc: &str, start: usize, chunk: &[u8]) -> String {
+    let end = start + chunk.len() - 1;
+    let r = client()
+        .patch(format!("{base}{loc}"))
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Range", format!("{start}-{end}"))
+        .body(chunk.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let range = r
+        .headers()
+        .get("Range")
+        .map(|v| v.to_str().unwrap().to_string());
+    let next = r
+        .headers()
+        .get("Location")
+        .map(|v| path_of(v.to_str().unwrap()));
+    assert_eq!(
+        status,
+        202,
+        "PATCH {start}-{end} on {base}: {:?}",
+        r.text().await
+    );
+    assert_eq!(range.as_deref(), Some(format!("0-{end}").as_str()));
+    next.expect("Location")
+}
+
+/// The offset node `base` reports for the upload at `loc` (`GET`, `Range: 0-<last>`).
+async fn status(base: &str, loc: &str) -> u64 {
+    let r = client().get(format!("{base}{loc}")).send().await.unwrap();
+    assert_eq!(r.status(), 204, "upload status on {base}");
+    let range = r.headers()["Range"].to_str().unwrap().to_string();
+    range.rsplit('-').next().unwrap().parse::<u64>().unwrap() + 1
+}
+
+/// Runs `body` with a fresh database's URL on a runtime of its own (the database is made and
+/// dropped with the synchronous client, outside the runtime).
+fn with_db<F: std::future::Future<Output = ()>>(body: impl FnOnce(String) -> F) {
+    let db = TestDb::new();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(body(db.url.clone()));
+}
+
+#[test]
+fn an_upload_continued_alternately_on_two_nodes_verifies() {
+    with_db(alternating_upload);
+}
+
+async fn alternating_upload(url: String) {
+    let db = url;
+    let storage = s3_config("cluster-sessions");
+    let a = TestServer::start_node(&storage, &db).await;
+    let b = TestServer::start_node(&storage, &db).await;
+    // Chunks across the 5 MiB part size, so parts and tails are written by both nodes.
+    let blob = data(12 * MIB + 123, 7);
+    let cuts = [0, 3 * MIB, 7 * MIB, 10 * MIB, blob.len()];
+    let r = client()
+        .post(a.url("/v2/c/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let mut loc = path_of(r.headers()["Location"].to_str().unwrap());
+    // A, B, A: each node appends after the other one did.
+    for (i, node) in [&a, &b, &a].into_iter().enumerate() {
+        let (s, e) = (cuts[i], cuts[i + 1]);
+        loc = patch(&node.base, &loc, s, &blob[s..e]).await;
+        let other = if std::ptr::eq(node, &a) { &b } else { &a };
+        assert_eq!(
+            status(&other.base, &loc).await,
+            e as u64,
+            "status on the other node"
+        );
+    }
+    // The last chunk and the digest on B.
+    let d = Digest::sha256_of(&blob);
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = client()
+        .put(format!("{}{loc}{sep}digest={d}", b.base))
+        .header("Content-Range", format!("{}-{}", cuts[3], blob.len() - 1))
+        .body(blob[cuts[3]..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "PUT on B: {:?}", r.text().await);
+    for node in [&a, &b] {
+        let got = get_ok(&node.url(&format!("/v2/c/app/blobs/{d}"))).await;
+        assert!(got == blob, "blob served by {} differs", node.base);
+    }
+    // The session is over on both nodes, including the one that holds a slot for it.
+    let r = client().get(a.url(&loc)).send().await.unwrap();
+    assert_eq!(r.status(), 404, "status of a finished session on A");
+    delete_prefix(&storage.prefix);
+}
+
+#[test]
+fn a_session_cancelled_on_one_node_is_unknown_on_the_other() {
+    with_db(cancel_on_other_node);
+}
+
+async fn cancel_on_other_node(url: String) {
+    let db = url;
+    let storage = s3_config("cluster-cancel");
+    let a = TestServer::start_node(&storage, &db).await;
+    let b = TestServer::start_node(&storage, &db).await;
+    let r = client()
+        .post(a.url("/v2/c/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = path_of(r.headers()["Location"].to_str().unwrap());
+    let loc = patch(&a.base, &loc, 0, b"first").await;
+    let loc = patch(&b.base, &loc, 5, b"second").await;
+    let r = client().delete(b.url(&loc)).send().await.unwrap();
+    assert_eq!(r.status(), 204, "cancel on B");
+    // A loaded the session before B cancelled it: its slot must not answer for it.
+    let r = client()
+        .patch(a.url(&loc))
+        .header("Content-Range", "11-15")
+        .body("third")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "PATCH on A after the cancel on B");
+    let r = client().get(a.url(&loc)).send().await.unwrap();
+    assert_eq!(r.status(), 404, "status on A after the cancel on B");
+    let keys = common::s3_ops::keys(&storage.prefix, "uploads").await;
+    assert!(keys.is_empty(), "the cancelled session left {keys:?}");
+    delete_prefix(&storage.prefix);
+}
+
+#[test]
+fn a_session_finished_on_another_node_frees_its_slot_on_the_node_that_opened_it() {
+    with_db(slot_freed_elsewhere);
+}
+
+async fn slot_freed_elsewhere(db: String) {
+    let storage = s3_config("cluster-session-cap");
+    let a = TestServer::start_node(&storage, &db).await;
+    let b = TestServer::start_node(&storage, &db).await;
+    // One open session per client on A.
+    a.registry
+        .set_session_limits(kura::registry::SessionLimits {
+            total: 100,
+            per_client: 1,
+        });
+    let post = || async {
+        client()
+            .post(a.url("/v2/c/app/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap()
+    };
+    let r = post().await;
+    assert_eq!(r.status(), 202);
+    let loc = path_of(r.headers()["Location"].to_str().unwrap());
+    assert_eq!(
+        post().await.status(),
+        429,
+        "the cap holds while the session is open"
+    );
+    // The client finishes that session on B.
+    let blob = b"finished on B".to_vec();
+    let d = Digest::sha256_of(&blob);
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = client()
+        .put(format!("{}{loc}{sep}digest={d}", b.base))
+        .body(blob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // A learns the session is over when it next needs the slot.
+    assert_eq!(
+        post().await.status(),
+        202,
+        "A still counts the session B finished"
+    );
+    delete_prefix(&storage.prefix);
+}
