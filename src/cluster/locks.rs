@@ -35,6 +35,18 @@ struct State {
     open: usize,
 }
 
+impl Drop for LockPool {
+    fn drop(&mut self) {
+        // A synchronous client's drop blocks on its own runtime, which panics on a thread that
+        // runs one (a registry dropped in async code): the idle connections close elsewhere.
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let idle = std::mem::take(&mut state.idle);
+        if !idle.is_empty() {
+            std::thread::spawn(move || drop(idle));
+        }
+    }
+}
+
 impl LockPool {
     pub fn new(target: Target, max: u32) -> LockPool {
         LockPool {
