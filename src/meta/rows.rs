@@ -98,6 +98,8 @@ pub trait TagsRead {
     /// Up to `n` (tag, digest) of `repo` after `after`, in order.
     fn tags_page(&self, repo: &str, after: Option<&str>, n: usize)
     -> Result<Vec<(String, String)>>;
+    /// Up to `n` tag names of `repo` after `after`, in order (a `tags/list` page: no digests).
+    fn tag_names_page(&self, repo: &str, after: Option<&str>, n: usize) -> Result<Vec<String>>;
     /// Up to `n` (repository, tag, digest) after `after`, in order, across repositories.
     fn all_tags_page(
         &self,

@@ -32,10 +32,10 @@ pub fn list(
     last: Option<&str>,
     n: usize,
 ) -> Result<(Vec<String>, bool)> {
-    let mut page = t.tags_page(repo, last, n.saturating_add(1))?;
+    let mut page = t.tag_names_page(repo, last, n.saturating_add(1))?;
     let more = page.len() > n;
     page.truncate(n);
-    Ok((page.into_iter().map(|(tag, _)| tag).collect(), more))
+    Ok((page, more))
 }
 
 /// Every tag of `repo` pointing at `digest`.

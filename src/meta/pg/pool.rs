@@ -64,10 +64,10 @@ impl Target {
             .max_size(size.max(1))
             .min_idle(Some(0))
             .connection_timeout(CHECKOUT_TIMEOUT)
-            // No `SELECT` before each use (a round trip per transaction): a connection found
-            // closed (`has_broken`) is dropped instead, and a statement on a dead one fails
-            // its transaction, which the caller sees as an error.
-            .test_on_check_out(false)
+            // Each connection is checked before use (one round trip): after PostgreSQL
+            // restarts, idle connections are dead before the client notices, and a request
+            // must get a fresh one rather than a 500 (tests/cluster_faults.rs).
+            .test_on_check_out(true)
             .build(manager)
             .map_err(|e| PgOpenError::Connect {
                 target: self.name.clone(),

@@ -43,6 +43,14 @@ impl TagsRead for &Tx<'_> {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    fn tag_names_page(&self, repo: &str, after: Option<&str>, n: usize) -> Result<Vec<String>> {
+        let rows = self.query(
+            "SELECT tag FROM tags WHERE repo = $1 AND tag > $2 ORDER BY tag LIMIT $3",
+            &[&repo, &after.unwrap_or(""), &limit(n)],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     fn all_tags_page(
         &self,
         after: Option<(&str, &str)>,

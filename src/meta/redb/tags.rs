@@ -30,6 +30,18 @@ for_both!(TagsRead {
         )
     }
 
+    fn tag_names_page(&self, repo: &str, after: Option<&str>, n: usize) -> Result<Vec<String>> {
+        let start = match after {
+            Some(l) => Bound::Excluded((repo, l)),
+            None => Bound::Included((repo, "")),
+        };
+        collect(
+            self.tags.range::<(&str, &str)>((start, Bound::Unbounded))?,
+            n,
+            |(r, t), _| (r == repo).then(|| t.to_string()),
+        )
+    }
+
     fn all_tags_page(
         &self,
         after: Option<(&str, &str)>,
