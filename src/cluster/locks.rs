@@ -64,20 +64,29 @@ impl LockPool {
     /// connection, waiting for each as long as another session holds it.
     pub fn lock(&self, keys: Vec<i64>) -> Result<ClusterGuard<'_>> {
         debug_assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys sorted, unique");
-        let mut client = self.checkout()?;
-        for k in &keys {
-            if let Err(e) = client.execute("SELECT pg_advisory_lock($1)", &[k]) {
-                // Closing the connection releases the keys locked so far.
-                drop(client);
-                self.discard();
-                return Err(lock_error(&self.target, &e));
+        // An idle connection may have died unnoticed (PostgreSQL restarted): a failure is
+        // retried once on another connection; a second one is the database's answer.
+        let mut attempt = 0;
+        'connections: loop {
+            attempt += 1;
+            let mut client = self.checkout()?;
+            for k in &keys {
+                if let Err(e) = client.execute("SELECT pg_advisory_lock($1)", &[k]) {
+                    // Closing the connection releases the keys locked so far.
+                    drop(client);
+                    self.discard();
+                    if attempt == 1 {
+                        continue 'connections;
+                    }
+                    return Err(lock_error(&self.target, &e));
+                }
             }
+            return Ok(ClusterGuard {
+                pool: self,
+                client: Some(client),
+                keys,
+            });
         }
-        Ok(ClusterGuard {
-            pool: self,
-            client: Some(client),
-            keys,
-        })
     }
 
     fn checkout(&self) -> Result<Client> {
