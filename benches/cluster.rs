@@ -34,16 +34,9 @@ const MIB: usize = 1024 * 1024;
 const CLIENTS: usize = 32;
 const PARALLEL: usize = 8;
 
+/// `len` deterministic bytes of `seed` (the S3 tests' generator).
 fn pattern(len: usize, seed: u64) -> Bytes {
-    let mut v = vec![0u8; len];
-    let mut x = seed | 1;
-    for chunk in v.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-    Bytes::from(v)
+    Bytes::from(s3::data(len, seed))
 }
 
 /// Pushes `data` as one blob into `repo` with POST + monolithic PUT; returns its digest.
