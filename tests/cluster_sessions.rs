@@ -7,6 +7,7 @@ use common::pg::TestDb;
 use common::s3::{data, delete_prefix, s3_config};
 use common::s3_ops::{MIB, get_ok, path_of};
 use common::{TestServer, client};
+use futures_util::{FutureExt as _, StreamExt as _};
 use kura::digest::Digest;
 
 /// `PATCH`es `chunk` at `start` of the upload at `loc` on node `base`; returns the next
@@ -195,5 +196,107 @@ async fn slot_freed_elsewhere(db: String) {
         202,
         "A still counts the session B finished"
     );
+    delete_prefix(&storage.prefix);
+}
+
+/// Sends `PATCH 0-<len-1>` of `chunk` to the upload at `loc` on `base`, the second half of
+/// the body only once `go` fires; returns the status.
+async fn stalled_patch(
+    base: String,
+    loc: String,
+    chunk: Vec<u8>,
+    go: tokio::sync::oneshot::Receiver<()>,
+) -> u16 {
+    let half = chunk.len() / 2;
+    let (first, second) = (chunk[..half].to_vec(), chunk[half..].to_vec());
+    let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(
+        futures_util::stream::once(async move {
+            let _ = go.await;
+            Ok(second)
+        }),
+    );
+    client()
+        .patch(format!("{base}{loc}"))
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Range", format!("0-{}", chunk.len() - 1))
+        .header("Content-Length", chunk.len().to_string())
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn requests_on_one_session_sent_to_two_nodes_at_once_take_turns() {
+    with_db(same_session_on_two_nodes_at_once);
+}
+
+async fn same_session_on_two_nodes_at_once(db: String) {
+    let storage = s3_config("cluster-session-turns");
+    let a = TestServer::start_node(&storage, &db).await;
+    let b = TestServer::start_node(&storage, &db).await;
+    let r = client()
+        .post(a.url("/v2/c/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = path_of(r.headers()["Location"].to_str().unwrap());
+    // Two different first chunks of one session, one through each node, overlapping: A's
+    // body stalls half-way until B answered (or 3 s passed, when B waits its turn).
+    let (on_a, on_b) = (data(2 * MIB, 1), data(2 * MIB, 2));
+    let (go, wait) = tokio::sync::oneshot::channel();
+    let first = tokio::spawn(stalled_patch(
+        a.base.clone(),
+        loc.clone(),
+        on_a.clone(),
+        wait,
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let second = tokio::spawn(stalled_patch(
+        b.base.clone(),
+        loc.clone(),
+        on_b.clone(),
+        tokio::sync::oneshot::channel().1,
+    ));
+    let mut second = second.fuse();
+    let early = tokio::select! {
+        s = &mut second => Some(s.unwrap()),
+        _ = tokio::time::sleep(std::time::Duration::from_secs(3)) => None,
+    };
+    let _ = go.send(());
+    let status_a = first.await.unwrap();
+    let status_b = match early {
+        Some(s) => s,
+        None => second.await.unwrap(),
+    };
+    // Both started at offset 0: one is accepted, the other finds the session moved on
+    // (416, OCI distribution spec, "Pushing a blob in chunks": out-of-order chunks).
+    let mut statuses = [status_a, status_b];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [202, 416],
+        "A answered {status_a}, B answered {status_b}{}",
+        if early.is_some() {
+            " while A was still sending"
+        } else {
+            ""
+        }
+    );
+    let won = if status_a == 202 { on_a } else { on_b };
+    for node in [&a, &b] {
+        assert_eq!(status(&node.base, &loc).await, won.len() as u64);
+    }
+    let d = Digest::sha256_of(&won);
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = client()
+        .put(format!("{}{loc}{sep}digest={d}", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "PUT on B: {:?}", r.text().await);
+    assert!(get_ok(&a.url(&format!("/v2/c/app/blobs/{d}"))).await == won);
     delete_prefix(&storage.prefix);
 }

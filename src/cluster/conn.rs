@@ -1,17 +1,18 @@
-//! The coordination connections: the metadata database's URL, with the connections named
-//! in `pg_stat_activity` and kept alive in both directions, so that a node that vanished
-//! without closing its connections loses its locks within a minute.
+//! The coordination connections: the metadata database's URL (parsed as the metadata pool
+//! parses it, `meta::pg::Target`), with the connections named in `pg_stat_activity` and kept
+//! alive in both directions, so that a node that vanished without closing its connections
+//! loses its locks within a minute. They are the metadata store's client
+//! (`meta::pg::Client`): callable from any thread, async workers included.
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use postgres::{Client, Config, NoTls};
+use tokio_postgres::Config;
 
 use crate::error::{Error, Result};
-use crate::meta::pg::PgOpenError;
+use crate::meta::pg::{Client, PgOpenError};
 
-/// How long a connection attempt may take when the URL sets no `connect_timeout`.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::meta::pg::describe;
+
 /// Client side: a silent server is noticed after this much idle time (then probes).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
 /// Server side (session settings any user may make): the server drops the session of a node
@@ -34,15 +35,10 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    /// Parses `url` (the metadata URL); `name` is how messages call the database.
-    pub fn parse(url: &str, name: &str) -> std::result::Result<Target, PgOpenError> {
-        // The parser's messages name options, never their values (so no password).
-        let mut config = Config::from_str(url).map_err(|e| PgOpenError::Url {
-            reason: describe(&e),
-        })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
+    /// Parses `url` (the metadata URL).
+    pub fn parse(url: &str) -> std::result::Result<Target, PgOpenError> {
+        let db = crate::meta::pg::Target::parse(url)?;
+        let mut config = db.config().clone();
         config.keepalives(true).keepalives_idle(KEEPALIVE_IDLE);
         let options = match config.get_options() {
             Some(o) if !o.is_empty() => format!("{o} {SERVER_KEEPALIVES}"),
@@ -51,7 +47,7 @@ impl Target {
         config.options(&options);
         Ok(Target {
             config,
-            name: name.to_string(),
+            name: db.name,
         })
     }
 
@@ -69,23 +65,11 @@ impl Target {
             config.get_application_name().unwrap_or("kura")
         );
         config.application_name(&app);
-        config.connect(NoTls).map_err(|e| {
+        Client::connect(&config).map_err(|e| {
             Error::internal(
                 "cluster coordination",
                 format!("cannot connect to {}: {}", self.name, describe(&e)),
             )
         })
     }
-}
-
-/// `e` with its causes (the crate's own text is only the kind of error).
-pub(super) fn describe(e: &postgres::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

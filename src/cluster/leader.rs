@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use postgres::Client;
+use crate::meta::pg::Client;
 
 use super::conn::{Target, describe};
 
@@ -154,7 +154,7 @@ impl Campaign {
         }
         let c = self.client.as_mut().expect("connected");
         let outcome = if leading {
-            c.simple_query("SELECT 1").map(|_| true)
+            c.batch_execute("SELECT 1").map(|_| true)
         } else {
             c.query_one(
                 "SELECT pg_try_advisory_lock($1, $2)",

@@ -6,7 +6,7 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use postgres::Client;
+use crate::meta::pg::Client;
 
 use super::conn::{Target, describe};
 use crate::error::{Error, Result};
@@ -33,18 +33,6 @@ struct State {
     idle: Vec<Client>,
     /// Connections open, idle or held by a guard.
     open: usize,
-}
-
-impl Drop for LockPool {
-    fn drop(&mut self) {
-        // A synchronous client's drop blocks on its own runtime, which panics on a thread that
-        // runs one (a registry dropped in async code): the idle connections close elsewhere.
-        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        let idle = std::mem::take(&mut state.idle);
-        if !idle.is_empty() {
-            std::thread::spawn(move || drop(idle));
-        }
-    }
 }
 
 impl LockPool {
@@ -145,7 +133,7 @@ impl LockPool {
     }
 }
 
-fn lock_error(target: &Target, e: &postgres::Error) -> Error {
+fn lock_error(target: &Target, e: &tokio_postgres::Error) -> Error {
     Error::internal(
         "cluster coordination",
         format!(

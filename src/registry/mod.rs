@@ -103,6 +103,8 @@ struct Inner {
     locks: locks::DigestLocks,
     /// The cluster's database, for coordination (PostgreSQL metadata only).
     cluster: Option<crate::cluster::Target>,
+    /// On a cluster, the turns of requests on upload sessions (`sessions.rs`).
+    turns: Option<Arc<crate::cluster::SessionTurns>>,
     /// Backups running: the collector unlinks no blob meanwhile (`backup/pins.rs`).
     backups: crate::backup::BackupPins,
     gc: Mutex<()>,
@@ -195,10 +197,7 @@ impl Registry {
         // On a cluster the digest locks and leaderships are the database's (`crate::cluster`),
         // on connections of their own: as many for locks as the metadata pool has.
         let cluster = match meta.is_shared() {
-            true => Some(crate::cluster::Target::parse(
-                &metadata.url,
-                &meta.describe(),
-            )?),
+            true => Some(crate::cluster::Target::parse(&metadata.url)?),
             false => None,
         };
         let locks = locks::DigestLocks::for_cluster(cluster.as_ref(), metadata.pool_size);
@@ -243,6 +242,9 @@ impl Registry {
                 sessions: Mutex::new(HashMap::new()),
                 quota,
                 locks,
+                turns: cluster
+                    .clone()
+                    .map(|t| Arc::new(crate::cluster::SessionTurns::new(t))),
                 cluster,
                 backups: crate::backup::BackupPins::default(),
                 gc: Mutex::new(()),

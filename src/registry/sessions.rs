@@ -2,12 +2,59 @@
 //! another node of a cluster may have moved on), and the slots of sessions closed elsewhere.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::{Registry, Slot};
+use crate::cluster::{SessionTurns, session_key};
 use crate::error::{Code, Error, Result};
 use crate::meta::uploads;
 use crate::names::RepoName;
 use crate::store::Upload;
+
+/// How long a request waits for its turn on a session another node is working on.
+const TURN_WAIT: Duration = Duration::from_secs(60);
+/// The longest pause between two tries for a turn.
+const TURN_RETRY_MAX: Duration = Duration::from_millis(200);
+
+/// A locked session: its in-memory slot and, on a cluster, the session's turn
+/// (`crate::cluster::SessionTurns`), given back when the guard is dropped.
+pub(super) struct SessionGuard {
+    slot: tokio::sync::OwnedMutexGuard<Slot>,
+    turn: Option<Turn>,
+}
+
+impl std::ops::Deref for SessionGuard {
+    type Target = Slot;
+    fn deref(&self) -> &Slot {
+        &self.slot
+    }
+}
+
+impl std::ops::DerefMut for SessionGuard {
+    fn deref_mut(&mut self) -> &mut Slot {
+        &mut self.slot
+    }
+}
+
+impl SessionGuard {
+    /// Unlocks the slot but keeps the session's turn: a request finishing or cancelling a
+    /// session holds it until the session's record is gone.
+    pub(super) fn keep_turn(self) -> Option<Turn> {
+        self.turn
+    }
+}
+
+/// This node's turn on one session on a cluster; given back when dropped.
+pub(super) struct Turn {
+    turns: Arc<SessionTurns>,
+    key: i64,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.turns.give_back(self.key);
+    }
+}
 
 pub(super) fn upload_unknown(id: &str) -> Error {
     Error::new(Code::BlobUploadUnknown, format!("upload {id} is unknown"))
@@ -40,11 +87,7 @@ impl Registry {
     /// metadata (a cluster) another node may have appended since this one loaded the session:
     /// under the lock the record is read again, and a loaded session whose length or
     /// object-store state differs from it is reloaded from it the same way.
-    pub(super) async fn lock_session(
-        &self,
-        repo: &RepoName,
-        id: &str,
-    ) -> Result<tokio::sync::OwnedMutexGuard<Slot>> {
+    pub(super) async fn lock_session(&self, repo: &RepoName, id: &str) -> Result<SessionGuard> {
         if uuid::Uuid::parse_str(id).is_err() {
             return Err(upload_unknown(id));
         }
@@ -61,6 +104,7 @@ impl Registry {
             .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Slot::Unloaded)))
             .clone();
         let mut guard = session.lock_owned().await;
+        let turn = self.take_turn(id).await?;
         let rec = if self.meta().is_shared() {
             // Read under the lock: a request of this node that held it has updated the record.
             let rec = self.meta().read(|t| uploads::get(t, id))?;
@@ -89,8 +133,38 @@ impl Registry {
             };
         }
         match *guard {
-            Slot::Ready(_) => Ok(guard),
+            Slot::Ready(_) => Ok(SessionGuard { slot: guard, turn }),
             _ => Err(upload_unknown(id)),
+        }
+    }
+
+    /// On a cluster, waits for session `id`'s turn (another node's request on it may be
+    /// working), trying at growing intervals for up to `TURN_WAIT`; alone, no turn is needed.
+    async fn take_turn(&self, id: &str) -> Result<Option<Turn>> {
+        let Some(turns) = &self.inner.turns else {
+            return Ok(None);
+        };
+        let key = session_key(id);
+        let deadline = Instant::now() + TURN_WAIT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if turns.try_take(key)? {
+                return Ok(Some(Turn {
+                    turns: turns.clone(),
+                    key,
+                }));
+            }
+            if Instant::now() + pause > deadline {
+                return Err(Error::new(
+                    Code::TooManyRequests,
+                    format!(
+                        "upload {id} is busy: a request on it has been in progress on another node for over {}s; try again",
+                        TURN_WAIT.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(TURN_RETRY_MAX);
         }
     }
 }

@@ -136,8 +136,11 @@ impl Registry {
         let Slot::Ready(file) = std::mem::replace(&mut *guard, Slot::Closed) else {
             unreachable!("lock_session returns ready sessions")
         };
-        drop(guard);
-        self.commit(repo, Some(id), file, digest).await
+        // Another node's request on the session waits until its record is gone.
+        let turn = guard.keep_turn();
+        let out = self.commit(repo, Some(id), file, digest).await;
+        drop(turn);
+        out
     }
 
     /// Stores `body` as a blob of `repo` in one request (`POST ?digest=`). A body of at most
@@ -294,17 +297,20 @@ impl Registry {
         let mut guard = self.lock_session(repo, id).await?;
         let state = ready(&guard).state();
         *guard = Slot::Closed;
-        drop(guard);
+        let turn = guard.keep_turn();
         let id = id.to_string();
-        self.blocking(move |r| {
-            let out = r
-                .meta()
-                .write(|t| uploads::remove(t, &id))
-                .and_then(|_| Ok(r.store().remove_upload(&id, Some(&state))?));
-            r.settle_session(&id);
-            out
-        })
-        .await
+        let out = self
+            .blocking(move |r| {
+                let out = r
+                    .meta()
+                    .write(|t| uploads::remove(t, &id))
+                    .and_then(|_| Ok(r.store().remove_upload(&id, Some(&state))?));
+                r.settle_session(&id);
+                out
+            })
+            .await;
+        drop(turn);
+        out
     }
 
     /// Links blob `digest` from repository `from` into `repo` and restarts its grace period;

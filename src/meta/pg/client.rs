@@ -79,6 +79,11 @@ impl Client {
         block_on(self.inner.execute(st, params))
     }
 
+    pub fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error> {
+        let st = prepared(&mut self.prepared, self.inner.prepare(sql), sql)?;
+        block_on(self.inner.query_one(st, params))
+    }
+
     pub fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {
         block_on(self.inner.batch_execute(sql))
     }

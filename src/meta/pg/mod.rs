@@ -29,8 +29,9 @@ mod usage;
 use tokio_postgres::IsolationLevel;
 
 use crate::error::{Error, Result};
+pub use client::Client;
 pub use migrate::{MIGRATIONS, Migration};
-pub use pool::describe;
+pub use pool::{Target, describe};
 pub use retry::WRITE_ATTEMPTS;
 use tx::Failure;
 pub use tx::{Params, Tx};

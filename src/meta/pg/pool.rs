@@ -20,8 +20,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a transaction waits for a free pooled connection.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A parsed database URL and its name for messages.
-pub(super) struct Target {
+/// A parsed database URL and its name for messages (also the cluster coordination
+/// connections' starting point, `crate::cluster::Target`).
+pub struct Target {
     config: Config,
     /// `postgres://user@host:port/db`: what messages call the database.
     pub name: String,
@@ -42,6 +43,11 @@ impl Target {
         }
         let name = display_name(&config);
         Ok(Target { config, name })
+    }
+
+    /// The parsed URL, with kura's defaults.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// One connection, outside the pool, for the migrations (named `<application> migrations`).
