@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod cluster;
+pub mod engines;
 pub mod layout;
 pub mod mirror;
 pub mod pg;

@@ -7,10 +7,6 @@
 //! until `tests/tools/pg-up.sh stop target/pg-test`). The database is dropped, with any
 //! connection still open to it, when the `TestDb` is.
 
-use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use kura::meta::pg::{MIGRATIONS, Migration, PgMeta};
@@ -27,53 +23,14 @@ pub fn server_url() -> &'static str {
     })
 }
 
-fn repo_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-/// Starts (or finds running) the cluster under `target/pg-test`, holding a lock so that
-/// concurrent test processes start one cluster between them.
+/// Starts (or finds running) the cluster under `target/pg-test`.
 fn start_own() -> String {
-    let dir = repo_path("target/pg-test");
-    std::fs::create_dir_all(repo_path("target")).expect("create target/");
-    // Rust opens files close-on-exec: the server the script starts does not inherit the lock.
-    let lock = std::fs::File::create(repo_path("target/pg-test.lock")).expect("lock file");
-    // SAFETY: flock on a descriptor this function owns; released when `lock` is dropped.
-    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(rc, 0, "flock target/pg-test.lock");
-    let script = repo_path("tests/tools/pg-up.sh");
-    let running = Command::new(&script)
-        .arg("status")
-        .arg(&dir)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let out = if running {
-        Command::new(&script).arg("env").arg(&dir).output()
-    } else {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        Command::new(&script)
-            .arg("start")
-            .arg(&dir)
-            .arg(port.to_string())
-            .output()
-    }
-    .expect("run tests/tools/pg-up.sh");
-    if !out.status.success() {
-        let _ = std::io::stderr().write_all(&out.stderr);
-        panic!(
-            "tests/tools/pg-up.sh failed ({}); install PostgreSQL with `apt-get install postgresql` or set KURA_TEST_PG_URL",
-            out.status
-        );
-    }
-    drop(lock);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("export KURA_TEST_PG_URL="))
-        .expect("pg-up.sh printed no KURA_TEST_PG_URL")
-        .to_string()
+    let out = super::engines::start_shared(
+        "pg-test",
+        "pg-up.sh",
+        "install PostgreSQL with `apt-get install postgresql` or set KURA_TEST_PG_URL",
+    );
+    super::engines::exported(&out, "KURA_TEST_PG_URL")
 }
 
 /// `url` (`postgres://...[/db][?options]`) naming database `db` instead.

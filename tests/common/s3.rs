@@ -6,9 +6,6 @@
 //! serialise on a file lock). Bucket `kura-test` is created if missing; every test gets its
 //! own key prefix, so tests share the bucket without seeing each other's objects.
 
-use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -66,55 +63,16 @@ fn from_env() -> Option<Gateway> {
     })
 }
 
-fn repo_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-/// Starts (or finds running) the cluster under `target/ceph-test`, holding a lock so that
-/// concurrent test processes start one cluster between them.
+/// Starts (or finds running) the cluster under `target/ceph-test`.
 fn start_own() -> Gateway {
-    let dir = repo_path("target/ceph-test");
-    std::fs::create_dir_all(&dir).expect("create target/ceph-test");
-    // Rust opens files close-on-exec: the daemons the script starts do not inherit the lock.
-    let lock = std::fs::File::create(repo_path("target/ceph-test.lock")).expect("lock file");
-    // SAFETY: flock on a descriptor this function owns; released when `lock` is dropped.
-    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(rc, 0, "flock target/ceph-test.lock");
-    let script = repo_path("tests/tools/s3-ceph-up.sh");
-    let running = Command::new(&script)
-        .arg("status")
-        .arg(&dir)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let out = if running {
-        Command::new(&script).arg("env").arg(&dir).output()
-    } else {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        Command::new(&script)
-            .arg("start")
-            .arg(&dir)
-            .arg(port.to_string())
-            .output()
-    }
-    .expect("run tests/tools/s3-ceph-up.sh");
-    if !out.status.success() {
-        let _ = std::io::stderr().write_all(&out.stderr);
-        panic!(
-            "tests/tools/s3-ceph-up.sh failed ({}); install Ceph with `tests/tools/s3-ceph-up.sh install` or set S3_CEPH_INSTALL=1",
-            out.status
-        );
-    }
-    drop(lock);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let var = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("export {k}=")))
-            .unwrap_or_else(|| panic!("s3-ceph-up.sh printed no {k}"))
-            .to_string()
-    };
+    std::fs::create_dir_all(super::engines::repo_path("target/ceph-test"))
+        .expect("create target/ceph-test");
+    let out = super::engines::start_shared(
+        "ceph-test",
+        "s3-ceph-up.sh",
+        "install Ceph with `tests/tools/s3-ceph-up.sh install` or set S3_CEPH_INSTALL=1",
+    );
+    let var = |k: &str| super::engines::exported(&out, k);
     Gateway {
         endpoint: var("AWS_ENDPOINT_URL"),
         access_key: var("AWS_ACCESS_KEY_ID"),
