@@ -74,3 +74,54 @@ pub fn fsck_clean(cfg: &Path) -> String {
     assert!(ok, "kura fsck --config failed:\n{out}\n{err}");
     out
 }
+
+/// Starts one node with `extra` flags and environment variables beside the cluster's.
+pub fn start_node_with(
+    storage: &StorageConfig,
+    pg_url: &str,
+    extra: &[&str],
+    extra_env: &[(&str, &str)],
+) -> Node {
+    let root = tempfile::tempdir().expect("temp dir");
+    let mut env = node_env(storage, pg_url);
+    env.extend(
+        extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (proc, base) = spawn_kura_guarded_env(root.path(), extra, &env);
+    Node { proc, base, root }
+}
+
+/// Whether `n` reports `kura_cluster_leader{role}` at 1 on `/metrics` (false if it does not
+/// answer, e.g. killed).
+pub async fn leads(n: &Node, role: &str) -> bool {
+    let Ok(r) = super::client().get(n.url("/metrics")).send().await else {
+        return false;
+    };
+    let text = r.text().await.unwrap_or_default();
+    let line = format!("kura_cluster_leader{{role=\"{role}\"}} 1");
+    text.lines().any(|l| l.trim() == line)
+}
+
+/// Waits (at most `within`) until exactly one of `nodes` leads `role`; returns its index.
+pub async fn wait_leader(nodes: &[&Node], role: &str, within: std::time::Duration) -> usize {
+    let until = std::time::Instant::now() + within;
+    loop {
+        let mut leading = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            if leads(n, role).await {
+                leading.push(i);
+            }
+        }
+        if let [one] = leading[..] {
+            return one;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no single leader of {role} within {within:?} (leading: {leading:?})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
