@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod layout;
 pub mod mirror;
 pub mod pg;
+pub mod pg_private;
 pub mod s3;
 pub mod s3_ops;
 
