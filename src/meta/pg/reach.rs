@@ -4,13 +4,13 @@
 //! The pool (r2d2) opens connections on threads of its own and, while a connect fails, tries
 //! again in the background (the pause doubling up to half the pool's connection timeout); a
 //! checkout only waits for a connection to turn up. `Tracked` wraps the connection manager
-//! and notes each attempt's outcome: the last one failed, and none succeeded since, means
-//! the database is unreachable, and a checkout that finds no connection then answers at once
+//! and notes each attempt's outcome: the latest one failed means the database is
+//! unreachable, and a checkout that finds no connection then answers at once
 //! instead of waiting out the checkout timeout. A pool that is merely busy (every connection
 //! in use, the database fine) has no failed attempt, so its checkouts keep waiting.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::client::{Client, Manager};
 use crate::error::Error;
@@ -19,24 +19,28 @@ use crate::error::Error;
 /// least every second, so a client coming back after this finds it as soon as it is up.
 pub const RETRY_AFTER: Duration = Duration::from_secs(2);
 
-/// The outcome of the pool's last connection attempt.
+/// The outcome of the pool's latest connection attempt.
 #[derive(Default)]
 pub(super) struct Reachability {
-    /// The last attempt's error, while no attempt has succeeded since.
-    failing: Mutex<Option<String>>,
+    /// When the latest attempt that finished had started, and its error if it failed.
+    /// Attempts run side by side (one per missing connection): an attempt that started
+    /// before the latest finished one is older news and changes nothing (one refused just
+    /// before PostgreSQL came back must not mark it down after another got in).
+    latest: Mutex<Option<(Instant, Option<String>)>>,
 }
 
 impl Reachability {
-    /// The reason the database is unreachable, if the last connection attempt failed.
+    /// The reason the database is unreachable, if the latest connection attempt failed.
     pub fn unreachable(&self) -> Option<String> {
-        self.failing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        latest.as_ref().and_then(|(_, failed)| failed.clone())
     }
 
-    fn note(&self, outcome: Option<String>) {
-        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = outcome;
+    fn note(&self, started: Instant, failed: Option<String>) {
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if latest.as_ref().is_none_or(|(at, _)| *at <= started) {
+            *latest = Some((started, failed));
+        }
     }
 }
 
@@ -51,13 +55,14 @@ impl r2d2::ManageConnection for Tracked {
     type Error = tokio_postgres::Error;
 
     fn connect(&self) -> Result<Client, tokio_postgres::Error> {
+        let started = Instant::now();
         let c = self.inner.connect();
         let failed = c.as_ref().err().map(|e| {
             let why = super::pool::redact(&self.inner.config, super::pool::describe(e));
             tracing::warn!(err = %why, "metadata database: connecting failed");
             why
         });
-        self.reach.note(failed);
+        self.reach.note(started, failed);
         c
     }
 
