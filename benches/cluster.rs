@@ -12,6 +12,9 @@
 //! (`KURA_TEST_PG_URL`, `AWS_*`, else started here). `CLUSTER_BENCH_SECS` sets the GET phase
 //! (default 5).
 
+#[path = "../tests/common/engines.rs"]
+#[allow(dead_code)]
+mod engines;
 #[path = "load_support/pg.rs"]
 mod pg;
 #[path = "../tests/common/s3.rs"]

@@ -17,6 +17,9 @@
 #[path = "load_support/curl.rs"]
 #[allow(dead_code)]
 mod curl;
+#[path = "../tests/common/engines.rs"]
+#[allow(dead_code)]
+mod engines;
 #[path = "../tests/common/s3.rs"]
 #[allow(dead_code)]
 mod s3;

@@ -9,6 +9,9 @@
 //! variables), or starts Ceph's RADOS Gateway on loopback (`tests/tools/s3-ceph-up.sh`).
 //! `S3_BENCH_MIB` sets the blob size (default 256).
 
+#[path = "../tests/common/engines.rs"]
+#[allow(dead_code)]
+mod engines;
 #[path = "../tests/common/s3.rs"]
 #[allow(dead_code)]
 mod s3;

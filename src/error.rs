@@ -23,6 +23,9 @@ pub enum Code {
     TooManyRequests,
     Denied,
     Unauthorized,
+    /// Not in the OCI list; Distribution's code for 503: a service the registry needs (the
+    /// metadata database) cannot be reached for now.
+    Unavailable,
     Unknown,
 }
 
@@ -45,6 +48,7 @@ impl Code {
             Code::TooManyRequests => "TOOMANYREQUESTS",
             Code::Denied => "DENIED",
             Code::Unauthorized => "UNAUTHORIZED",
+            Code::Unavailable => "UNAVAILABLE",
             Code::Unknown => "UNKNOWN",
         }
     }
@@ -60,6 +64,7 @@ impl Code {
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::Denied => StatusCode::FORBIDDEN,
             Code::Unauthorized => StatusCode::UNAUTHORIZED,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -127,6 +132,16 @@ pub fn is_storage_full(e: &std::io::Error) -> bool {
 }
 
 impl Error {
+    /// `503 Service Unavailable`, code `UNAVAILABLE`, with `Retry-After: retry_after`
+    /// (seconds): a service the request needs cannot be reached (`message` says which and
+    /// why). The request changed nothing; the same request may succeed once it is back.
+    pub fn unavailable(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        let message = message.into();
+        tracing::warn!("{message}");
+        Error::new(Code::Unavailable, message)
+            .with_header("Retry-After", retry_after.as_secs().max(1).to_string())
+    }
+
     /// `507 Insufficient Storage` (RFC 4918) with the OCI error body: a write failed because
     /// the data directory's disk (`what`: blobs or metadata) is full. The request changed
     /// nothing; it may be retried once space is freed.
@@ -184,6 +199,17 @@ impl From<tokio_postgres::Error> for Error {
         if e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL) {
             let io = std::io::Error::new(std::io::ErrorKind::StorageFull, text);
             return Error::storage_full("metadata commit", &io);
+        }
+        // The connection closed or its socket failed under the statement: the server went
+        // away (stopped, restarted, unreachable). Nothing was committed; 503, as while the
+        // pool cannot connect (`meta/pg/reach.rs`).
+        let io = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+            .any(|s| s.is::<std::io::Error>());
+        if e.is_closed() || io {
+            return Error::unavailable(
+                format!("the metadata database connection broke ({text}); retry shortly"),
+                crate::meta::pg::RETRY_AFTER,
+            );
         }
         Error::internal("metadata database", text)
     }

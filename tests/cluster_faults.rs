@@ -5,13 +5,12 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::client;
 use common::cluster::{self, Node};
 use common::pg::TestDb;
+use common::pg_private::PrivatePg;
 use common::s3::{data, delete_prefix, s3_config};
 use common::s3_ops::{MIB, get_ok, path_of};
 use kura::digest::Digest;
@@ -133,79 +132,11 @@ fn a_push_resumes_on_another_node_after_its_node_is_killed() {
     delete_prefix(&storage.prefix);
 }
 
-/// A PostgreSQL cluster of this test's own (`tests/tools/pg-up.sh` under a temporary
-/// directory), so stopping it disturbs no other test; stopped on drop.
-struct PrivatePg {
-    dir: PathBuf,
-    port: u16,
-    _tmp: tempfile::TempDir,
-}
-
-fn pg_up(args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/pg-up.sh");
-    let out = Command::new(script)
-        .args(args)
-        .output()
-        .expect("run pg-up.sh");
-    assert!(
-        out.status.success(),
-        "pg-up.sh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl PrivatePg {
-    fn start() -> PrivatePg {
-        let tmp = tempfile::tempdir().unwrap();
-        // The server may run as user `postgres`: the directory must be searchable by it.
-        std::fs::set_permissions(
-            tmp.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let pg = PrivatePg {
-            dir: tmp.path().join("pg"),
-            port,
-            _tmp: tmp,
-        };
-        pg.up();
-        pg
-    }
-
-    fn dir(&self) -> String {
-        self.dir.display().to_string()
-    }
-
-    fn up(&self) {
-        pg_up(&["start", &self.dir(), &self.port.to_string()]);
-    }
-
-    fn down(&self) {
-        pg_up(&["stop", &self.dir()]);
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PrivatePg {
-    fn drop(&mut self) {
-        let _ = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/pg-up.sh"))
-            .args(["stop", &self.dir()])
-            .output();
-    }
-}
-
 /// One image push (config, layer, manifest tagged `t<i>`): the manifest's digest, or the
 /// status of the first request that failed (0: no answer).
 async fn push_one(base: &str, i: usize) -> Result<Vec<u8>, u16> {
     let http = reqwest::Client::builder()
-        // While PostgreSQL is down a request waits up to the pool's 30 s checkout timeout.
+        // While PostgreSQL is down a request gets 503 at once; the bound is for the worst.
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();

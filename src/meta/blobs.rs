@@ -178,20 +178,13 @@ pub fn scan(
     t: &(impl ReadTx + ?Sized),
     mut f: impl FnMut(&str, BlobRow) -> Result<bool>,
 ) -> Result<()> {
-    let mut after: Option<String> = None;
-    loop {
-        let page = t.blobs_page(after.as_deref(), PAGE)?;
-        let full = page.len() == PAGE;
-        for (d, row) in &page {
-            if !f(d, *row)? {
-                return Ok(());
-            }
-        }
-        match page.into_iter().last() {
-            Some((d, _)) if full => after = Some(d),
-            _ => return Ok(()),
-        }
-    }
+    super::paging::each(
+        None,
+        PAGE,
+        |after: Option<&String>, n| t.blobs_page(after.map(String::as_str), n),
+        |(d, _)| d.clone(),
+        |(d, row)| f(&d, row),
+    )
 }
 
 /// Calls `f` with every link (repository, digest) of repositories starting with `prefix`, in
@@ -201,22 +194,13 @@ pub fn scan_links(
     prefix: &str,
     mut f: impl FnMut(&str, &str) -> Result<bool>,
 ) -> Result<()> {
-    let mut after: Option<(String, String)> = None;
-    loop {
-        let page = t.links_page(
-            prefix,
-            after.as_ref().map(|(r, d)| (r.as_str(), d.as_str())),
-            PAGE,
-        )?;
-        let full = page.len() == PAGE;
-        for (r, d) in &page {
-            if !f(r, d)? {
-                return Ok(());
-            }
-        }
-        match page.into_iter().last() {
-            Some(last) if full => after = Some(last),
-            _ => return Ok(()),
-        }
-    }
+    super::paging::each(
+        None,
+        PAGE,
+        |after: Option<&(String, String)>, n| {
+            t.links_page(prefix, after.map(|(r, d)| (r.as_str(), d.as_str())), n)
+        },
+        Clone::clone,
+        |(r, d)| f(&r, &d),
+    )
 }

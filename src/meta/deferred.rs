@@ -34,18 +34,19 @@ pub fn of(t: &(impl ReadTx + ?Sized), digest: &str) -> Result<Vec<(String, Strin
     t.deferred_of(digest)
 }
 
+/// How many deferred references `everything` reads at a time.
+const PAGE: usize = 1024;
+
 /// Every deferred reference (digest, repository, manifest) of the store, in order (fsck).
 pub fn everything(t: &(impl ReadTx + ?Sized)) -> Result<Vec<(String, String, String)>> {
-    let mut out: Vec<(String, String, String)> = Vec::new();
-    loop {
-        let after = out
-            .last()
-            .map(|(d, r, m)| (d.as_str(), r.as_str(), m.as_str()));
-        let page = t.deferred_page(after, 1024)?;
-        let done = page.len() < 1024;
-        out.extend(page);
-        if done {
-            return Ok(out);
-        }
-    }
+    super::paging::all(
+        PAGE,
+        |after: Option<&(String, String, String)>, n| {
+            t.deferred_page(
+                after.map(|(d, r, m)| (d.as_str(), r.as_str(), m.as_str())),
+                n,
+            )
+        },
+        Clone::clone,
+    )
 }

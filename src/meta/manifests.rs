@@ -54,24 +54,15 @@ pub fn scan(
     prefix: &str,
     mut f: impl FnMut(&str, &str, ManifestRecord) -> Result<bool>,
 ) -> Result<()> {
-    let mut after: Option<(String, String)> = None;
-    loop {
-        let page = t.manifests_page(
-            prefix,
-            after.as_ref().map(|(r, d)| (r.as_str(), d.as_str())),
-            PAGE,
-        )?;
-        let full = page.len() == PAGE;
-        for (r, d, v) in &page {
-            if !f(r, d, serde_json::from_slice(v)?)? {
-                return Ok(());
-            }
-        }
-        match page.into_iter().last() {
-            Some((r, d, _)) if full => after = Some((r, d)),
-            _ => return Ok(()),
-        }
-    }
+    super::paging::each(
+        None,
+        PAGE,
+        |after: Option<&(String, String)>, n| {
+            t.manifests_page(prefix, after.map(|(r, d)| (r.as_str(), d.as_str())), n)
+        },
+        |(r, d, _)| (r.clone(), d.clone()),
+        |(r, d, v)| f(&r, &d, serde_json::from_slice(&v)?),
+    )
 }
 
 /// Every revision (digest, record) of `repo` itself, in digest order.

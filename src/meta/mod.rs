@@ -7,6 +7,7 @@ pub mod deferred;
 pub mod manifests;
 pub mod mirror;
 pub mod notifications;
+mod paging;
 pub mod pg;
 pub mod records;
 pub mod redb;

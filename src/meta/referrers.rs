@@ -31,33 +31,25 @@ pub fn scan(
     last: Option<&str>,
     mut f: impl FnMut(&str) -> Result<bool>,
 ) -> Result<()> {
-    let mut after = last.map(str::to_string);
-    loop {
-        let page = t.referrers_page(repo, subject, after.as_deref(), PAGE)?;
-        for d in &page {
-            if !f(d)? {
-                return Ok(());
-            }
-        }
-        if page.len() < PAGE {
-            return Ok(());
-        }
-        after = page.last().cloned();
-    }
+    super::paging::each(
+        last.map(str::to_string),
+        PAGE,
+        |after: Option<&String>, n| t.referrers_page(repo, subject, after.map(String::as_str), n),
+        Clone::clone,
+        |d| f(&d),
+    )
 }
 
 /// Every (repository, subject, referrer) of the store, in order (fsck).
 pub fn everything(t: &(impl ReadTx + ?Sized)) -> Result<Vec<(String, String, String)>> {
-    let mut out: Vec<(String, String, String)> = Vec::new();
-    loop {
-        let after = out
-            .last()
-            .map(|(r, s, d)| (r.as_str(), s.as_str(), d.as_str()));
-        let page = t.all_referrers_page(after, PAGE)?;
-        let done = page.len() < PAGE;
-        out.extend(page);
-        if done {
-            return Ok(out);
-        }
-    }
+    super::paging::all(
+        PAGE,
+        |after: Option<&(String, String, String)>, n| {
+            t.all_referrers_page(
+                after.map(|(r, s, d)| (r.as_str(), s.as_str(), d.as_str())),
+                n,
+            )
+        },
+        Clone::clone,
+    )
 }

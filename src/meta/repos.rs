@@ -40,19 +40,13 @@ pub fn scan_prefix(
     last: Option<&str>,
     mut f: impl FnMut(&str) -> bool,
 ) -> Result<()> {
-    let mut after = last.map(str::to_string);
-    loop {
-        let page = t.repos_page(prefix, after.as_deref(), SCAN_PAGE)?;
-        for name in &page {
-            if !f(name) {
-                return Ok(());
-            }
-        }
-        if page.len() < SCAN_PAGE {
-            return Ok(());
-        }
-        after = page.last().cloned();
-    }
+    super::paging::each(
+        last.map(str::to_string),
+        SCAN_PAGE,
+        |after: Option<&String>, n| t.repos_page(prefix, after.map(String::as_str), n),
+        Clone::clone,
+        |name| Ok(f(&name)),
+    )
 }
 
 /// Every repository name, in order.

@@ -74,16 +74,16 @@ pub fn all(t: &(impl ReadTx + ?Sized), repo: &str) -> Result<Vec<(String, String
     t.tags_page(repo, None, usize::MAX)
 }
 
+/// How many tags `everything` reads at a time.
+const PAGE: usize = 1024;
+
 /// Every (repository, tag, digest) of the store, in order (fsck).
 pub fn everything(t: &(impl ReadTx + ?Sized)) -> Result<Vec<(String, String, String)>> {
-    let mut out: Vec<(String, String, String)> = Vec::new();
-    loop {
-        let after = out.last().map(|(r, t, _)| (r.as_str(), t.as_str()));
-        let page = t.all_tags_page(after, 1024)?;
-        let done = page.len() < 1024;
-        out.extend(page);
-        if done {
-            return Ok(out);
-        }
-    }
+    super::paging::all(
+        PAGE,
+        |after: Option<&(String, String)>, n| {
+            t.all_tags_page(after.map(|(r, tag)| (r.as_str(), tag.as_str())), n)
+        },
+        |(r, tag, _)| (r.clone(), tag.clone()),
+    )
 }

@@ -131,24 +131,21 @@ pub fn recompute(
 ) -> Result<Recomputed> {
     let mut out = Recomputed::default();
     let prefix = only.unwrap_or("");
-    let mut after: Option<(String, String)> = None;
-    loop {
-        let page = t.links_page(
-            prefix,
-            after.as_ref().map(|(r, d)| (r.as_str(), d.as_str())),
-            PAGE,
-        )?;
-        for (repo, d) in &page {
-            let size = size_of(t, d, 0)?;
-            for scope in scopes_of(repo, namespaces) {
-                out.hold(scope, d, size);
+    super::paging::each(
+        None,
+        PAGE,
+        |after: Option<&(String, String)>, n| {
+            t.links_page(prefix, after.map(|(r, d)| (r.as_str(), d.as_str())), n)
+        },
+        Clone::clone,
+        |(repo, d)| {
+            let size = size_of(t, &d, 0)?;
+            for scope in scopes_of(&repo, namespaces) {
+                out.hold(scope, &d, size);
             }
-        }
-        if page.len() < PAGE {
-            break;
-        }
-        after = page.into_iter().last();
-    }
+            Ok(true)
+        },
+    )?;
     super::manifests::scan(t, prefix, |repo, d, rec: ManifestRecord| {
         let size = size_of(t, d, rec.size)?;
         for scope in scopes_of(repo, namespaces) {

@@ -16,7 +16,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::cluster::{ClusterGuard, LockPool, Target, digest_key};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 const STRIPES: usize = 256;
 
@@ -84,7 +84,7 @@ impl DigestLocks {
             }),
             DigestLocks::Cluster(pool) => Ok(DigestGuard {
                 _held: Held::Cluster {
-                    _keys: Box::new(pool.lock(vec![digest_key(digest)])?),
+                    _keys: Box::new(pool.lock(vec![digest_key(digest)]).map_err(unreachable)?),
                 },
             }),
         }
@@ -117,10 +117,17 @@ impl DigestLocks {
                 keys.dedup();
                 Ok(DigestGuard {
                     _held: Held::Cluster {
-                        _keys: Box::new(pool.lock(keys)?),
+                        _keys: Box::new(pool.lock(keys).map_err(unreachable)?),
                     },
                 })
             }
         }
     }
+}
+
+/// A cluster lock that could not be taken: the lock pool fails only when the database cannot
+/// be reached (or has no connection to spare), so the request gets 503 `UNAVAILABLE` with
+/// `Retry-After`, as when the metadata pool cannot connect, with the lock pool's reason.
+fn unreachable(e: Error) -> Error {
+    Error::unavailable(e.message, crate::meta::pg::RETRY_AFTER)
 }

@@ -7,6 +7,7 @@ pub mod engines;
 pub mod layout;
 pub mod mirror;
 pub mod pg;
+pub mod pg_private;
 pub mod s3;
 pub mod s3_ops;
 

@@ -78,14 +78,17 @@ impl BlobsRead for &Tx<'_> {
 
 impl BlobsWrite for &Tx<'_> {
     fn put_blob(&mut self, digest: &str, r: BlobRow) -> Result<Option<BlobRow>> {
-        let old = self.blob(digest)?;
-        self.execute(
-            "INSERT INTO blobs (digest, size, refs, touched) VALUES ($1, $2, $3, $4) \
+        // One round trip: the row as it was before this statement (`old`, the statement's
+        // snapshot, locked) and the upsert, which runs whether or not the query reads it.
+        let old = self.query_opt(
+            "WITH old AS (SELECT size, refs, touched FROM blobs WHERE digest = $1 FOR UPDATE), \
+             put AS (INSERT INTO blobs (digest, size, refs, touched) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (digest) DO UPDATE SET size = EXCLUDED.size, refs = EXCLUDED.refs, \
-             touched = EXCLUDED.touched",
+             touched = EXCLUDED.touched) \
+             SELECT size, refs, touched FROM old",
             &[&digest, &i(r.size)?, &i(r.refs)?, &i(r.touched)?],
         )?;
-        Ok(old)
+        Ok(old.map(|r| row(&r, 0)))
     }
 
     fn remove_blob(&mut self, digest: &str) -> Result<Option<BlobRow>> {

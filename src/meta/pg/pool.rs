@@ -2,23 +2,39 @@
 //! password), the first connection and the pool.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Config;
 use tokio_postgres::config::Host;
 
 use super::client::{Client, Manager};
+use super::reach::{self, Reachability, Tracked};
 
 use super::PgOpenError;
 use crate::error::{Error, Result};
 
-pub(super) type Pool = r2d2::Pool<Manager>;
-pub(super) type Conn = r2d2::PooledConnection<Manager>;
+pub(super) type Conn = r2d2::PooledConnection<Tracked>;
 
-/// How long a connection attempt may take when the URL sets no `connect_timeout`.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a transaction waits for a free pooled connection.
+/// How long a connection attempt may take when the URL sets no `connect_timeout`: a server
+/// that answers takes milliseconds; past this, a request waiting on the attempt gets 503.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a transaction waits for a free pooled connection while the database is reachable
+/// (every connection busy with other transactions).
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a waiting checkout looks whether the database became unreachable meanwhile.
+const CHECKOUT_POLL: Duration = Duration::from_millis(100);
+/// r2d2's own timeout, which only sets its reconnect pause: while connects fail it tries
+/// again after a pause doubling up to half of this (so at least once a second).
+const RECONNECT_WINDOW: Duration = Duration::from_secs(2);
+
+/// The pool of connections, and whether the database answered its last connection attempt.
+pub(super) struct Pool {
+    pool: r2d2::Pool<Tracked>,
+    reach: Arc<Reachability>,
+    /// The database, for messages (no password).
+    target: String,
+}
 
 /// A parsed database URL and its name for messages (also the cluster coordination
 /// connections' starting point, `crate::cluster::Target`).
@@ -62,14 +78,19 @@ impl Target {
     }
 
     /// The pool of at most `size` connections, opened as transactions need them.
-    pub fn pool(&self, size: u32) -> std::result::Result<Pool, PgOpenError> {
-        let manager = Manager {
-            config: self.config.clone(),
+    pub(super) fn pool(&self, size: u32) -> std::result::Result<Pool, PgOpenError> {
+        let reach = Arc::new(Reachability::default());
+        let manager = Tracked {
+            inner: Manager {
+                config: self.config.clone(),
+            },
+            reach: reach.clone(),
         };
-        r2d2::Pool::builder()
+        let pool = r2d2::Pool::builder()
             .max_size(size.max(1))
             .min_idle(Some(0))
-            .connection_timeout(CHECKOUT_TIMEOUT)
+            // Checkouts pass their own timeout (`checkout`); this one paces reconnecting.
+            .connection_timeout(RECONNECT_WINDOW)
             // Each connection is checked before use (one round trip): after PostgreSQL
             // restarts, idle connections are dead before the client notices, and a request
             // must get a fresh one rather than a 500 (tests/cluster_faults.rs).
@@ -78,7 +99,12 @@ impl Target {
             .map_err(|e| PgOpenError::Connect {
                 target: self.name.clone(),
                 reason: self.redact(e.to_string()),
-            })
+            })?;
+        Ok(Pool {
+            pool,
+            reach,
+            target: self.name.clone(),
+        })
     }
 
     fn connect_error(&self, e: &tokio_postgres::Error) -> PgOpenError {
@@ -90,19 +116,45 @@ impl Target {
 
     /// `text` with the password blanked out, should a server or library ever echo it.
     pub fn redact(&self, text: String) -> String {
-        match self.config.get_password().map(String::from_utf8_lossy) {
-            Some(p) if !p.is_empty() && text.contains(p.as_ref()) => {
-                text.replace(p.as_ref(), "***")
-            }
-            _ => text,
-        }
+        redact(&self.config, text)
     }
 }
 
-/// A connection from `pool` for one transaction.
+/// `text` with `config`'s password blanked out.
+pub(super) fn redact(config: &Config, text: String) -> String {
+    match config.get_password().map(String::from_utf8_lossy) {
+        Some(p) if !p.is_empty() && text.contains(p.as_ref()) => text.replace(p.as_ref(), "***"),
+        _ => text,
+    }
+}
+
+/// A connection from `pool` for one transaction: an idle one, else the next one opened or
+/// returned, waiting up to `CHECKOUT_TIMEOUT` while the database is reachable and the pool
+/// busy. While the pool's connection attempts fail (the database is down or unreachable),
+/// a checkout that finds no connection fails at once with 503 `UNAVAILABLE`.
 pub(super) fn checkout(pool: &Pool) -> Result<Conn> {
-    pool.get()
-        .map_err(|e| Error::internal("metadata database", format!("no connection: {e}")))
+    let deadline = Instant::now() + CHECKOUT_TIMEOUT;
+    loop {
+        let slice = deadline
+            .saturating_duration_since(Instant::now())
+            .min(CHECKOUT_POLL);
+        let err = match pool.pool.get_timeout(slice) {
+            Ok(conn) => return Ok(conn),
+            Err(e) => e,
+        };
+        if let Some(why) = pool.reach.unreachable() {
+            return Err(reach::unavailable(&pool.target, &why));
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::internal(
+                "metadata database",
+                format!(
+                    "no free connection to {} within {CHECKOUT_TIMEOUT:?} (pool busy): {err}",
+                    pool.target
+                ),
+            ));
+        }
+    }
 }
 
 /// `postgres://user@host:port/db` for `config` (hosts joined by commas; no password).

@@ -84,13 +84,16 @@ impl TagsRead for &Tx<'_> {
 
 impl TagsWrite for &Tx<'_> {
     fn put_tag(&mut self, repo: &str, tag: &str, digest: &str) -> Result<Option<String>> {
-        let old = self.tag(repo, tag)?;
-        self.execute(
-            "INSERT INTO tags (repo, tag, digest) VALUES ($1, $2, $3) \
-             ON CONFLICT (repo, tag) DO UPDATE SET digest = EXCLUDED.digest",
+        // One round trip: the digest before this statement (`old`, the statement's snapshot,
+        // locked) and the upsert, which runs whether or not the query reads it.
+        let old = self.query_opt(
+            "WITH old AS (SELECT digest FROM tags WHERE repo = $1 AND tag = $2 FOR UPDATE), \
+             put AS (INSERT INTO tags (repo, tag, digest) VALUES ($1, $2, $3) \
+             ON CONFLICT (repo, tag) DO UPDATE SET digest = EXCLUDED.digest) \
+             SELECT digest FROM old",
             &[&repo, &tag, &digest],
         )?;
-        Ok(old)
+        Ok(old.map(|r| r.get(0)))
     }
 
     fn remove_tag(&mut self, repo: &str, tag: &str) -> Result<Option<String>> {
