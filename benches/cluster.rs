@@ -3,6 +3,10 @@
 //! manifest GETs by tag per second (32 concurrent clients for a fixed time), the MB/s of 8
 //! parallel 8 MiB pushes (monolithic PUTs) and of 8 parallel pulls of a 32 MiB blob.
 //!
+//! The gateway's own figures for the same transfers (8 parallel 8 MiB PUTs, 8 parallel GETs
+//! of one 32 MiB object, straight to the bucket with the same S3 client crate kura uses) are
+//! measured in the same run, and kura's push/pull are printed as ratios to them.
+//!
 //! Every node, PostgreSQL, the gateway and the client share this machine's 2 cores, so adding a
 //! node cannot add CPU: the curve shows what a node costs and whether anything serialises
 //! across nodes (it should stay flat, not fall). On real machines each node brings its own
@@ -167,6 +171,49 @@ async fn measure(bases: &[String], secs: u64) -> Figures {
     }
 }
 
+/// The gateway's own MB/s for `PARALLEL` PUTs of 8 MiB and `PARALLEL` GETs of one 32 MiB
+/// object, under `prefix`.
+async fn gateway(prefix: &str) -> (f64, f64) {
+    use futures_util::StreamExt;
+    use object_store::path::Path as Key;
+    use object_store::{ObjectStoreExt, PutPayload};
+    let s3 = Arc::new(s3::raw());
+    let blobs: Vec<Bytes> = (0..PARALLEL as u64)
+        .map(|i| pattern(8 * MIB, 500 + i))
+        .collect();
+    let t = Instant::now();
+    let puts = blobs.iter().enumerate().map(|(i, b)| {
+        let (s3, key, b) = (
+            s3.clone(),
+            Key::from(format!("{prefix}/put/{i}")),
+            b.clone(),
+        );
+        async move { s3.put(&key, PutPayload::from(b)).await.unwrap() }
+    });
+    futures_util::future::join_all(puts).await;
+    let put = (PARALLEL * 8 * MIB) as f64 / MIB as f64 / t.elapsed().as_secs_f64();
+    let big = Key::from(format!("{prefix}/big"));
+    s3.put(&big, PutPayload::from(pattern(32 * MIB, 7)))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let gets = (0..PARALLEL).map(|_| {
+        let (s3, big) = (s3.clone(), big.clone());
+        async move {
+            let mut n = 0;
+            let mut body = s3.get(&big).await.unwrap().into_stream();
+            while let Some(c) = body.next().await {
+                n += c.unwrap().len();
+            }
+            n
+        }
+    });
+    let got: usize = futures_util::future::join_all(gets).await.into_iter().sum();
+    assert_eq!(got, PARALLEL * 32 * MIB);
+    let get = got as f64 / MIB as f64 / t.elapsed().as_secs_f64();
+    (put, get)
+}
+
 fn main() {
     let secs: u64 = std::env::var("CLUSTER_BENCH_SECS")
         .ok()
@@ -209,23 +256,39 @@ fn main() {
         rows.push((nodes, f));
         drop(servers);
     }
+    let baseline = s3::s3_config("cluster-bench-gateway");
+    let _scratch = s3::Scratch(baseline.prefix.clone());
+    let (gw_put, gw_get) = rt.block_on(gateway(&baseline.prefix));
     let one = &rows[0].1;
     println!(
         "\ncluster scaling (one PostgreSQL, one Ceph RGW bucket, all on this machine's 2 cores)"
     );
     println!(
-        "{:>5}  {:>14}  {:>6}  {:>16}  {:>6}  {:>16}  {:>6}",
-        "nodes", "manifest GET/s", "x1", "push MB/s (8×8M)", "x1", "pull MB/s (8×32M)", "x1"
+        "the gateway alone: {gw_put:.1} MB/s for 8 parallel 8 MiB PUTs, {gw_get:.1} MB/s for 8 parallel 32 MiB GETs"
+    );
+    println!(
+        "{:>5}  {:>14}  {:>6}  {:>16}  {:>6}  {:>6}  {:>17}  {:>6}  {:>6}",
+        "nodes",
+        "manifest GET/s",
+        "x1",
+        "push MB/s (8×8M)",
+        "x1",
+        "of S3",
+        "pull MB/s (8×32M)",
+        "x1",
+        "of S3"
     );
     for (n, f) in &rows {
         println!(
-            "{n:>5}  {:>14.0}  {:>6.2}  {:>16.1}  {:>6.2}  {:>16.1}  {:>6.2}",
+            "{n:>5}  {:>14.0}  {:>6.2}  {:>16.1}  {:>6.2}  {:>6.2}  {:>17.1}  {:>6.2}  {:>6.2}",
             f.gets_per_s,
             f.gets_per_s / one.gets_per_s,
             f.push_mbps,
             f.push_mbps / one.push_mbps,
+            f.push_mbps / gw_put,
             f.pull_mbps,
-            f.pull_mbps / one.pull_mbps
+            f.pull_mbps / one.pull_mbps,
+            f.pull_mbps / gw_get
         );
     }
 }
