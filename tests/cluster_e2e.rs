@@ -8,20 +8,13 @@ use common::client;
 use common::cluster::{self, Node};
 use common::layout::{assert_same_blobs, blobs, tagged};
 use common::pg::TestDb;
+use common::rt;
 use common::s3::{data, delete_prefix, s3_config};
 use common::s3_ops::{MIB, Pushed, assert_serves, get_ok, path_of, push_image_at};
 use kura::digest::Digest;
 use serde_json::{Value, json};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn json_of(url: &str) -> Value {
     serde_json::from_slice(&get_ok(url).await).unwrap()

@@ -11,17 +11,10 @@ use common::client;
 use common::cluster::{self, Node};
 use common::pg::TestDb;
 use common::pg_private::PrivatePg;
+use common::rt;
 use common::s3::{data, delete_prefix, s3_config};
 use common::s3_ops::{MIB, get_ok, path_of};
 use kura::digest::Digest;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// The offset node `n` reports for the upload at `loc`.
 async fn offset(n: &Node, loc: &str) -> u64 {

@@ -14,19 +14,12 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{self, Node, wait_leader};
 use common::pg::TestDb;
+use common::rt;
 use common::s3::{data, delete_prefix, s3_config};
 use common::s3_ops::{Pushed, assert_serves, keys, push_blob_at, push_image_at};
 use futures_util::StreamExt;
 use kura::digest::Digest;
 use serde_json::{Value, json};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// One row count of `sql` (with `digests` as `$1` when it names it), on a thread of its own
 /// (the synchronous client may not block a runtime's thread).

@@ -9,17 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{self, Node, wait_leader};
 use common::pg::TestDb;
+use common::rt;
 use common::s3::{data, delete_prefix, s3_config};
 use common::s3_ops::{Pushed, assert_serves, push_image_at};
 use serde_json::Value;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Waits (at most 60 s) until the queue of target `dr` is empty: all applied and dequeued.
 async fn drained(db: &TestDb) {

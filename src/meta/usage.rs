@@ -119,9 +119,6 @@ impl Recomputed {
     }
 }
 
-/// How many rows a recomputation reads at a time.
-const PAGE: usize = 1024;
-
 /// Recomputes the usage of every repository and of `namespaces` (all of them, or only the
 /// repositories starting with `only`, when given).
 pub fn recompute(
@@ -131,21 +128,13 @@ pub fn recompute(
 ) -> Result<Recomputed> {
     let mut out = Recomputed::default();
     let prefix = only.unwrap_or("");
-    super::paging::each(
-        None,
-        PAGE,
-        |after: Option<&(String, String)>, n| {
-            t.links_page(prefix, after.map(|(r, d)| (r.as_str(), d.as_str())), n)
-        },
-        Clone::clone,
-        |(repo, d)| {
-            let size = size_of(t, &d, 0)?;
-            for scope in scopes_of(&repo, namespaces) {
-                out.hold(scope, &d, size);
-            }
-            Ok(true)
-        },
-    )?;
+    super::blobs::scan_links(t, prefix, |repo, d| {
+        let size = size_of(t, d, 0)?;
+        for scope in scopes_of(repo, namespaces) {
+            out.hold(scope, d, size);
+        }
+        Ok(true)
+    })?;
     super::manifests::scan(t, prefix, |repo, d, rec: ManifestRecord| {
         let size = size_of(t, d, rec.size)?;
         for scope in scopes_of(repo, namespaces) {

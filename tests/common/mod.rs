@@ -351,3 +351,13 @@ pub async fn gc(s: &TestServer, o: kura::gc::GcOptions) -> kura::gc::GcReport {
         .unwrap()
         .unwrap()
 }
+
+/// A two-thread runtime for tests that drive spawned nodes (their databases are made and
+/// dropped with the synchronous client, outside it).
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
