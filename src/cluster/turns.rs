@@ -71,7 +71,11 @@ impl SessionTurns {
         loop {
             attempt += 1;
             if conn.as_ref().is_none_or(Client::is_closed) {
-                *conn = Some(self.target.connect("sessions")?);
+                let c = self
+                    .target
+                    .connect("sessions")
+                    .map_err(|e| Error::unavailable(e.message, crate::meta::pg::RETRY_AFTER))?;
+                *conn = Some(c);
             }
             let c = conn.as_mut().expect("connected");
             match c.query_one(sql, &[&key]) {
@@ -79,13 +83,14 @@ impl SessionTurns {
                 Err(e) => {
                     *conn = None;
                     if attempt > 1 {
-                        return Err(Error::internal(
-                            "cluster coordination",
+                        // The database is unreachable: as for every metadata request, 503.
+                        return Err(Error::unavailable(
                             format!(
-                                "upload session turns on {}: {}",
+                                "cluster coordination: upload session turns on {}: {}",
                                 self.target.name(),
                                 describe(&e)
                             ),
+                            crate::meta::pg::RETRY_AFTER,
                         ));
                     }
                 }
