@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use redb::ReadableTable;
 
-use super::{RedbWrite, collect, for_both};
+use super::{RedbWrite, collect, for_both, has_prefix};
 use crate::error::Result;
 use crate::meta::blobs::BlobRow;
 use crate::meta::rows::{BlobsRead, BlobsWrite};
@@ -55,7 +55,7 @@ for_both!(BlobsRead {
         collect(
             self.repo_blobs.range::<(&str, &str)>((start, Bound::Unbounded))?,
             n,
-            |(r, d), _| r.starts_with(prefix).then(|| (r.to_string(), d.to_string())),
+            |(r, d), _| has_prefix(r, prefix).then(|| (r.to_string(), d.to_string())),
         )
     }
 

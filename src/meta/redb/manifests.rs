@@ -4,7 +4,7 @@ use std::ops::Bound;
 
 use redb::ReadableTable;
 
-use super::{RedbWrite, collect, for_both};
+use super::{RedbWrite, collect, for_both, has_prefix};
 use crate::error::Result;
 use crate::meta::rows::{ManifestsRead, ManifestsWrite};
 
@@ -27,7 +27,7 @@ for_both!(ManifestsRead {
             self.manifests.range::<(&str, &str)>((start, Bound::Unbounded))?,
             n,
             |(r, d), v| {
-                r.starts_with(prefix)
+                has_prefix(r, prefix)
                     .then(|| (r.to_string(), d.to_string(), v.to_vec()))
             },
         )

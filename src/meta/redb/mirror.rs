@@ -2,7 +2,7 @@
 
 use redb::ReadableTable;
 
-use super::{RedbWrite, collect, for_both};
+use super::{RedbWrite, collect, for_both, has_prefix};
 use crate::error::Result;
 use crate::meta::rows::{MirrorRead, MirrorWrite};
 
@@ -15,7 +15,7 @@ for_both!(MirrorRead {
         collect(
             self.mirror_pulls.range::<(&str, &str)>((prefix, "")..)?,
             usize::MAX,
-            |(r, d), at| r.starts_with(prefix).then(|| (r.to_string(), d.to_string(), at)),
+            |(r, d), at| has_prefix(r, prefix).then(|| (r.to_string(), d.to_string(), at)),
         )
     }
 });

@@ -4,7 +4,7 @@ use std::ops::Bound;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::{RedbWrite, collect, for_both};
+use super::{RedbWrite, collect, for_both, has_prefix};
 use crate::error::Result;
 use crate::meta::rows::{Counts, ReposRead, ReposWrite};
 
@@ -19,7 +19,7 @@ for_both!(ReposRead {
             _ => Bound::Included(prefix),
         };
         collect(self.repos.range::<&str>((start, Bound::Unbounded))?, n, |k, _| {
-            k.starts_with(prefix).then(|| k.to_string())
+            has_prefix(k, prefix).then(|| k.to_string())
         })
     }
 

@@ -2,7 +2,7 @@
 
 use redb::ReadableTable;
 
-use super::{RedbWrite, collect, for_both};
+use super::{RedbWrite, collect, for_both, has_prefix};
 use crate::error::Result;
 use crate::meta::rows::{SettingsRead, SettingsWrite};
 
@@ -13,7 +13,7 @@ for_both!(SettingsRead {
 
     fn settings_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
         collect(self.settings.range::<&str>(prefix..)?, usize::MAX, |k, v| {
-            k.starts_with(prefix).then(|| (k.to_string(), v.to_string()))
+            has_prefix(k, prefix).then(|| (k.to_string(), v.to_string()))
         })
     }
 
