@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use redb::ReadableTable;
 
-use super::{RedbWrite, collect, for_both, has_prefix};
+use super::{RedbWrite, collect, collect_keys, for_both, has_prefix};
 use crate::error::Result;
 use crate::meta::blobs::BlobRow;
 use crate::meta::rows::{BlobsRead, BlobsWrite};
@@ -35,10 +35,8 @@ for_both!(BlobsRead {
     }
 
     fn links_of(&self, digest: &str) -> Result<Vec<String>> {
-        collect(
-            self.blob_links.range::<(&str, &str)>((digest, "")..)?,
-            usize::MAX,
-            |(d, repo), _| (d == digest).then(|| repo.to_string()),
+        collect_keys(
+            self.blob_links.range::<(&str, &str)>((digest, "")..)?, usize::MAX, |(d, repo)| (d == digest).then(|| repo.to_string()),
         )
     }
 
@@ -52,10 +50,8 @@ for_both!(BlobsRead {
             Some(a) => Bound::Excluded(a),
             None => Bound::Included((prefix, "")),
         };
-        collect(
-            self.repo_blobs.range::<(&str, &str)>((start, Bound::Unbounded))?,
-            n,
-            |(r, d), _| has_prefix(r, prefix).then(|| (r.to_string(), d.to_string())),
+        collect_keys(
+            self.repo_blobs.range::<(&str, &str)>((start, Bound::Unbounded))?, n, |(r, d)| has_prefix(r, prefix).then(|| (r.to_string(), d.to_string())),
         )
     }
 

@@ -4,16 +4,14 @@ use std::ops::Bound;
 
 use redb::ReadableTable;
 
-use super::{RedbWrite, collect, for_both};
+use super::{RedbWrite, collect_keys, for_both};
 use crate::error::Result;
 use crate::meta::rows::{DeferredRead, DeferredWrite};
 
 for_both!(DeferredRead {
     fn deferred_of(&self, digest: &str) -> Result<Vec<(String, String)>> {
-        collect(
-            self.deferred_refs.range::<(&str, &str, &str)>((digest, "", "")..)?,
-            usize::MAX,
-            |(d, r, m), _| (d == digest).then(|| (r.to_string(), m.to_string())),
+        collect_keys(
+            self.deferred_refs.range::<(&str, &str, &str)>((digest, "", "")..)?, usize::MAX, |(d, r, m)| (d == digest).then(|| (r.to_string(), m.to_string())),
         )
     }
 
@@ -23,10 +21,8 @@ for_both!(DeferredRead {
         n: usize,
     ) -> Result<Vec<(String, String, String)>> {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        collect(
-            self.deferred_refs.range::<(&str, &str, &str)>((start, Bound::Unbounded))?,
-            n,
-            |(d, r, m), _| Some((d.to_string(), r.to_string(), m.to_string())),
+        collect_keys(
+            self.deferred_refs.range::<(&str, &str, &str)>((start, Bound::Unbounded))?, n, |(d, r, m)| Some((d.to_string(), r.to_string(), m.to_string())),
         )
     }
 });

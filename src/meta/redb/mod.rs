@@ -122,6 +122,31 @@ fn has_prefix(k: &str, prefix: &str) -> bool {
     prefix.is_empty() || k.starts_with(prefix)
 }
 
+/// `collect` for scans that need only the keys: the values are never decoded (a tag's digest
+/// is 71 bytes of UTF-8 to validate per row, which cost a 100-tag page ~15%).
+fn collect_keys<K, V, T>(
+    range: redb::Range<'_, K, V>,
+    n: usize,
+    mut f: impl FnMut(K::SelfType<'_>) -> Option<T>,
+) -> Result<Vec<T>>
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+{
+    let mut out = Vec::new();
+    for item in range {
+        if out.len() == n {
+            break;
+        }
+        let (k, _) = item?;
+        match f(k.value()) {
+            Some(x) => out.push(x),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
 /// Collects up to `n` items of a redb range, mapped by `f` until it returns `None` (the end
 /// of the leading key).
 fn collect<K, V, T>(

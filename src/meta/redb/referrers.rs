@@ -4,7 +4,7 @@ use std::ops::Bound;
 
 use redb::ReadableTable;
 
-use super::{RedbWrite, collect, for_both};
+use super::{RedbWrite, collect_keys, for_both};
 use crate::error::Result;
 use crate::meta::rows::{ReferrersRead, ReferrersWrite};
 
@@ -20,10 +20,8 @@ for_both!(ReferrersRead {
             Some(l) => Bound::Excluded((repo, subject, l)),
             None => Bound::Included((repo, subject, "")),
         };
-        collect(
-            self.referrers.range::<(&str, &str, &str)>((start, Bound::Unbounded))?,
-            n,
-            |(r, s, d), _| (r == repo && s == subject).then(|| d.to_string()),
+        collect_keys(
+            self.referrers.range::<(&str, &str, &str)>((start, Bound::Unbounded))?, n, |(r, s, d)| (r == repo && s == subject).then(|| d.to_string()),
         )
     }
 
@@ -33,10 +31,8 @@ for_both!(ReferrersRead {
         n: usize,
     ) -> Result<Vec<(String, String, String)>> {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        collect(
-            self.referrers.range::<(&str, &str, &str)>((start, Bound::Unbounded))?,
-            n,
-            |(r, s, d), _| Some((r.to_string(), s.to_string(), d.to_string())),
+        collect_keys(
+            self.referrers.range::<(&str, &str, &str)>((start, Bound::Unbounded))?, n, |(r, s, d)| Some((r.to_string(), s.to_string(), d.to_string())),
         )
     }
 });

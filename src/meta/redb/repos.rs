@@ -4,7 +4,7 @@ use std::ops::Bound;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::{RedbWrite, collect, for_both, has_prefix};
+use super::{RedbWrite, collect_keys, for_both, has_prefix};
 use crate::error::Result;
 use crate::meta::rows::{Counts, ReposRead, ReposWrite};
 
@@ -18,7 +18,7 @@ for_both!(ReposRead {
             Some(l) if l >= prefix => Bound::Excluded(l),
             _ => Bound::Included(prefix),
         };
-        collect(self.repos.range::<&str>((start, Bound::Unbounded))?, n, |k, _| {
+        collect_keys(self.repos.range::<&str>((start, Bound::Unbounded))?, n, |k| {
             has_prefix(k, prefix).then(|| k.to_string())
         })
     }

@@ -4,7 +4,7 @@ use std::ops::Bound;
 
 use redb::ReadableTable;
 
-use super::{RedbWrite, collect, for_both};
+use super::{RedbWrite, collect, collect_keys, for_both};
 use crate::error::Result;
 use crate::meta::rows::{TagTime, TagsRead, TagsWrite};
 
@@ -35,10 +35,8 @@ for_both!(TagsRead {
             Some(l) => Bound::Excluded((repo, l)),
             None => Bound::Included((repo, "")),
         };
-        collect(
-            self.tags.range::<(&str, &str)>((start, Bound::Unbounded))?,
-            n,
-            |(r, t), _| (r == repo).then(|| t.to_string()),
+        collect_keys(
+            self.tags.range::<(&str, &str)>((start, Bound::Unbounded))?, n, |(r, t)| (r == repo).then(|| t.to_string()),
         )
     }
 
