@@ -321,7 +321,12 @@ fn only_the_webhook_leader_delivers_and_a_new_leader_delivers_after_it_is_killed
         // Phase 2: the leader is killed while pushes go on on the other two nodes.
         let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
         let mut second = Vec::new();
-        for i in 0..3 {
+        let mut killed_at = None;
+        for i in 0..12 {
+            if i == 3 {
+                nodes[leader].proc.kill();
+                killed_at = Some(Instant::now());
+            }
             let base = &nodes[others[i % 2]].base;
             second.push(
                 push_image_at(
@@ -333,20 +338,7 @@ fn only_the_webhook_leader_delivers_and_a_new_leader_delivers_after_it_is_killed
                 .await,
             );
         }
-        nodes[leader].proc.kill();
-        let killed_at = Instant::now();
-        for i in 3..12 {
-            let base = &nodes[others[i % 2]].base;
-            second.push(
-                push_image_at(
-                    base,
-                    "hooked/app",
-                    &format!("b{i}"),
-                    &[data(800 + i, 60 + i as u64)],
-                )
-                .await,
-            );
-        }
+        let killed_at = killed_at.expect("the leader was killed after 3 pushes");
         let rest: Vec<&Node> = others.iter().map(|&i| &nodes[i]).collect();
         let new = others[wait_leader(&rest, "webhook:hook", Duration::from_secs(30)).await];
         drained(&db).await;

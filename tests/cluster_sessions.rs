@@ -53,12 +53,7 @@ async fn status(base: &str, loc: &str) -> u64 {
 /// dropped with the synchronous client, outside the runtime).
 fn with_db<F: std::future::Future<Output = ()>>(body: impl FnOnce(String) -> F) {
     let db = TestDb::new();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(body(db.url.clone()));
+    common::rt().block_on(body(db.url.clone()));
 }
 
 #[test]

@@ -130,11 +130,7 @@ fn requests_get_a_prompt_503_while_postgres_is_down_and_succeed_once_it_is_back(
     let pg = PrivatePg::start();
     // Blobs on the node's own disk: only the database goes away.
     let node = cluster::start_node(&StorageConfig::default(), &pg.url_with_password(PASSWORD));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::rt();
     rt.block_on(async {
         let base = node.base.as_str();
         let (m0, l0) = push(base, 0).await.expect("push before the outage");

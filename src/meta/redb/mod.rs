@@ -122,31 +122,6 @@ fn has_prefix(k: &str, prefix: &str) -> bool {
     prefix.is_empty() || k.starts_with(prefix)
 }
 
-/// `collect` for scans that need only the keys: the values are never decoded (a tag's digest
-/// is 71 bytes of UTF-8 to validate per row, which cost a 100-tag page ~15%).
-fn collect_keys<K, V, T>(
-    range: redb::Range<'_, K, V>,
-    n: usize,
-    mut f: impl FnMut(K::SelfType<'_>) -> Option<T>,
-) -> Result<Vec<T>>
-where
-    K: redb::Key + 'static,
-    V: redb::Value + 'static,
-{
-    let mut out = Vec::new();
-    for item in range {
-        if out.len() == n {
-            break;
-        }
-        let (k, _) = item?;
-        match f(k.value()) {
-            Some(x) => out.push(x),
-            None => break,
-        }
-    }
-    Ok(out)
-}
-
 /// Collects up to `n` items of a redb range, mapped by `f` until it returns `None` (the end
 /// of the leading key).
 fn collect<K, V, T>(
@@ -158,13 +133,40 @@ where
     K: redb::Key + 'static,
     V: redb::Value + 'static,
 {
+    collect_rows(range, n, |k, v| f(k.value(), v.value()))
+}
+
+/// `collect` for scans that need only the keys: the values are never decoded (a tag's digest
+/// is 71 bytes of UTF-8 to validate per row, which cost a 100-tag page ~15%).
+fn collect_keys<K, V, T>(
+    range: redb::Range<'_, K, V>,
+    n: usize,
+    mut f: impl FnMut(K::SelfType<'_>) -> Option<T>,
+) -> Result<Vec<T>>
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+{
+    collect_rows(range, n, |k, _| f(k.value()))
+}
+
+/// The loop of `collect` and `collect_keys`: `f` sees each row's undecoded guards.
+fn collect_rows<'a, K, V, T>(
+    range: redb::Range<'a, K, V>,
+    n: usize,
+    mut f: impl FnMut(&redb::AccessGuard<'a, K>, &redb::AccessGuard<'a, V>) -> Option<T>,
+) -> Result<Vec<T>>
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+{
     let mut out = Vec::new();
     for item in range {
         if out.len() == n {
             break;
         }
         let (k, v) = item?;
-        match f(k.value(), v.value()) {
+        match f(&k, &v) {
             Some(x) => out.push(x),
             None => break,
         }
