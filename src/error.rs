@@ -200,12 +200,10 @@ impl From<tokio_postgres::Error> for Error {
             let io = std::io::Error::new(std::io::ErrorKind::StorageFull, text);
             return Error::storage_full("metadata commit", &io);
         }
-        // The connection closed or its socket failed under the statement: the server went
-        // away (stopped, restarted, unreachable). Nothing was committed; 503, as while the
-        // pool cannot connect (`meta/pg/reach.rs`).
-        let io = std::iter::successors(std::error::Error::source(&e), |s| s.source())
-            .any(|s| s.is::<std::io::Error>());
-        if e.is_closed() || io {
+        // The connection closed, its socket failed or its server process ended under the
+        // statement: the server went away (stopped, restarted, unreachable). Nothing was
+        // committed; 503, as while the pool cannot connect (`meta/pg/reach.rs`).
+        if crate::meta::pg::connection_lost(&e) {
             return Error::unavailable(
                 format!("the metadata database connection broke ({text}); retry shortly"),
                 crate::meta::pg::RETRY_AFTER,

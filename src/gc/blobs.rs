@@ -128,9 +128,9 @@ pub(super) fn collect_orphan_files(
     })?;
     let candidates: Vec<Digest> = registry.meta().read(|t| {
         let mut out = Vec::new();
-        for digest in listed {
+        for digest in &listed {
             if blobs::get(t, &digest.to_string())?.is_none() {
-                out.push(digest);
+                out.push(digest.clone());
             }
         }
         Ok(out)

@@ -205,7 +205,7 @@ impl Meta {
     }
 
     /// Runs `f` on a consistent read snapshot.
-    pub fn read<T>(&self, f: impl FnOnce(&ReadTables<'_>) -> Result<T>) -> Result<T> {
+    pub fn read<T>(&self, mut f: impl FnMut(&ReadTables<'_>) -> Result<T>) -> Result<T> {
         match &self.backend {
             Backend::Redb(m) => m.read(f),
             Backend::Pg(m) => m.read(|tx| f(&tx)),

@@ -69,9 +69,9 @@ impl Registry {
         let ids = self.inner.quota.ids();
         let gone: Vec<String> = self.meta().read(|t| {
             let mut gone = Vec::new();
-            for id in ids {
-                if uploads::get(t, &id)?.is_none() {
-                    gone.push(id);
+            for id in &ids {
+                if uploads::get(t, id)?.is_none() {
+                    gone.push(id.clone());
                 }
             }
             Ok(gone)

@@ -84,6 +84,18 @@ impl Client {
         block_on(self.inner.query_one(st, params))
     }
 
+    /// Sends `sql` without waiting for its answer (see `send_only`): for statements whose
+    /// failure would mean only that the connection is gone, such as releasing a lock.
+    pub fn execute_unawaited(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(), Error> {
+        let st = prepared(&mut self.prepared, self.inner.prepare(sql), sql)?;
+        send_only(self.inner.execute(st, params));
+        Ok(())
+    }
+
     pub fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {
         block_on(self.inner.batch_execute(sql))
     }
@@ -91,64 +103,189 @@ impl Client {
     /// A transaction with options.
     pub fn build_transaction(&mut self) -> TransactionBuilder<'_> {
         TransactionBuilder {
-            inner: self.inner.build_transaction(),
-            prepared: &mut self.prepared,
+            client: self,
+            isolation: None,
+            read_only: false,
+            lock: None,
+        }
+    }
+}
+
+/// Sends the request `fut` makes without waiting for its answer: its first poll queues the
+/// request on the connection (tokio-postgres sends a request when its future is first
+/// polled, and discards the answers of one dropped meanwhile). A later request on the same
+/// connection runs after it: PostgreSQL answers one connection's requests in order.
+fn send_only<F: std::future::Future>(fut: F) {
+    let _ = futures_util::FutureExt::now_or_never(fut);
+}
+
+/// `stmt`, with `begin` sent in front of it in the same round trip when the transaction's
+/// BEGIN has not gone out yet (requests polled together are pipelined, in polling order).
+async fn after_begin<T>(
+    client: &tokio_postgres::Client,
+    begin: Option<String>,
+    stmt: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match begin {
+        None => stmt.await,
+        Some(begin) => {
+            let (began, out) = futures_util::future::join(client.batch_execute(&begin), stmt).await;
+            began?;
+            out
         }
     }
 }
 
 pub struct TransactionBuilder<'a> {
-    inner: tokio_postgres::TransactionBuilder<'a>,
-    prepared: &'a mut HashMap<String, Statement>,
+    client: &'a mut Client,
+    isolation: Option<IsolationLevel>,
+    read_only: bool,
+    /// A session advisory lock to take first: its key, and whether shared.
+    lock: Option<(i64, bool)>,
 }
 
 impl<'a> TransactionBuilder<'a> {
     pub fn isolation_level(self, level: IsolationLevel) -> Self {
         TransactionBuilder {
-            inner: self.inner.isolation_level(level),
-            prepared: self.prepared,
+            isolation: Some(level),
+            ..self
         }
     }
 
     pub fn read_only(self, on: bool) -> Self {
         TransactionBuilder {
-            inner: self.inner.read_only(on),
-            prepared: self.prepared,
+            read_only: on,
+            ..self
         }
     }
 
+    /// Takes session advisory lock `key` (`pg_advisory_lock`, shared when `shared`) in the
+    /// same round trip as the BEGIN, before it; the caller releases it.
+    pub fn after_lock(self, key: i64, shared: bool) -> Self {
+        TransactionBuilder {
+            lock: Some((key, shared)),
+            ..self
+        }
+    }
+
+    /// The BEGIN statement.
+    fn begin_sql(&self) -> String {
+        let mut sql = String::from("BEGIN");
+        if let Some(level) = self.isolation {
+            sql.push_str(match level {
+                IsolationLevel::ReadUncommitted => " ISOLATION LEVEL READ UNCOMMITTED",
+                IsolationLevel::ReadCommitted => " ISOLATION LEVEL READ COMMITTED",
+                IsolationLevel::RepeatableRead => " ISOLATION LEVEL REPEATABLE READ",
+                _ => " ISOLATION LEVEL SERIALIZABLE",
+            });
+        }
+        if self.read_only {
+            sql.push_str(" READ ONLY");
+        }
+        sql
+    }
+
+    /// Begins now (one round trip, with the lock if one was asked for).
     pub fn start(self) -> Result<Transaction<'a>, Error> {
-        Ok(Transaction {
-            inner: block_on(self.inner.start())?,
-            prepared: self.prepared,
-        })
+        let begin = self.begin_sql();
+        match self.lock {
+            None => block_on(self.client.inner.batch_execute(&begin))?,
+            Some((key, shared)) => {
+                // Prepared beforehand, so the lock's request goes out at its first poll,
+                // ahead of the BEGIN.
+                let sql = if shared {
+                    "SELECT pg_advisory_lock_shared($1)"
+                } else {
+                    "SELECT pg_advisory_lock($1)"
+                };
+                let c = &mut *self.client;
+                let st = prepared(&mut c.prepared, c.inner.prepare(sql), sql)?.clone();
+                let params: [&(dyn ToSql + Sync); 1] = [&key];
+                let lock = c.inner.execute(&st, &params);
+                block_on(after_begin_lock(&c.inner, lock, &begin))?
+            }
+        }
+        Ok(Transaction::new(self.client, None))
+    }
+
+    /// Begins with the first statement: the BEGIN goes out in front of it, in the same round
+    /// trip. Only for reads: should the BEGIN fail, that statement has run on its own.
+    pub fn start_with_first_statement(self) -> Transaction<'a> {
+        let begin = self.begin_sql();
+        Transaction::new(self.client, Some(begin))
     }
 }
 
-/// An open transaction; rolled back when dropped without `commit`.
-pub struct Transaction<'a> {
-    inner: tokio_postgres::Transaction<'a>,
-    prepared: &'a mut HashMap<String, Statement>,
+/// Takes a lock (`lock`, polled first) and begins, in one round trip.
+async fn after_begin_lock(
+    c: &tokio_postgres::Client,
+    lock: impl std::future::Future<Output = Result<u64, Error>>,
+    begin: &str,
+) -> Result<(), Error> {
+    let (locked, began) = futures_util::future::join(lock, c.batch_execute(begin)).await;
+    locked?;
+    began
 }
 
-impl Transaction<'_> {
+/// An open transaction; rolled back when dropped without `commit` (the ROLLBACK is sent
+/// without waiting: the connection's next request runs after it).
+pub struct Transaction<'a> {
+    inner: &'a tokio_postgres::Client,
+    prepared: &'a mut HashMap<String, Statement>,
+    /// The BEGIN, while it waits to go out with the first statement.
+    begin: Option<String>,
+    /// BEGIN sent and neither COMMIT nor ROLLBACK yet.
+    open: bool,
+}
+
+impl<'a> Transaction<'a> {
+    fn new(client: &'a mut Client, begin: Option<String>) -> Transaction<'a> {
+        Transaction {
+            open: begin.is_none(),
+            inner: &client.inner,
+            prepared: &mut client.prepared,
+            begin,
+        }
+    }
+
     fn statement(&mut self, sql: &str) -> Result<Statement, Error> {
         prepared(self.prepared, self.inner.prepare(sql), sql).cloned()
     }
 
+    /// The BEGIN to send in front of the next statement, if it has not gone out yet.
+    fn begin(&mut self) -> Option<String> {
+        self.open = true;
+        self.begin.take()
+    }
+
     pub fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error> {
         let st = self.statement(sql)?;
-        block_on(self.inner.execute(&st, params))
+        let begin = self.begin();
+        block_on(after_begin(
+            self.inner,
+            begin,
+            self.inner.execute(&st, params),
+        ))
     }
 
     pub fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
         let st = self.statement(sql)?;
-        block_on(self.inner.query(&st, params))
+        let begin = self.begin();
+        block_on(after_begin(
+            self.inner,
+            begin,
+            self.inner.query(&st, params),
+        ))
     }
 
     pub fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error> {
         let st = self.statement(sql)?;
-        block_on(self.inner.query_one(&st, params))
+        let begin = self.begin();
+        block_on(after_begin(
+            self.inner,
+            begin,
+            self.inner.query_one(&st, params),
+        ))
     }
 
     pub fn query_opt(
@@ -157,15 +294,49 @@ impl Transaction<'_> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, Error> {
         let st = self.statement(sql)?;
-        block_on(self.inner.query_opt(&st, params))
+        let begin = self.begin();
+        block_on(after_begin(
+            self.inner,
+            begin,
+            self.inner.query_opt(&st, params),
+        ))
     }
 
     pub fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {
-        block_on(self.inner.batch_execute(sql))
+        let begin = self.begin();
+        block_on(after_begin(
+            self.inner,
+            begin,
+            self.inner.batch_execute(sql),
+        ))
     }
 
-    pub fn commit(self) -> Result<(), Error> {
-        block_on(self.inner.commit())
+    /// Commits and waits for PostgreSQL's answer (a transaction that never ran a statement
+    /// was never begun: nothing to send).
+    pub fn commit(mut self) -> Result<(), Error> {
+        if !self.open || self.begin.is_some() {
+            self.open = false;
+            return Ok(());
+        }
+        self.open = false;
+        block_on(self.inner.batch_execute("COMMIT"))
+    }
+
+    /// Ends a read-only transaction without waiting for the answer: it has nothing to make
+    /// durable, and the connection's next request runs after the COMMIT.
+    pub fn finish_read(mut self) {
+        if self.open && self.begin.is_none() {
+            send_only(self.inner.batch_execute("COMMIT"));
+        }
+        self.open = false;
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if self.open && self.begin.is_none() {
+            send_only(self.inner.batch_execute("ROLLBACK"));
+        }
     }
 }
 

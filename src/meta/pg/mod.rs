@@ -36,7 +36,7 @@ pub use pool::{Target, describe};
 pub use reach::RETRY_AFTER;
 pub use retry::WRITE_ATTEMPTS;
 use tx::Failure;
-pub use tx::{Params, Tx};
+pub use tx::{Params, Tx, connection_lost};
 
 /// Why the metadata database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -105,28 +105,40 @@ impl PgMeta {
     /// rolls back and is returned. `f` must not start another write (nor wait for a thread
     /// that does): a retry holds the writers' lock, as redb's write transaction is held.
     pub fn write<T>(&self, f: impl FnMut(&Tx) -> Result<T>) -> Result<T> {
-        let mut conn = pool::checkout(&self.pool)?;
-        retry::write(&mut conn, &self.target, f)
+        retry::write(&self.pool, &self.target, f)
     }
 
     /// Runs `f` in one REPEATABLE READ, READ ONLY transaction: every statement sees the same
-    /// snapshot, taken at its first statement.
-    pub fn read<T>(&self, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
-        let mut conn = pool::checkout(&self.pool)?;
-        let txn = conn
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()?;
-        let tx = Tx::new(txn);
-        let v = f(&tx)?;
-        if tx.failure() != Failure::None {
-            return Err(Error::internal(
-                "metadata database",
-                "a statement of a read failed and the read went on as if it had not",
-            ));
+    /// snapshot, taken at its first statement. The BEGIN goes out with the first statement
+    /// and the COMMIT is not waited for, so a read of one statement takes one round trip.
+    /// When the connection turns out lost (it died idle in the pool), `f` runs again on
+    /// another, up to once per pooled connection and one more.
+    pub fn read<T>(&self, mut f: impl FnMut(&Tx) -> Result<T>) -> Result<T> {
+        let mut lost = 0;
+        loop {
+            let mut conn = pool::checkout(&self.pool)?;
+            let txn = conn
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start_with_first_statement();
+            let tx = Tx::new(txn);
+            let out = f(&tx);
+            match (out, tx.failure()) {
+                (Ok(v), Failure::None) => {
+                    tx.finish_read();
+                    return Ok(v);
+                }
+                (Err(e), Failure::Lost) if lost > self.pool.max_size() => return Err(e),
+                (_, Failure::Lost) => lost += 1,
+                (Err(e), _) => return Err(e),
+                (Ok(_), _) => {
+                    return Err(Error::internal(
+                        "metadata database",
+                        "a statement of a read failed and the read went on as if it had not",
+                    ));
+                }
+            }
         }
-        tx.commit()?;
-        Ok(v)
     }
 }

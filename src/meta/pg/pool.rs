@@ -91,10 +91,10 @@ impl Target {
             .min_idle(Some(0))
             // Checkouts pass their own timeout (`checkout`); this one paces reconnecting.
             .connection_timeout(RECONNECT_WINDOW)
-            // Each connection is checked before use (one round trip): after PostgreSQL
-            // restarts, idle connections are dead before the client notices, and a request
-            // must get a fresh one rather than a 500 (tests/cluster_faults.rs).
-            .test_on_check_out(true)
+            // No round trip to test a connection at checkout: `checkout` passes over ones
+            // known closed, and a transaction whose connection turns out lost runs again on
+            // another (`PgMeta::read`, `retry::write`; tests/meta_pg_pool.rs).
+            .test_on_check_out(false)
             .build(manager)
             .map_err(|e| PgOpenError::Connect {
                 target: self.name.clone(),
@@ -139,6 +139,8 @@ pub(super) fn checkout(pool: &Pool) -> Result<Conn> {
             .saturating_duration_since(Instant::now())
             .min(CHECKOUT_POLL);
         let err = match pool.pool.get_timeout(slice) {
+            // Closed while idle (PostgreSQL restarted): dropped, as broken, on its return.
+            Ok(conn) if conn.is_closed() => continue,
             Ok(conn) => return Ok(conn),
             Err(e) => e,
         };
@@ -154,6 +156,13 @@ pub(super) fn checkout(pool: &Pool) -> Result<Conn> {
                 ),
             ));
         }
+    }
+}
+
+impl Pool {
+    /// The most connections the pool keeps.
+    pub(super) fn max_size(&self) -> u32 {
+        self.pool.max_size()
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio_postgres::IsolationLevel;
 
 use super::client::Client;
+use super::pool::{self, Pool};
 
 use super::tx::{self, Failure, Tx};
 use crate::error::{Error, Result};
@@ -26,21 +27,35 @@ const MAX_BACKOFF: Duration = Duration::from_millis(100);
 /// The writers' advisory lock ("kurawrit"; per database, so shared by every node on it).
 const WRITE_LOCK: i64 = 0x6b75_7261_7772_6974;
 
-/// Runs `f` as described in the module's documentation; `target` names the database.
+/// Runs `f` as described in the module's documentation, each attempt on a connection from
+/// `pool`; `target` names the database. An attempt whose connection was lost before its
+/// COMMIT went out is made again on another connection (a pooled connection may have died
+/// idle, when PostgreSQL restarted), up to once per pooled connection and one more.
 pub(super) fn write<T>(
-    client: &mut Client,
+    pool: &Pool,
     target: &str,
     mut f: impl FnMut(&Tx) -> Result<T>,
 ) -> Result<T> {
-    for attempt in 1..=WRITE_ATTEMPTS {
-        let held = WriteLock::take(client, attempt == 1)?;
-        let outcome = once(held.client, &mut f)?;
+    let mut attempt = 1;
+    let mut lost = 0;
+    while attempt <= WRITE_ATTEMPTS {
+        let mut conn = pool::checkout(pool)?;
+        let held = WriteLock {
+            client: &mut conn,
+            shared: attempt == 1,
+        };
+        let outcome = once(held.client, held.shared, &mut f)?;
         drop(held);
-        if let Some(v) = outcome {
-            return Ok(v);
-        }
-        if attempt < WRITE_ATTEMPTS {
-            std::thread::sleep(backoff(attempt));
+        match outcome {
+            Attempt::Committed(v) => return Ok(v),
+            Attempt::Lost(e) if lost > pool.max_size() => return Err(e),
+            Attempt::Lost(_) => lost += 1,
+            Attempt::Conflict => {
+                if attempt < WRITE_ATTEMPTS {
+                    std::thread::sleep(backoff(attempt));
+                }
+                attempt += 1;
+            }
         }
     }
     Err(Error::internal(
@@ -51,47 +66,59 @@ pub(super) fn write<T>(
     ))
 }
 
-/// One attempt: its value once committed, `None` after a conflict (rolled back).
-fn once<T>(client: &mut Client, f: &mut impl FnMut(&Tx) -> Result<T>) -> Result<Option<T>> {
-    let txn = client
+/// How one attempt ended, short of an error to return.
+enum Attempt<T> {
+    Committed(T),
+    /// A serialization failure or deadlock: rolled back.
+    Conflict,
+    /// The connection was lost before the COMMIT was sent: nothing was committed.
+    Lost(Error),
+}
+
+/// One attempt, holding the writers' lock (`shared` or not; taken in the BEGIN's round
+/// trip).
+fn once<T>(
+    client: &mut Client,
+    shared: bool,
+    f: &mut impl FnMut(&Tx) -> Result<T>,
+) -> Result<Attempt<T>> {
+    let started = client
         .build_transaction()
+        .after_lock(WRITE_LOCK, shared)
         .isolation_level(IsolationLevel::Serializable)
-        .start()?;
+        .start();
+    let txn = match started {
+        Ok(txn) => txn,
+        Err(e) if tx::connection_lost(&e) => return Ok(Attempt::Lost(e.into())),
+        Err(e) => return Err(e.into()),
+    };
     let tx = Tx::new(txn);
     let out = f(&tx);
     match (out, tx.failure()) {
         // Whatever `f` made of it, a conflict means running it again.
-        (_, Failure::Conflict) => Ok(None),
+        (_, Failure::Conflict) => Ok(Attempt::Conflict),
+        (Err(e), Failure::Lost) => Ok(Attempt::Lost(e)),
         (Err(e), _) => Err(e),
-        (Ok(_), Failure::Other) => Err(Error::internal(
+        (Ok(_), Failure::Other | Failure::Lost) => Err(Error::internal(
             "metadata database",
             "a statement failed and the transaction went on as if it had not; rolled back",
         )),
         (Ok(v), Failure::None) => match tx.commit() {
-            Ok(()) => Ok(Some(v)),
-            Err(e) if tx::is_conflict(&e) => Ok(None),
+            Ok(()) => Ok(Attempt::Committed(v)),
+            Err(e) if tx::is_conflict(&e) => Ok(Attempt::Conflict),
+            // Lost during the COMMIT: whether it committed is unknown, so not run again.
             Err(e) => Err(e.into()),
         },
     }
 }
 
-/// The writers' lock, held by this session until dropped (also when `f` panics: a pooled
-/// connection must not go back to the pool holding it).
+/// The writers' lock of one attempt, released when dropped, also when the attempt failed
+/// before or after taking it or `f` panicked: a pooled connection must not go back to the
+/// pool holding it. The release is sent without waiting for its answer (the connection's
+/// next request runs after it; it fails only with the connection, whose lock is then gone).
 struct WriteLock<'c> {
     client: &'c mut Client,
     shared: bool,
-}
-
-impl<'c> WriteLock<'c> {
-    fn take(client: &'c mut Client, shared: bool) -> Result<WriteLock<'c>> {
-        let sql = if shared {
-            "SELECT pg_advisory_lock_shared($1)"
-        } else {
-            "SELECT pg_advisory_lock($1)"
-        };
-        client.execute(sql, &[&WRITE_LOCK])?;
-        Ok(WriteLock { client, shared })
-    }
 }
 
 impl Drop for WriteLock<'_> {
@@ -101,8 +128,10 @@ impl Drop for WriteLock<'_> {
         } else {
             "SELECT pg_advisory_unlock($1)"
         };
-        // Fails only with the connection, whose session (and lock) is then gone.
-        if let Err(e) = self.client.execute(sql, &[&WRITE_LOCK]) {
+        if self.client.is_closed() {
+            return; // the session, and its lock, are gone
+        }
+        if let Err(e) = self.client.execute_unawaited(sql, &[&WRITE_LOCK]) {
             tracing::warn!(err = %super::describe(&e), "metadata database: releasing the writers' lock");
         }
     }

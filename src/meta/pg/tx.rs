@@ -18,6 +18,9 @@ pub(super) enum Failure {
     /// A serialization failure or deadlock (SQLSTATE 40001, 40P01): the whole transaction
     /// may be run again.
     Conflict,
+    /// The connection was lost (closed, or its server process ended): nothing of the
+    /// transaction was committed, so the whole of it may be run again on another connection.
+    Lost,
     /// Any other error: the transaction is aborted and must not be committed.
     Other,
 }
@@ -68,6 +71,11 @@ impl<'a> Tx<'a> {
         self.failure.get()
     }
 
+    /// Ends a read (see `Transaction::finish_read`).
+    pub(super) fn finish_read(self) {
+        self.txn.into_inner().finish_read()
+    }
+
     /// Commits. The caller checks `failure` first: PostgreSQL answers COMMIT to a
     /// transaction a statement of which failed by rolling it back, without an error.
     pub(super) fn commit(self) -> std::result::Result<(), tokio_postgres::Error> {
@@ -76,6 +84,10 @@ impl<'a> Tx<'a> {
 
     /// Records what `e` means for the transaction and converts it.
     fn failed(&self, e: tokio_postgres::Error) -> Error {
+        if connection_lost(&e) && self.failure.get() == Failure::None {
+            self.failure.set(Failure::Lost);
+            return e.into();
+        }
         if is_conflict(&e) {
             self.failure.set(Failure::Conflict);
             // Expected under contention and retried: not logged as an internal error.
@@ -98,4 +110,17 @@ pub(super) fn is_conflict(e: &tokio_postgres::Error) -> bool {
         e.code(),
         Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
     )
+}
+
+/// Whether `e` means the connection is gone: closed, or its server process ending
+/// (PostgreSQL shutting down or restarting, `pg_terminate_backend`): a transaction on it
+/// was not committed, and a fresh connection may succeed.
+pub fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || matches!(
+            e.code(),
+            Some(c) if *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CRASH_SHUTDOWN
+        )
+        || std::iter::successors(std::error::Error::source(e), |s| s.source())
+            .any(|s| s.is::<std::io::Error>())
 }
