@@ -1,7 +1,7 @@
 //! Metadata latency at scale on both backends: a 100-repository catalog page of 100k
 //! repositories, a 100-tag page of 10k tags, a tag resolution and a manifest push, on redb and
-//! on PostgreSQL (cluster mode), next to PostgreSQL's own round trip (`SELECT 1` and a
-//! primary-key lookup through the pool), so the figures read as multiples of the engine's.
+//! on PostgreSQL (cluster mode), next to PostgreSQL's own round trip (a prepared `SELECT 1`
+//! by tokio-postgres alone), so the figures read as multiples of the engine's.
 //!
 //! PostgreSQL: the server named by `KURA_TEST_PG_URL`, else a private one started here with
 //! `tests/tools/pg-up.sh` (stopped at the end). Each run uses a fresh database.
@@ -95,10 +95,19 @@ fn at_scale(c: &mut Criterion) {
     ];
     let mut g = c.benchmark_group("metadata_at_scale");
     g.sample_size(30);
-    // PostgreSQL's own floor: one round trip, and one primary-key lookup.
-    let mut raw = postgres::Client::connect(&pg_url, postgres::NoTls).unwrap();
+    // PostgreSQL's own floor: one round trip of a prepared `SELECT 1` by tokio-postgres (the
+    // client kura uses), awaited on a runtime of its own that also drives the connection.
+    let floor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (raw, conn) = floor
+        .block_on(tokio_postgres::connect(&pg_url, tokio_postgres::NoTls))
+        .unwrap();
+    floor.spawn(conn);
+    let one = floor.block_on(raw.prepare("SELECT 1")).unwrap();
     g.bench_function("postgres_select_1_round_trip", |b| {
-        b.iter(|| raw.query_one("SELECT 1", &[]).unwrap())
+        b.iter(|| floor.block_on(raw.query_one(&one, &[])).unwrap())
     });
     for ((name, metadata), dir) in backends.iter().zip(&dirs) {
         let reg =
