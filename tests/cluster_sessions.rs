@@ -295,3 +295,52 @@ async fn same_session_on_two_nodes_at_once(db: String) {
     assert!(get_ok(&a.url(&format!("/v2/c/app/blobs/{d}"))).await == won);
     delete_prefix(&storage.prefix);
 }
+
+#[test]
+fn the_collector_on_one_node_keeps_a_session_another_node_is_streaming_into() {
+    with_db(purge_while_another_node_streams);
+}
+
+async fn purge_while_another_node_streams(db: String) {
+    let storage = s3_config("cluster-session-purge");
+    let a = TestServer::start_node(&storage, &db).await;
+    let b = TestServer::start_node(&storage, &db).await;
+    let r = client()
+        .post(a.url("/v2/c/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = path_of(r.headers()["Location"].to_str().unwrap());
+    let chunk = data(2 * MIB, 3);
+    let (go, wait) = tokio::sync::oneshot::channel();
+    let streaming = tokio::spawn(stalled_patch(
+        a.base.clone(),
+        loc.clone(),
+        chunk.clone(),
+        wait,
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // B's collector counts every session idle by age; A is streaming into this one.
+    let opts = kura::gc::GcOptions {
+        upload_max_age: std::time::Duration::ZERO,
+        ..common::opts(0)
+    };
+    let report = common::gc(&b, opts).await;
+    assert_eq!(
+        report.uploads_purged, 0,
+        "B purged a session A is streaming into: {:?}",
+        report.items
+    );
+    let _ = go.send(());
+    assert_eq!(streaming.await.unwrap(), 202);
+    let d = Digest::sha256_of(&chunk);
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = client()
+        .put(format!("{}{loc}{sep}digest={d}", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "PUT on B: {:?}", r.text().await);
+    assert!(get_ok(&b.url(&format!("/v2/c/app/blobs/{d}"))).await == chunk);
+    delete_prefix(&storage.prefix);
+}

@@ -431,3 +431,56 @@ async fn every_way_a_session_closes_frees_its_slot() {
     reg.start_upload(&r, "ip:a").await.unwrap();
     reg.start_upload(&r, "ip:c").await.unwrap();
 }
+
+/// A session a request is streaming into is in use, however long ago its record last moved:
+/// the collector's purge of idle sessions passes over it, and the upload finishes whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_does_not_purge_a_session_a_request_is_streaming_into() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = kura::registry::Registry::open(dir.path()).unwrap();
+    let r = repo("streaming");
+    let id = reg.start_upload(&r, "ip:a").await.unwrap();
+    let data: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let (first, second) = (data[..1000].to_vec(), data[1000..].to_vec());
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let (sent, first_sent) = tokio::sync::oneshot::channel::<()>();
+    let stalled = futures_util::stream::once(async move {
+        let _ = sent.send(());
+        Ok::<_, std::io::Error>(bytes::Bytes::from(first))
+    })
+    .chain(futures_util::stream::once(async move {
+        let _ = wait.await;
+        Ok(bytes::Bytes::from(second))
+    }));
+    let patch = tokio::spawn({
+        let (reg, r, id) = (reg.clone(), r.clone(), id.clone());
+        async move { reg.append(&r, &id, None, Box::pin(stalled)).await }
+    });
+    first_sent.await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // Every session counts as idle by age.
+    let opts = kura::gc::GcOptions {
+        upload_max_age: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    let report = tokio::task::spawn_blocking({
+        let reg = reg.clone();
+        move || kura::gc::collect(&reg, &opts).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        report.uploads_purged, 0,
+        "purged a session in use: {:?}",
+        report.items
+    );
+
+    go.send(()).unwrap();
+    assert_eq!(patch.await.unwrap().unwrap(), data.len() as u64);
+    let d = Digest::sha256_of(&data);
+    reg.finish_upload(&r, &id, &d, None, empty_body())
+        .await
+        .unwrap();
+    assert_eq!(reg.stat_blob(&r, &d).await.unwrap(), data.len() as u64);
+}

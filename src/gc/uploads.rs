@@ -22,7 +22,11 @@ pub(super) fn purge(registry: &Registry, opts: &GcOptions, report: &mut GcReport
             .collect())
     })?;
     for id in stale {
-        if !opts.dry_run {
+        // Under the session's hold: a request streaming into it (on any node) keeps it.
+        let purged = registry.with_idle_session(&id, || {
+            if opts.dry_run {
+                return Ok(true);
+            }
             let removed = registry.meta().write(|t| {
                 let rec = uploads::get(t, &id)?
                     .filter(|r| expired(r.updated, now_secs(), opts.upload_max_age));
@@ -32,10 +36,16 @@ pub(super) fn purge(registry: &Registry, opts: &GcOptions, report: &mut GcReport
                 Ok(rec)
             })?;
             let Some(rec) = removed else {
-                continue;
+                return Ok(false);
             };
-            registry.drop_session(&id);
             registry.store().remove_upload(&id, Some(&rec.state))?;
+            Ok(true)
+        })?;
+        if purged != Some(true) {
+            continue;
+        }
+        if !opts.dry_run {
+            registry.drop_session(&id);
         }
         report.uploads_purged += 1;
         report.items.push(format!("upload {id}"));

@@ -138,6 +138,42 @@ impl Registry {
         }
     }
 
+    /// Runs `f` holding session `id` as a request does (its slot on this node and, on a
+    /// cluster, its turn), if no request is working on it: the collector purges a session
+    /// under this hold, so one that a request is streaming into, however long ago its record
+    /// last moved, is passed over. `None` (and `f` not run) while a request holds it.
+    pub fn with_idle_session<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<Option<T>> {
+        let session = self
+            .inner
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Slot::Unloaded)))
+            .clone();
+        let Ok(_slot) = session.try_lock_owned() else {
+            return Ok(None);
+        };
+        let _turn = match &self.inner.turns {
+            None => None,
+            Some(turns) => {
+                let key = session_key(id);
+                if !turns.try_take(key)? {
+                    return Ok(None);
+                }
+                Some(Turn {
+                    turns: turns.clone(),
+                    key,
+                })
+            }
+        };
+        f().map(Some)
+    }
+
     /// On a cluster, waits for session `id`'s turn (another node's request on it may be
     /// working), trying at growing intervals for up to `TURN_WAIT`; alone, no turn is needed.
     async fn take_turn(&self, id: &str) -> Result<Option<Turn>> {
