@@ -68,6 +68,7 @@ both!(
     deferred_references_are_counted_when_the_blob_row_appears,
     a_failed_transaction_leaves_nothing_behind,
     concurrent_writers_lose_no_reference,
+    a_manifest_lookup_tells_an_unknown_repository_from_an_unknown_reference,
 );
 
 fn rec(size: u64, blobs: &[&str]) -> ManifestRecord {
@@ -410,4 +411,41 @@ fn concurrent_writers_lose_no_reference(m: &Meta) {
         }
     });
     assert_eq!(row(&m, "sha256:hot").unwrap().refs, 100);
+}
+
+/// The pull's one lookup (`manifests::lookup`): an unknown repository, an unknown tag or
+/// revision in a known one (also another repository's revision), and a tag or digest found.
+fn a_manifest_lookup_tells_an_unknown_repository_from_an_unknown_reference(m: &Meta) {
+    use kura::meta::manifests::Found;
+    use kura::names::Reference;
+    let d = format!("sha256:{}", "a".repeat(64));
+    let other = format!("sha256:{}", "b".repeat(64));
+    m.write(|t| {
+        repos::ensure(t, "r")?;
+        repos::ensure(t, "s")?;
+        manifests::insert(t, "r", &d, &rec(7, &[]))?;
+        manifests::insert(t, "s", &other, &rec(8, &[]))?;
+        tags::set(t, "r", "v1", &d)?;
+        // A tag whose revision row is gone (as mid-way through a delete elsewhere).
+        tags::set(t, "r", "dangling", &other)
+    })
+    .unwrap();
+    let find = |repo: &str, reference: &str| {
+        let reference = Reference::parse(reference).unwrap();
+        m.read(|t| manifests::lookup(t, repo, &reference)).unwrap()
+    };
+    let manifest = |f: Found| match f {
+        Found::Manifest(digest, rec) => (digest.to_string(), rec.size),
+        Found::NoRepository => panic!("no repository"),
+        Found::NoManifest => panic!("no manifest"),
+    };
+    assert!(matches!(find("nope", "v1"), Found::NoRepository));
+    assert!(matches!(find("nope", &d), Found::NoRepository));
+    assert!(matches!(find("r", "v2"), Found::NoManifest));
+    assert!(matches!(find("r", &other), Found::NoManifest));
+    assert!(matches!(find("r", "dangling"), Found::NoManifest));
+    assert!(matches!(find("s", "v1"), Found::NoManifest));
+    assert_eq!(manifest(find("r", "v1")), (d.clone(), 7));
+    assert_eq!(manifest(find("r", &d)), (d.clone(), 7));
+    assert_eq!(manifest(find("s", &other)), (other.clone(), 8));
 }

@@ -2,13 +2,45 @@
 
 use super::rows::ReadTx;
 use super::{ManifestRecord, WriteTables, usage};
+use crate::digest::Digest;
 use crate::error::Result;
+use crate::names::Reference;
 
 /// The revision `digest` of `repo`.
 pub fn get(t: &(impl ReadTx + ?Sized), repo: &str, digest: &str) -> Result<Option<ManifestRecord>> {
     match t.manifest(repo, digest)? {
         Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
         None => Ok(None),
+    }
+}
+
+/// What a request for a manifest finds in one repository (`lookup`). Returned once per
+/// request and matched at once, so the large variant is not boxed.
+#[allow(clippy::large_enum_variant)]
+pub enum Found {
+    /// The repository does not exist.
+    NoRepository,
+    /// The repository exists; the tag, or the revision, does not.
+    NoManifest,
+    /// The revision the reference names, and its record.
+    Manifest(Digest, ManifestRecord),
+}
+
+/// What a request for `reference` of `repo` finds, in one lookup (a pull's hot path).
+pub fn lookup(t: &(impl ReadTx + ?Sized), repo: &str, reference: &Reference) -> Result<Found> {
+    let l = match reference {
+        Reference::Tag(tag) => t.manifest_lookup(repo, Some(tag), None)?,
+        Reference::Digest(d) => t.manifest_lookup(repo, None, Some(&d.to_string()))?,
+    };
+    if !l.repo {
+        return Ok(Found::NoRepository);
+    }
+    match (l.digest, l.record) {
+        (Some(d), Some(record)) => Ok(Found::Manifest(
+            d.parse()?,
+            serde_json::from_slice(&record)?,
+        )),
+        _ => Ok(Found::NoManifest),
     }
 }
 

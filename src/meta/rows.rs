@@ -64,9 +64,28 @@ pub trait BlobsWrite {
     fn remove_link(&mut self, repo: &str, digest: &str) -> Result<bool>;
 }
 
+/// What a manifest request finds in one repository (`ManifestsRead::manifest_lookup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestLookup {
+    /// Whether the repository exists.
+    pub repo: bool,
+    /// The digest the reference names: the one given, or the tag's (none for an unknown tag).
+    pub digest: Option<String>,
+    /// That revision's JSON record, if the repository has it.
+    pub record: Option<Vec<u8>>,
+}
+
 pub trait ManifestsRead {
     /// The JSON record of revision `digest` of `repo`.
     fn manifest(&self, repo: &str, digest: &str) -> Result<Option<Vec<u8>>>;
+    /// What a request for `tag` (or, without a tag, `digest`) of `repo` finds, all in one
+    /// lookup: the hot path of every pull (on PostgreSQL one statement, one round trip).
+    fn manifest_lookup(
+        &self,
+        repo: &str,
+        tag: Option<&str>,
+        digest: Option<&str>,
+    ) -> Result<ManifestLookup>;
     /// Up to `n` revisions (repository, digest, record) after `after`, in order, of
     /// repositories starting with `prefix`.
     fn manifests_page(

@@ -173,20 +173,14 @@ impl Registry {
         reference: &Reference,
         with_body: bool,
     ) -> Result<ManifestContent> {
-        let (digest, rec) = self.meta().read(|t| {
-            if !repos::exists(t, repo.as_str())? {
-                return Err(name_unknown(repo.as_str()));
-            }
-            let digest = match reference {
-                Reference::Tag(tag) => tags::get(t, repo.as_str(), tag)?
-                    .ok_or_else(|| manifest_unknown(reference))?
-                    .parse::<Digest>()?,
-                Reference::Digest(d) => d.clone(),
-            };
-            let rec = manifests::get(t, repo.as_str(), &digest.to_string())?
-                .ok_or_else(|| manifest_unknown(reference))?;
-            Ok((digest, rec))
-        })?;
+        let found = self
+            .meta()
+            .read(|t| manifests::lookup(t, repo.as_str(), reference))?;
+        let (digest, rec) = match found {
+            manifests::Found::Manifest(digest, rec) => (digest, rec),
+            manifests::Found::NoRepository => return Err(name_unknown(repo.as_str())),
+            manifests::Found::NoManifest => return Err(manifest_unknown(reference)),
+        };
         if let Reference::Tag(tag) = reference {
             self.inner.tag_pulls.note(repo.as_str(), tag);
         }

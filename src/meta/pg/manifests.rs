@@ -3,7 +3,7 @@
 use super::Tx;
 use super::rows_util::{limit, upper};
 use crate::error::Result;
-use crate::meta::rows::{ManifestsRead, ManifestsWrite};
+use crate::meta::rows::{ManifestLookup, ManifestsRead, ManifestsWrite};
 
 impl ManifestsRead for &Tx<'_> {
     fn manifest(&self, repo: &str, digest: &str) -> Result<Option<Vec<u8>>> {
@@ -12,6 +12,24 @@ impl ManifestsRead for &Tx<'_> {
             &[&repo, &digest],
         )?;
         Ok(r.map(|r| r.get(0)))
+    }
+
+    fn manifest_lookup(
+        &self,
+        repo: &str,
+        tag: Option<&str>,
+        digest: Option<&str>,
+    ) -> Result<ManifestLookup> {
+        // One statement: the repository, the digest (given, else the tag's), its record.
+        let r = self.query_one(
+            "SELECT EXISTS (SELECT 1 FROM repositories WHERE name = $1), d.digest,              (SELECT record FROM manifests WHERE repo = $1 AND digest = d.digest)              FROM (SELECT CASE WHEN $2::text IS NULL THEN $3::text              ELSE (SELECT digest FROM tags WHERE repo = $1 AND tag = $2::text) END AS digest) d",
+            &[&repo, &tag, &digest],
+        )?;
+        Ok(ManifestLookup {
+            repo: r.get(0),
+            digest: r.get(1),
+            record: r.get(2),
+        })
     }
 
     fn manifests_page(

@@ -6,11 +6,33 @@ use redb::ReadableTable;
 
 use super::{RedbWrite, collect, for_both, has_prefix};
 use crate::error::Result;
-use crate::meta::rows::{ManifestsRead, ManifestsWrite};
+use crate::meta::rows::{ManifestLookup, ManifestsRead, ManifestsWrite};
 
 for_both!(ManifestsRead {
     fn manifest(&self, repo: &str, digest: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.manifests.get((repo, digest))?.map(|v| v.value().to_vec()))
+    }
+
+    fn manifest_lookup(
+        &self,
+        repo: &str,
+        tag: Option<&str>,
+        digest: Option<&str>,
+    ) -> Result<ManifestLookup> {
+        let known = self.repos.get(repo)?.is_some();
+        let digest = match (tag, digest) {
+            (Some(tag), _) => self.tags.get((repo, tag))?.map(|v| v.value().to_string()),
+            (None, d) => d.map(str::to_string),
+        };
+        let record = match &digest {
+            Some(d) => self.manifest(repo, d)?,
+            None => None,
+        };
+        Ok(ManifestLookup {
+            repo: known,
+            digest,
+            record,
+        })
     }
 
     fn manifests_page(
