@@ -41,6 +41,34 @@ async fn patch(base: &str, loc: &str, start: usize, chunk: &[u8]) -> String {
     next.expect("Location")
 }
 
+/// Opens an upload of `c/app` on `node`; returns its location.
+async fn open_upload(node: &TestServer) -> String {
+    let r = client()
+        .post(node.url("/v2/c/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "POST on {}", node.base);
+    path_of(r.headers()["Location"].to_str().unwrap())
+}
+
+/// Closes the upload at `loc` on `node` with `digest` and no further bytes (201).
+async fn close_upload(node: &TestServer, loc: &str, digest: &Digest) {
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = client()
+        .put(format!("{}{loc}{sep}digest={digest}", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        201,
+        "PUT on {}: {:?}",
+        node.base,
+        r.text().await
+    );
+}
+
 /// The offset node `base` reports for the upload at `loc` (`GET`, `Range: 0-<last>`).
 async fn status(base: &str, loc: &str) -> u64 {
     let r = client().get(format!("{base}{loc}")).send().await.unwrap();
@@ -118,12 +146,7 @@ async fn cancel_on_other_node(url: String) {
     let storage = s3_config("cluster-cancel");
     let a = TestServer::start_node(&storage, &db).await;
     let b = TestServer::start_node(&storage, &db).await;
-    let r = client()
-        .post(a.url("/v2/c/app/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    let loc = path_of(r.headers()["Location"].to_str().unwrap());
+    let loc = open_upload(&a).await;
     let loc = patch(&a.base, &loc, 0, b"first").await;
     let loc = patch(&b.base, &loc, 5, b"second").await;
     let r = client().delete(b.url(&loc)).send().await.unwrap();
@@ -232,12 +255,7 @@ async fn same_session_on_two_nodes_at_once(db: String) {
     let storage = s3_config("cluster-session-turns");
     let a = TestServer::start_node(&storage, &db).await;
     let b = TestServer::start_node(&storage, &db).await;
-    let r = client()
-        .post(a.url("/v2/c/app/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    let loc = path_of(r.headers()["Location"].to_str().unwrap());
+    let loc = open_upload(&a).await;
     // Two different first chunks of one session, one through each node, overlapping: A's
     // body stalls half-way until B answered (or 3 s passed, when B waits its turn).
     let (on_a, on_b) = (data(2 * MIB, 1), data(2 * MIB, 2));
@@ -285,13 +303,7 @@ async fn same_session_on_two_nodes_at_once(db: String) {
         assert_eq!(status(&node.base, &loc).await, won.len() as u64);
     }
     let d = Digest::sha256_of(&won);
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = client()
-        .put(format!("{}{loc}{sep}digest={d}", b.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "PUT on B: {:?}", r.text().await);
+    close_upload(&b, &loc, &d).await;
     assert!(get_ok(&a.url(&format!("/v2/c/app/blobs/{d}"))).await == won);
     delete_prefix(&storage.prefix);
 }
@@ -305,12 +317,7 @@ async fn purge_while_another_node_streams(db: String) {
     let storage = s3_config("cluster-session-purge");
     let a = TestServer::start_node(&storage, &db).await;
     let b = TestServer::start_node(&storage, &db).await;
-    let r = client()
-        .post(a.url("/v2/c/app/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    let loc = path_of(r.headers()["Location"].to_str().unwrap());
+    let loc = open_upload(&a).await;
     let chunk = data(2 * MIB, 3);
     let (go, wait) = tokio::sync::oneshot::channel();
     let streaming = tokio::spawn(stalled_patch(
@@ -334,13 +341,7 @@ async fn purge_while_another_node_streams(db: String) {
     let _ = go.send(());
     assert_eq!(streaming.await.unwrap(), 202);
     let d = Digest::sha256_of(&chunk);
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = client()
-        .put(format!("{}{loc}{sep}digest={d}", b.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "PUT on B: {:?}", r.text().await);
+    close_upload(&b, &loc, &d).await;
     assert!(get_ok(&b.url(&format!("/v2/c/app/blobs/{d}"))).await == chunk);
     delete_prefix(&storage.prefix);
 }

@@ -95,14 +95,7 @@ impl Registry {
         let Some(rec) = rec.filter(|r| r.repo == repo.as_str()) else {
             return Err(upload_unknown(id));
         };
-        let session = self
-            .inner
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .entry(id.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Slot::Unloaded)))
-            .clone();
+        let session = self.session_slot(id);
         let mut guard = session.lock_owned().await;
         let turn = self.take_turn(id).await?;
         let rec = if self.meta().is_shared() {
@@ -147,14 +140,7 @@ impl Registry {
         id: &str,
         f: impl FnOnce() -> Result<T>,
     ) -> Result<Option<T>> {
-        let session = self
-            .inner
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .entry(id.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Slot::Unloaded)))
-            .clone();
+        let session = self.session_slot(id);
         let Ok(_slot) = session.try_lock_owned() else {
             return Ok(None);
         };
@@ -172,6 +158,17 @@ impl Registry {
             }
         };
         f().map(Some)
+    }
+
+    /// Session `id`'s slot on this node, made (unloaded) on first use.
+    fn session_slot(&self, id: &str) -> super::Session {
+        self.inner
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Slot::Unloaded)))
+            .clone()
     }
 
     /// On a cluster, waits for session `id`'s turn (another node's request on it may be
