@@ -10,7 +10,7 @@ use common::layout::{assert_same_blobs, blobs, tagged};
 use common::pg::TestDb;
 use common::rt;
 use common::s3::{data, delete_prefix, s3_config};
-use common::s3_ops::{MIB, Pushed, assert_serves, get_ok, path_of, push_image_at};
+use common::s3_ops::{MIB, Pushed, assert_serves, close_upload, get_ok, path_of, push_image_at};
 use kura::digest::Digest;
 use serde_json::{Value, json};
 
@@ -46,20 +46,7 @@ async fn chunked_across(nodes: &[Node], repo: &str, blob: &[u8], chunk: usize) -
         loc = path_of(r.headers()["Location"].to_str().unwrap());
     }
     let d = Digest::sha256_of(blob);
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let node = &nodes[turn % nodes.len()];
-    let r = client()
-        .put(format!("{}{loc}{sep}digest={d}", node.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        201,
-        "PUT on {}: {:?}",
-        node.base,
-        r.text().await
-    );
+    close_upload(&nodes[turn % nodes.len()].base, &loc, &d).await;
     d
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::pg::TestDb;
 use common::s3::{data, delete_prefix, s3_config};
-use common::s3_ops::{MIB, get_ok, path_of};
+use common::s3_ops::{MIB, close_upload, get_ok, path_of};
 use common::{TestServer, client};
 use futures_util::{FutureExt as _, StreamExt as _};
 use kura::digest::Digest;
@@ -50,23 +50,6 @@ async fn open_upload(node: &TestServer) -> String {
         .unwrap();
     assert_eq!(r.status(), 202, "POST on {}", node.base);
     path_of(r.headers()["Location"].to_str().unwrap())
-}
-
-/// Closes the upload at `loc` on `node` with `digest` and no further bytes (201).
-async fn close_upload(node: &TestServer, loc: &str, digest: &Digest) {
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = client()
-        .put(format!("{}{loc}{sep}digest={digest}", node.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        201,
-        "PUT on {}: {:?}",
-        node.base,
-        r.text().await
-    );
 }
 
 /// The offset node `base` reports for the upload at `loc` (`GET`, `Range: 0-<last>`).
@@ -303,7 +286,7 @@ async fn same_session_on_two_nodes_at_once(db: String) {
         assert_eq!(status(&node.base, &loc).await, won.len() as u64);
     }
     let d = Digest::sha256_of(&won);
-    close_upload(&b, &loc, &d).await;
+    close_upload(&b.base, &loc, &d).await;
     assert!(get_ok(&a.url(&format!("/v2/c/app/blobs/{d}"))).await == won);
     delete_prefix(&storage.prefix);
 }
@@ -341,7 +324,7 @@ async fn purge_while_another_node_streams(db: String) {
     let _ = go.send(());
     assert_eq!(streaming.await.unwrap(), 202);
     let d = Digest::sha256_of(&chunk);
-    close_upload(&b, &loc, &d).await;
+    close_upload(&b.base, &loc, &d).await;
     assert!(get_ok(&b.url(&format!("/v2/c/app/blobs/{d}"))).await == chunk);
     delete_prefix(&storage.prefix);
 }

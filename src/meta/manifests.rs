@@ -35,13 +35,15 @@ pub fn lookup(t: &(impl ReadTx + ?Sized), repo: &str, reference: &Reference) -> 
     if !l.repo {
         return Ok(Found::NoRepository);
     }
-    match (l.digest, l.record) {
-        (Some(d), Some(record)) => Ok(Found::Manifest(
-            d.parse()?,
-            serde_json::from_slice(&record)?,
-        )),
-        _ => Ok(Found::NoManifest),
-    }
+    let (Some(d), Some(record)) = (l.digest, l.record) else {
+        return Ok(Found::NoManifest);
+    };
+    // A digest reference is already parsed; only a tag's digest is read from the row.
+    let digest = match reference {
+        Reference::Digest(given) => given.clone(),
+        Reference::Tag(_) => d.parse()?,
+    };
+    Ok(Found::Manifest(digest, serde_json::from_slice(&record)?))
 }
 
 /// True when `repo` has revision `digest`.

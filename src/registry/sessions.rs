@@ -50,6 +50,16 @@ pub(super) struct Turn {
     key: i64,
 }
 
+impl Turn {
+    /// The turn of the session keyed `key`, if no request (on any node) holds it now.
+    fn try_take(turns: &Arc<SessionTurns>, key: i64) -> Result<Option<Turn>> {
+        Ok(turns.try_take(key)?.then(|| Turn {
+            turns: turns.clone(),
+            key,
+        }))
+    }
+}
+
 impl Drop for Turn {
     fn drop(&mut self) {
         self.turns.give_back(self.key);
@@ -146,16 +156,10 @@ impl Registry {
         };
         let _turn = match &self.inner.turns {
             None => None,
-            Some(turns) => {
-                let key = session_key(id);
-                if !turns.try_take(key)? {
-                    return Ok(None);
-                }
-                Some(Turn {
-                    turns: turns.clone(),
-                    key,
-                })
-            }
+            Some(turns) => match Turn::try_take(turns, session_key(id))? {
+                Some(turn) => Some(turn),
+                None => return Ok(None),
+            },
         };
         f().map(Some)
     }
@@ -181,11 +185,8 @@ impl Registry {
         let deadline = Instant::now() + TURN_WAIT;
         let mut pause = Duration::from_millis(5);
         loop {
-            if turns.try_take(key)? {
-                return Ok(Some(Turn {
-                    turns: turns.clone(),
-                    key,
-                }));
+            if let Some(turn) = Turn::try_take(turns, key)? {
+                return Ok(Some(turn));
             }
             if Instant::now() + pause > deadline {
                 return Err(Error::new(

@@ -94,6 +94,18 @@ pub fn path_of(location: &str) -> String {
     }
 }
 
+/// Closes the upload at `loc` on the registry at `base` with `digest` and no further bytes,
+/// asserting the 201.
+pub async fn close_upload(base: &str, loc: &str, digest: &Digest) {
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = client()
+        .put(format!("{base}{loc}{sep}digest={digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "PUT on {base}: {:?}", r.text().await);
+}
+
 /// The body of a `GET` that must answer 200.
 pub async fn get_ok(url: &str) -> Vec<u8> {
     let r = client().get(url).send().await.unwrap();

@@ -106,7 +106,7 @@ impl Client {
             client: self,
             isolation: None,
             read_only: false,
-            lock: None,
+            first: None,
         }
     }
 }
@@ -119,8 +119,18 @@ fn send_only<F: std::future::Future>(fut: F) {
     let _ = futures_util::FutureExt::now_or_never(fut);
 }
 
-/// `stmt`, with `begin` sent in front of it in the same round trip when the transaction's
-/// BEGIN has not gone out yet (requests polled together are pipelined, in polling order).
+/// `second`'s outcome, with `first` sent ahead of it in the same round trip (tokio-postgres
+/// sends requests polled together in polling order); `first`'s error comes first.
+async fn pipelined<A, B>(
+    first: impl std::future::Future<Output = Result<A, Error>>,
+    second: impl std::future::Future<Output = Result<B, Error>>,
+) -> Result<B, Error> {
+    let (a, b) = futures_util::future::join(first, second).await;
+    a?;
+    b
+}
+
+/// `stmt`, with `begin` sent in front of it when the transaction's BEGIN has not gone out.
 async fn after_begin<T>(
     client: &tokio_postgres::Client,
     begin: Option<String>,
@@ -128,11 +138,7 @@ async fn after_begin<T>(
 ) -> Result<T, Error> {
     match begin {
         None => stmt.await,
-        Some(begin) => {
-            let (began, out) = futures_util::future::join(client.batch_execute(&begin), stmt).await;
-            began?;
-            out
-        }
+        Some(begin) => pipelined(client.batch_execute(&begin), stmt).await,
     }
 }
 
@@ -140,8 +146,8 @@ pub struct TransactionBuilder<'a> {
     client: &'a mut Client,
     isolation: Option<IsolationLevel>,
     read_only: bool,
-    /// A session advisory lock to take first: its key, and whether shared.
-    lock: Option<(i64, bool)>,
+    /// A statement to run just before the BEGIN, with its one key parameter.
+    first: Option<(&'static str, i64)>,
 }
 
 impl<'a> TransactionBuilder<'a> {
@@ -159,11 +165,11 @@ impl<'a> TransactionBuilder<'a> {
         }
     }
 
-    /// Takes session advisory lock `key` (`pg_advisory_lock`, shared when `shared`) in the
-    /// same round trip as the BEGIN, before it; the caller releases it.
-    pub fn after_lock(self, key: i64, shared: bool) -> Self {
+    /// Runs `sql` with parameter `key` (taking a lock, say) just before the BEGIN, in the
+    /// same round trip.
+    pub fn after(self, sql: &'static str, key: i64) -> Self {
         TransactionBuilder {
-            lock: Some((key, shared)),
+            first: Some((sql, key)),
             ..self
         }
     }
@@ -185,24 +191,19 @@ impl<'a> TransactionBuilder<'a> {
         sql
     }
 
-    /// Begins now (one round trip, with the lock if one was asked for).
+    /// Begins now (one round trip, with the statement of `after` if one was given).
     pub fn start(self) -> Result<Transaction<'a>, Error> {
         let begin = self.begin_sql();
-        match self.lock {
-            None => block_on(self.client.inner.batch_execute(&begin))?,
-            Some((key, shared)) => {
-                // Prepared beforehand, so the lock's request goes out at its first poll,
-                // ahead of the BEGIN.
-                let sql = if shared {
-                    "SELECT pg_advisory_lock_shared($1)"
-                } else {
-                    "SELECT pg_advisory_lock($1)"
-                };
-                let c = &mut *self.client;
+        let c = &mut *self.client;
+        match self.first {
+            None => block_on(c.inner.batch_execute(&begin))?,
+            Some((sql, key)) => {
+                // Prepared beforehand, so its request goes out at its first poll, ahead of
+                // the BEGIN.
                 let st = prepared(&mut c.prepared, c.inner.prepare(sql), sql)?.clone();
                 let params: [&(dyn ToSql + Sync); 1] = [&key];
-                let lock = c.inner.execute(&st, &params);
-                block_on(after_begin_lock(&c.inner, lock, &begin))?
+                let first = c.inner.execute(&st, &params);
+                block_on(pipelined(first, c.inner.batch_execute(&begin)))?
             }
         }
         Ok(Transaction::new(self.client, None))
@@ -216,17 +217,6 @@ impl<'a> TransactionBuilder<'a> {
     }
 }
 
-/// Takes a lock (`lock`, polled first) and begins, in one round trip.
-async fn after_begin_lock(
-    c: &tokio_postgres::Client,
-    lock: impl std::future::Future<Output = Result<u64, Error>>,
-    begin: &str,
-) -> Result<(), Error> {
-    let (locked, began) = futures_util::future::join(lock, c.batch_execute(begin)).await;
-    locked?;
-    began
-}
-
 /// An open transaction; rolled back when dropped without `commit` (the ROLLBACK is sent
 /// without waiting: the connection's next request runs after it).
 pub struct Transaction<'a> {
@@ -234,7 +224,7 @@ pub struct Transaction<'a> {
     prepared: &'a mut HashMap<String, Statement>,
     /// The BEGIN, while it waits to go out with the first statement.
     begin: Option<String>,
-    /// BEGIN sent and neither COMMIT nor ROLLBACK yet.
+    /// BEGIN sent and neither COMMIT nor ROLLBACK yet (never while `begin` waits).
     open: bool,
 }
 
@@ -314,27 +304,24 @@ impl<'a> Transaction<'a> {
     /// Commits and waits for PostgreSQL's answer (a transaction that never ran a statement
     /// was never begun: nothing to send).
     pub fn commit(mut self) -> Result<(), Error> {
-        if !self.open || self.begin.is_some() {
-            self.open = false;
+        if !std::mem::replace(&mut self.open, false) {
             return Ok(());
         }
-        self.open = false;
         block_on(self.inner.batch_execute("COMMIT"))
     }
 
     /// Ends a read-only transaction without waiting for the answer: it has nothing to make
     /// durable, and the connection's next request runs after the COMMIT.
     pub fn finish_read(mut self) {
-        if self.open && self.begin.is_none() {
+        if std::mem::replace(&mut self.open, false) {
             send_only(self.inner.batch_execute("COMMIT"));
         }
-        self.open = false;
     }
 }
 
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
-        if self.open && self.begin.is_none() {
+        if self.open {
             send_only(self.inner.batch_execute("ROLLBACK"));
         }
     }

@@ -82,9 +82,14 @@ fn once<T>(
     shared: bool,
     f: &mut impl FnMut(&Tx) -> Result<T>,
 ) -> Result<Attempt<T>> {
+    let lock = if shared {
+        "SELECT pg_advisory_lock_shared($1)"
+    } else {
+        "SELECT pg_advisory_lock($1)"
+    };
     let started = client
         .build_transaction()
-        .after_lock(WRITE_LOCK, shared)
+        .after(lock, WRITE_LOCK)
         .isolation_level(IsolationLevel::Serializable)
         .start();
     let txn = match started {
